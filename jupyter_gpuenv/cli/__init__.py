@@ -1,0 +1,1 @@
+"""The ``jupyter gpuenv`` command: the same catalog, GPU and doctor modules as the server."""

@@ -1,0 +1,206 @@
+"""Every admin-facing setting of jupyter-gpuenv, in one traitlets configurable.
+
+Admins write ``c.GpuEnv.<trait>`` in ``jupyter_server_config.py`` (or the JSON
+equivalent); the server extension, the kernel provisioners and the ``jupyter gpuenv``
+command all read the same object, so configuration happens once.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from traitlets import Bool, Dict, Float, Integer, List, Unicode, Union, default, validate
+from traitlets.config import LoggingConfigurable
+
+GPU_KEYWORDS = ("all", "none")
+
+DOCKER_ENTRY_KEYS = {
+    "image",
+    "display_name",
+    "gpus",
+    "mounts",
+    "environment",
+    "mem_limit",
+    "cpus",
+    "shm_size",
+    "conda_env",
+}
+
+
+class GpuEnv(LoggingConfigurable):
+    """Which environments exist, which GPUs kernels get, and what users may do."""
+
+    docker_images = Dict(
+        default_value={},
+        help="""Docker environments: name -> image reference, or name -> dict with keys
+        image, display_name, gpus, mounts, environment, mem_limit, cpus, shm_size, conda_env.
+        Example: {"torch": "pytorch/pytorch:2.9.0-cuda12.1-cudnn9-runtime",
+                  "vision": {"image": "lab/vision:1", "gpus": [0], "shm_size": "8g"}}""",
+    ).tag(config=True)
+
+    docker_label_discovery = Bool(
+        True,
+        help="""Also list local images carrying the label org.jupyter.gpuenv.enable=true.
+        Ignored when restrict_to_configured_images is True.""",
+    ).tag(config=True)
+
+    conda_envs_dirs = List(
+        Unicode(),
+        help="""Folders whose subfolders are conda environments. The default follows conda:
+        envs_dirs from .condarc, $CONDA_ENVS_PATH, <root prefix>/envs from $CONDA_EXE or
+        $CONDA_PREFIX, and ~/.conda/envs. Prefixes listed in ~/.conda/environments.txt are
+        always included.""",
+    ).tag(config=True)
+
+    venv_dirs = List(
+        Unicode(),
+        help="""Folders whose subfolders are Python virtual environments (venv, virtualenv,
+        uv): a prefix with pyvenv.cfg and bin/python. Default: ~/.virtualenvs and
+        ~/.venvs when they exist.""",
+    ).tag(config=True)
+
+    gpus = Union(
+        [Unicode(), List()],
+        default_value="all",
+        help="""GPUs given to kernels: "all", "none", or a list of GPU indexes or UUIDs
+        (MIG UUIDs included). A per-environment "gpus" entry overrides it. On JupyterHub the
+        per-user grant (see user_gpus_env) narrows it further.""",
+    ).tag(config=True)
+
+    probe_timeout = Float(
+        60.0, help="Seconds one environment probe may take before it is reported as failed."
+    ).tag(config=True)
+
+    kernel_start_timeout = Float(
+        60.0,
+        help="""Seconds a kernel may take from container/process start to ready. Image
+        work (building the ipykernel layer) is timed separately by image_build_timeout.""",
+    ).tag(config=True)
+
+    image_build_timeout = Float(
+        900.0, help="Seconds the one-time ipykernel layer build of an image may take."
+    ).tag(config=True)
+
+    gpu_sample_interval = Float(
+        2.0, help="Seconds between two NVML samples shared by all GPU status clients."
+    ).tag(config=True)
+
+    docker_allow_root = Bool(
+        False,
+        help="""Run container kernels as root. By default they run as the server's
+        uid:gid so files written into the notebook folder belong to the user.""",
+    ).tag(config=True)
+
+    docker_environment_allowlist = List(
+        Unicode(),
+        default_value=["LANG", "LC_ALL", "TZ"],
+        help="""Names of the server's environment variables passed into containers. Nothing
+        else from the server's environment is passed (tokens and secrets stay out);
+        per-environment "environment" entries are added explicitly.""",
+    ).tag(config=True)
+
+    restrict_to_configured_images = Bool(
+        False,
+        help="""Policy: only images named in docker_images may run, and user kernelspecs may
+        not ask for other images, mounts, capabilities, privileges or networks.""",
+    ).tag(config=True)
+
+    user_gpus_env = Unicode(
+        "GPUENV_GPUS",
+        help="""Environment variable of the single-user server holding the user's GPU grant
+        (comma-separated indexes or UUIDs, "all" or "none"), as set by the spawner.
+        NVIDIA_VISIBLE_DEVICES is used when this one is unset.""",
+    ).tag(config=True)
+
+    show_all_gpu_processes = Bool(
+        False,
+        help="""Show every GPU and process in GPU status, not only the user's grant and
+        the user's own kernels.""",
+    ).tag(config=True)
+
+    cuda_minor_version_compatibility = Bool(
+        True,
+        help="""Doctor: accept CUDA minor-version compatibility (a CUDA 12.x build on any
+        12.x-capable driver >= the major's minimum).""",
+    ).tag(config=True)
+
+    hub_user = Unicode(
+        help="JupyterHub user name used to label containers; default $JUPYTERHUB_USER."
+    ).tag(config=True)
+
+    @default("hub_user")
+    def _hub_user_default(self) -> str:
+        return os.environ.get("JUPYTERHUB_USER", "")
+
+    @default("conda_envs_dirs")
+    def _conda_envs_dirs_default(self) -> list[str]:
+        from .environments.conda_config import default_conda_envs_dirs
+
+        return default_conda_envs_dirs()
+
+    @default("venv_dirs")
+    def _venv_dirs_default(self) -> list[str]:
+        home = os.path.expanduser("~")
+        return [p for p in (f"{home}/.virtualenvs", f"{home}/.venvs") if os.path.isdir(p)]
+
+    @validate("gpus")
+    def _validate_gpus(self, proposal: Any) -> Any:
+        return validate_gpus_value(proposal["value"])
+
+    @validate("docker_images")
+    def _validate_docker_images(self, proposal: Any) -> dict[str, Any]:
+        images = proposal["value"]
+        for name, entry in images.items():
+            if isinstance(entry, str):
+                continue
+            if not isinstance(entry, dict) or "image" not in entry:
+                raise ValueError(
+                    f"c.GpuEnv.docker_images[{name!r}] must be an image reference or a dict "
+                    "with an 'image' key"
+                )
+            unknown = set(entry) - DOCKER_ENTRY_KEYS
+            if unknown:
+                raise ValueError(
+                    f"c.GpuEnv.docker_images[{name!r}] has unknown keys {sorted(unknown)}; "
+                    f"allowed: {sorted(DOCKER_ENTRY_KEYS)}"
+                )
+            if "gpus" in entry:
+                validate_gpus_value(entry["gpus"])
+        return images
+
+    def docker_entry(self, name: str) -> dict[str, Any]:
+        """The normalised dict form of one docker_images entry."""
+        entry = self.docker_images[name]
+        return {"image": entry} if isinstance(entry, str) else dict(entry)
+
+
+def validate_gpus_value(value: Any) -> Any:
+    """Accept "all", "none", a comma-separated string, or a list of indexes/UUIDs."""
+    if isinstance(value, str):
+        if value.strip().lower() in GPU_KEYWORDS:
+            return value.strip().lower()
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, (list, tuple)):
+        out: list[str] = []
+        for item in value:
+            if isinstance(item, bool) or not isinstance(item, (int, str)):
+                raise ValueError(f"GPU id {item!r} must be an index or a UUID")
+            out.append(str(item).strip())
+        return out
+    raise ValueError(f'gpus must be "all", "none" or a list of indexes/UUIDs, not {value!r}')
+
+
+def load_gpuenv_config(config_file: str | None = None, parent: Any = None) -> GpuEnv:
+    """Build GpuEnv from the same config files ``jupyter server`` reads.
+
+    Used where no server hands us its config: the CLI and provisioners started by plain
+    jupyter_client (nbclient, papermill, jupyter console).
+    """
+    from .config_files import load_server_config
+
+    config = load_server_config(config_file)
+    if parent is not None and getattr(parent, "config", None) is not None:
+        # Explicit settings of the caller win over the files.
+        config.merge(parent.config)
+    return GpuEnv(config=config)

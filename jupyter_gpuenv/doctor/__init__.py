@@ -1,0 +1,1 @@
+"""Compatibility doctor: driver, CUDA runtime, compute capability and PyTorch build."""

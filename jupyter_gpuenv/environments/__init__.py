@@ -1,0 +1,1 @@
+"""Environment catalog: discovery (conda, venv, docker), probing, caching and export."""

@@ -1,0 +1,1 @@
+"""GPU status: NVML behind one adapter, a shared sampler, per-kernel attribution."""

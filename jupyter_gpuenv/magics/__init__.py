@@ -1,0 +1,1 @@
+"""IPython magics loaded into kernels (%gpuinfo)."""

@@ -1,0 +1,1 @@
+"""Kernel provisioners (Docker containers, conda/venv prefixes) and their kernelspecs."""

@@ -1,0 +1,7 @@
+"""Docker provisioner (placeholder until provisioning lands)."""
+
+from jupyter_client.provisioning import LocalProvisioner
+
+
+class DockerProvisioner(LocalProvisioner):
+    pass

@@ -1,0 +1,1 @@
+"""The Jupyter Server extension: wiring and thin REST handlers."""

@@ -1,0 +1,51 @@
+"""The server extension: builds the shared pieces once and registers the handlers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from jupyter_server.extension.application import ExtensionApp
+
+from ..config import GpuEnv
+from ..environments.catalog import Catalog
+from . import environments_api, gpus_api, openapi_api
+
+
+@dataclass
+class ServerState:
+    """What handlers reach through ``self.gpuenv``: config and the long-lived services."""
+
+    config: GpuEnv
+    catalog: Catalog
+    server: Any
+    services: dict[str, Any] = field(default_factory=dict)
+
+
+class GpuEnvExtension(ExtensionApp):
+    """``jupyter_gpuenv`` server extension (REST API under ``/gpuenv/api/``)."""
+
+    name = "jupyter_gpuenv"
+    load_other_extensions = True
+
+    def initialize_settings(self) -> None:
+        config = GpuEnv(parent=self.serverapp, log=self.log)
+        catalog = Catalog(config, log=self.log)
+        ksm = self.serverapp.kernel_spec_manager
+        if hasattr(ksm, "use_catalog"):
+            ksm.use_catalog(catalog)
+        self.state = ServerState(config=config, catalog=catalog, server=self.serverapp)
+        self.settings["gpuenv"] = self.state
+        self.log.info("jupyter_gpuenv: REST API at %sgpuenv/api/", self.serverapp.base_url)
+
+    def initialize_handlers(self) -> None:
+        for module in (environments_api, gpus_api, openapi_api):
+            self.handlers.extend(module.handlers)
+
+    async def stop_extension(self) -> None:
+        for service in self.state.services.values():
+            stop = getattr(service, "stop", None)
+            if stop is not None:
+                result = stop()
+                if hasattr(result, "__await__"):
+                    await result

@@ -1,0 +1,5 @@
+"""REST: GPU status (filled in by the GPU module)."""
+
+from __future__ import annotations
+
+handlers: list = []
