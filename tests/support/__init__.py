@@ -1,0 +1,1 @@
+"""Test harness: Docker engine, locally built test images, conda prefixes and venvs."""

@@ -1,0 +1,135 @@
+"""A stand-in ``torch`` package for prefixes: what the environment probe reads, nothing more.
+
+A CUDA build of PyTorch cannot be installed on a GPU-less test machine (and weighs
+gigabytes), so tests get a package laid out like the real wheel: ``torch/version.py`` as
+PyTorch's build generates it, plus the few attributes the probe touches
+(``backends.cudnn.version()``, ``_C._cuda_getArchFlags()``, ``cuda.is_available()``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .dist_info import write_dist_info
+
+DEFAULT_CUDA_ARCHS = ["sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90"]
+GIT_VERSION = "0f1f0d3b6d4a5b7c8e9f0a1b2c3d4e5f6a7b8c9d"
+
+
+@dataclass
+class TorchSpec:
+    """What the fake build reports; ``cuda=None`` is a CPU build (no cuDNN, no arch flags)."""
+
+    version: str
+    cuda: str | None = None
+    cudnn: int | None = None
+    arch_list: list[str] = field(default_factory=list)
+    hip: str | None = None
+    installer: str = "conda"
+    import_error: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], default_installer: str) -> TorchSpec:
+        cuda = data.get("cuda")
+        cudnn = data.get("cudnn")
+        arch_list = data.get("arch_list")
+        if arch_list is None:
+            arch_list = list(DEFAULT_CUDA_ARCHS) if cuda else []
+        return cls(
+            version=str(data["version"]),
+            cuda=str(cuda) if cuda else None,
+            cudnn=int(cudnn) if cudnn not in (None, "") and cuda else None,
+            arch_list=list(arch_list),
+            hip=data.get("hip"),
+            installer=data.get("installer", default_installer),
+            import_error=data.get("import_error"),
+        )
+
+    @property
+    def public_version(self) -> str:
+        """The version without its local part (``2.9.0+cu121`` -> ``2.9.0``)."""
+        return self.version.split("+", 1)[0]
+
+    @property
+    def cudnn_dotted(self) -> str | None:
+        """cuDNN as conda build strings spell it (``90100`` -> ``9.1.0``)."""
+        if self.cudnn is None:
+            return None
+        return f"{self.cudnn // 10000}.{self.cudnn % 10000 // 100}.{self.cudnn % 100}"
+
+
+def write_fake_torch(site_packages: Path, spec: TorchSpec) -> list[str]:
+    """Write the ``torch`` package and its dist-info; return paths relative to site_packages."""
+    root = site_packages / "torch"
+    arch_flags = " ".join(spec.arch_list) if spec.cuda else None
+    sources = {
+        "version.py": _version_py(spec),
+        "__init__.py": _init_py(spec),
+        "_C/__init__.py": (
+            '"""Stand-in for the compiled extension: build facts only."""\n\n'
+            f"_ARCH_FLAGS = {arch_flags!r}\n"
+            f"_has_cudnn = {spec.cudnn is not None}\n"
+            f"_CUDNN_VERSION = {spec.cudnn!r}\n\n\n"
+            "def _cuda_getArchFlags():\n    return _ARCH_FLAGS\n\n\n"
+            "def _cuda_getDeviceCount():\n    return 0\n"
+        ),
+        "backends/__init__.py": "from torch.backends import cudnn as cudnn\n",
+        "backends/cudnn/__init__.py": (
+            "from torch import _C\n\n\n"
+            "def is_available():\n    return _C._has_cudnn\n\n\n"
+            "def version():\n    return _C._CUDNN_VERSION if _C._has_cudnn else None\n"
+        ),
+        "cuda/__init__.py": (
+            "from torch import _C\n\n\n"
+            "def is_available():\n    return _C._cuda_getDeviceCount() > 0\n\n\n"
+            "def device_count():\n    return _C._cuda_getDeviceCount()\n\n\n"
+            "def get_arch_list():\n"
+            "    if not is_available():\n        return []\n"
+            "    flags = _C._cuda_getArchFlags()\n"
+            "    return [] if flags is None else flags.split()\n"
+        ),
+    }
+    files = []
+    for rel, text in sources.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        files.append(f"torch/{rel}")
+    return write_dist_info(
+        site_packages,
+        "torch",
+        spec.version,
+        spec.installer,
+        files,
+        requires=["filelock", "typing-extensions>=4.10.0", "sympy>=1.13.3", "networkx"],
+    )
+
+
+def _version_py(spec: TorchSpec) -> str:
+    # The same shape as the file PyTorch's tools/generate_torch_version.py writes.
+    return (
+        "from typing import Optional\n\n"
+        "__all__ = ['__version__', 'debug', 'cuda', 'git_version', 'hip', 'xpu']\n"
+        f"__version__ = {spec.version!r}\n"
+        "debug = False\n"
+        f"cuda: Optional[str] = {spec.cuda!r}\n"
+        f"git_version = {GIT_VERSION!r}\n"
+        f"hip: Optional[str] = {spec.hip!r}\n"
+        "xpu: Optional[str] = None\n"
+    )
+
+
+def _init_py(spec: TorchSpec) -> str:
+    head = '"""Test stand-in for PyTorch, written by the jupyter-gpuenv test harness."""\n\n'
+    if spec.import_error:
+        # What a broken CUDA install looks like: the package is there, the import fails.
+        head += f"raise ImportError({spec.import_error!r})\n\n"
+    return head + (
+        "from torch import version as version\n"
+        "from torch.version import __version__ as __version__\n"
+        "from torch import _C as _C\n"
+        "from torch import backends as backends\n"
+        "from torch import cuda as cuda\n"
+    )
