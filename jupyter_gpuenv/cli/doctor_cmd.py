@@ -1,0 +1,102 @@
+"""``jupyter gpuenv doctor``: will each environment's PyTorch/CUDA build run on this host?
+
+Exit status: 0 when no environment has an error (warnings included), 1 when at least one
+has (or when the command itself fails, with a message on stderr), so scripts and CI can
+gate on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from ..config import GpuEnv
+from ..doctor.host_probe import HostProbe
+from ..doctor.report import (
+    doctor_report,
+    has_errors,
+    hypothetical_host_or_none,
+    select_environments,
+)
+from ..environments.catalog import Catalog
+
+MARKS = {"ok": "ok", "warning": "WARNING", "error": "ERROR"}
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "doctor",
+        help="check each environment's CUDA build against the driver and GPUs",
+        description="Check each environment's PyTorch/CUDA build against the NVIDIA driver, "
+        "the GPUs' compute capability, cuDNN and Docker's NVIDIA runtime. Without "
+        "--driver-version/--compute-capability the real host is used; with them, a "
+        "hypothetical host (to plan a cluster). Exit status 1 when any environment has "
+        "an error.",
+    )
+    parser.add_argument(
+        "env", nargs="?", metavar="ENV", help="id or name of one environment (default: all)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument(
+        "--driver-version", metavar="X", help="evaluate against this driver, e.g. 535.54.03"
+    )
+    parser.add_argument(
+        "--compute-capability",
+        metavar="X.Y",
+        help="evaluate against a GPU of this compute capability, e.g. 8.6",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, config: GpuEnv) -> int:
+    host = hypothetical_host_or_none(args.driver_version, args.compute_capability)
+    if host is None:
+        host = HostProbe()()
+    envs = select_environments(Catalog(config).list_environments_sync(), args.env)
+    report = doctor_report(envs, host, config)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_report(report))
+    return 1 if has_errors(report) else 0
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The readable form: the host, then one block per environment."""
+    lines = [describe_host(report["host"]), ""]
+    counts = {"ok": 0, "warning": 0, "error": 0}
+    for entry in report["environments"]:
+        counts[entry["verdict"]] += 1
+        lines.append(f"{entry['name']} ({entry['kind']}, {entry['id']}): {MARKS[entry['verdict']]}")
+        for finding in entry["findings"]:
+            lines.append(f"  {MARKS[finding['severity']]:<7} {finding['message']}")
+            if finding["fix"]:
+                lines.append(f"          fix: {finding['fix']}")
+        lines.append("")
+    if not report["environments"]:
+        lines.append("No environments found.")
+    else:
+        lines.append(
+            f"{len(report['environments'])} environments: {counts['error']} with errors, "
+            f"{counts['warning']} with warnings, {counts['ok']} ok."
+        )
+    return "\n".join(lines)
+
+
+def describe_host(host: dict[str, Any]) -> str:
+    title = "Hypothetical host" if host["hypothetical"] else "Host"
+    parts = []
+    if host["driver_version"]:
+        cuda = f" (CUDA {host['cuda_driver_version']})" if host["cuda_driver_version"] else ""
+        parts.append(f"driver {host['driver_version']}{cuda}")
+    for gpu in host["gpus"]:
+        name = f" {gpu['name']}" if gpu["name"] and not host["hypothetical"] else ""
+        parts.append(f"GPU {gpu['index']}{name}, compute capability {gpu['compute_capability']}")
+    if not host["has_gpu"]:
+        reason = f" ({host['reason']})" if host["reason"] else ""
+        parts.append(f"no NVIDIA GPU{reason}")
+    runtime = host["docker_nvidia_runtime"]
+    if runtime is not None:
+        parts.append("Docker NVIDIA runtime: " + ("yes" if runtime else "no"))
+    return f"{title}: " + "; ".join(parts or ["nothing known"])

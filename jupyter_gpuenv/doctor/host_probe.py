@@ -1,0 +1,110 @@
+"""Reading the real host for the doctor: NVML through the GPU adapter, Docker's runtimes.
+
+Server and CLI side (it may import docker-py, lazily). ``HostProbe`` caches one reading
+for ``ttl`` seconds: a catalog scan annotates every environment against the same host,
+and a driver does not change between two requests.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..gpu.nvml_adapter import NvmlAdapter
+from .host_info import HostInfo
+
+NVIDIA_CDI_KIND = "nvidia.com/gpu"
+DOCKER_INFO_TIMEOUT = 5
+
+
+def read_gpu_status(adapter: NvmlAdapter | None = None) -> dict[str, Any]:
+    """One NVML reading as the GPU status JSON (never raises for NVML trouble)."""
+    if adapter is not None:
+        return adapter.read().to_json()
+    with NvmlAdapter() as own:
+        return own.read().to_json()
+
+
+def docker_nvidia_runtime(client: Any = None) -> bool | None:
+    """Whether containers of the local Docker engine can get NVIDIA GPUs.
+
+    True when ``docker info`` lists an ``nvidia`` runtime (or it is the default), when a
+    CDI spec for ``nvidia.com/gpu`` sits in the engine's CDI folders, or, for a local
+    engine, when ``nvidia-container-runtime-hook`` (what ``docker run --gpus`` calls) is
+    installed. None when Docker cannot be asked (not installed, not running).
+    """
+    try:
+        if client is None:
+            import docker
+
+            client = docker.from_env(timeout=DOCKER_INFO_TIMEOUT)
+        info = client.info()
+    except Exception:
+        return None
+    runtimes = info.get("Runtimes") or {}
+    if "nvidia" in runtimes or info.get("DefaultRuntime") == "nvidia":
+        return True
+    if _local_engine() and _nvidia_cdi_spec(info.get("CDISpecDirs") or []):
+        return True
+    return bool(_local_engine() and shutil.which("nvidia-container-runtime-hook"))
+
+
+def _local_engine() -> bool:
+    host = os.environ.get("DOCKER_HOST", "")
+    return host == "" or host.startswith("unix://")
+
+
+def _nvidia_cdi_spec(folders: list[str]) -> bool:
+    for folder in folders:
+        for path in glob.glob(os.path.join(folder, "*.json")) + glob.glob(
+            os.path.join(folder, "*.yaml")
+        ):
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    if NVIDIA_CDI_KIND in handle.read(65536):
+                        return True
+            except OSError:
+                continue
+    return False
+
+
+class HostProbe:
+    """The real host as a ``HostInfo``, read at most once per ``ttl`` seconds.
+
+    ``gpu_status`` and ``docker_runtime`` are the two readers (defaults: NVML through the
+    GPU module's adapter, ``docker info``); tests and the server may pass their own, e.g.
+    an adapter over a fake NVML or the GPU sampler's latest snapshot.
+    """
+
+    def __init__(
+        self,
+        gpu_status: Callable[[], dict[str, Any]] | None = None,
+        docker_runtime: Callable[[], bool | None] | None = None,
+        ttl: float = 60.0,
+    ) -> None:
+        self._gpu_status = gpu_status or read_gpu_status
+        self._docker_runtime = docker_runtime or docker_nvidia_runtime
+        self._ttl = ttl
+        self._lock = threading.Lock()
+        self._cached: HostInfo | None = None
+        self._read_at = 0.0
+
+    def __call__(self) -> HostInfo:
+        with self._lock:
+            now = time.monotonic()
+            if self._cached is None or now - self._read_at >= self._ttl:
+                self._cached = HostInfo.from_gpu_status(
+                    self._gpu_status(), docker_nvidia_runtime=self._docker_runtime()
+                )
+                self._read_at = now
+            return self._cached
+
+    def invalidate(self) -> None:
+        """Forget the cached reading (a catalog refresh asked by the user re-reads)."""
+        with self._lock:
+            self._cached = None

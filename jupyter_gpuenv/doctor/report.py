@@ -1,0 +1,87 @@
+"""The doctor's report over catalog environments, shared by the CLI, REST and the catalog.
+
+``CompatibilityAnnotator`` is registered in ``Catalog.annotators``: after every scan it
+fills each environment's ``compatibility`` against the real host. ``doctor_report`` builds
+the JSON of ``jupyter gpuenv doctor --json`` and ``GET /gpuenv/api/doctor``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ..errors import BadRequest, EnvironmentNotFound
+from .checks import Compatibility, evaluate
+from .host_info import HostInfo
+
+
+def evaluate_environment(env: Any, host: HostInfo, config: Any = None) -> Compatibility:
+    """``evaluate`` with the admin's settings: the env's GPU grant and minor-version policy."""
+    settings = getattr(env, "settings", None) or {}
+    requested = settings.get("gpus", getattr(config, "gpus", None))
+    minor_compat = bool(getattr(config, "cuda_minor_version_compatibility", True))
+    return evaluate(env, host, requested_gpus=requested, minor_version_compatibility=minor_compat)
+
+
+def environment_entry(env: Any, compatibility: Compatibility) -> dict[str, Any]:
+    return {"id": env.id, "name": env.name, "kind": env.kind, **compatibility.to_json()}
+
+
+def doctor_report(envs: Iterable[Any], host: HostInfo, config: Any = None) -> dict[str, Any]:
+    """``{"host": {...}, "environments": [{"id", "name", "kind", "verdict", "findings"}]}``."""
+    return {
+        "host": host.to_json(),
+        "environments": [
+            environment_entry(env, evaluate_environment(env, host, config)) for env in envs
+        ],
+    }
+
+
+def has_errors(report: dict[str, Any]) -> bool:
+    return any(entry["verdict"] == "error" for entry in report["environments"])
+
+
+def select_environments(envs: list[Any], key: str | None) -> list[Any]:
+    """All environments, or the one whose id (or else name) is ``key``."""
+    if not key:
+        return list(envs)
+    by_id = [env for env in envs if env.id == key]
+    chosen = by_id or [env for env in envs if env.name == key]
+    if not chosen:
+        raise EnvironmentNotFound(f"no environment with id or name {key!r}")
+    return chosen
+
+
+def hypothetical_host_or_none(
+    driver_version: str | None, compute_capability: str | None
+) -> HostInfo | None:
+    """The host the flags describe, or None when no flag is given (use the real host)."""
+    if not driver_version and not compute_capability:
+        return None
+    try:
+        return HostInfo.hypothetical_host(driver_version or None, compute_capability or None)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from exc
+
+
+class CompatibilityAnnotator:
+    """Catalog annotator: sets ``env.compatibility`` against the real host after a scan.
+
+    ``host`` is called once per scan (``HostProbe`` caches the reading). A host that cannot
+    be read leaves ``compatibility`` as it was and logs why; it never fails the scan.
+    """
+
+    def __init__(self, host: Callable[[], HostInfo], config: Any = None, log: Any = None):
+        self.host = host
+        self.config = config
+        self.log = log
+
+    def __call__(self, envs: list[Any]) -> None:
+        try:
+            host = self.host()
+        except Exception as exc:
+            if self.log is not None:
+                self.log.warning("jupyter_gpuenv doctor: cannot read the host: %s", exc)
+            return
+        for env in envs:
+            env.compatibility = evaluate_environment(env, host, self.config).to_json()
