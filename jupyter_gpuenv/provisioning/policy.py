@@ -16,12 +16,12 @@ This module knows nothing about Docker or HTTP; it maps configuration to decisio
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import PolicyViolation
+from ..gpu.grant import GpuGrant, read_user_grant
 
 GpuSelection = str | list[str]  # "all" | "none" | ["0", "GPU-…", "MIG-…"]
 
@@ -74,17 +74,6 @@ GPU_CONTROL_ENV_PREFIX = "NVIDIA_"
 ROOT_USERS = frozenset({"root", "0"})
 
 
-@dataclass(frozen=True)
-class GpuGrant:
-    """The GPUs the spawner granted this user's server, and the variable that said so."""
-
-    gpus: GpuSelection
-    source: str
-
-    def describe(self) -> str:
-        return f"{self.source}={format_gpus(self.gpus)}"
-
-
 @dataclass
 class EffectiveLaunch:
     """What a kernel launch may use after the policy has been applied.
@@ -114,27 +103,18 @@ def format_gpus(gpus: GpuSelection) -> str:
     return gpus if isinstance(gpus, str) else ",".join(gpus) or "none"
 
 
-def parse_gpu_list(raw: str) -> GpuSelection:
-    """Parse a grant variable: "all", "none"/"void"/"" or comma-separated ids."""
-    value = raw.strip()
-    if value.lower() == "all":
-        return "all"
-    if value.lower() in ("", "none", "void"):
-        return "none"
-    return [part.strip() for part in value.split(",") if part.strip()]
-
-
 def user_gpu_grant(config: Any, environ: Mapping[str, str] | None = None) -> GpuGrant | None:
-    """The per-user grant from the server's environment, or None when the spawner set none.
+    """The per-user grant the spawner put in the server's environment; None when unset.
 
     ``c.GpuEnv.user_gpus_env`` (default GPUENV_GPUS) wins; NVIDIA_VISIBLE_DEVICES is the
     fallback because a container-based spawner sets it for the NVIDIA runtime anyway.
     """
-    env = os.environ if environ is None else environ
-    for name in (config.user_gpus_env, NVIDIA_VISIBLE_DEVICES):
-        if name and name in env:
-            return GpuGrant(gpus=parse_gpu_list(env[name]), source=name)
-    return None
+    grant = read_user_grant(config.user_gpus_env, environ)
+    return None if grant.source is None else grant
+
+
+def describe_grant(grant: GpuGrant) -> str:
+    return f"{grant.source}={format_gpus(grant.to_json())}"
 
 
 def _gpu_key(gpu_id: Any) -> str:
@@ -171,7 +151,7 @@ def effective_gpus(
     """
     base = _normalise(config.gpus if env_gpus is None else env_gpus)
     grant = user_gpu_grant(config, environ)
-    return base if grant is None else intersect_gpus(base, grant.gpus)
+    return base if grant is None else intersect_gpus(base, grant.to_json())
 
 
 def local_gpu_environment(
@@ -224,7 +204,7 @@ def _check_gpus(requested: Any, allowed: GpuSelection, grant: GpuGrant | None) -
     if not beyond:
         return None
     if grant is not None:
-        limit = f"the grant {grant.describe()}"
+        limit = f"the grant {describe_grant(grant)}"
     else:
         limit = f"the allowed GPUs ({format_gpus(allowed)})"
     if allowed == "none":
@@ -296,7 +276,7 @@ def enforce_policy(
         else:
             gpus = intersect_gpus(allowed_gpus, _normalise(requested["gpus"]))
     if grant is not None and gpus != _normalise(admin.get("gpus", config.gpus)):
-        notes.append(f"GPUs limited to {format_gpus(gpus)} by {grant.describe()}")
+        notes.append(f"GPUs limited to {format_gpus(gpus)} by {describe_grant(grant)}")
 
     overrides: dict[str, Any] = {}
     for key, value in requested.items():
