@@ -7,11 +7,14 @@ A ``HostInfo`` is plain data. The real one is read by ``host_probe`` (NVML and
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import versions as v
+
+DRIVER_VERSION_RE = re.compile(r"^\d+(\.\d+){0,2}$")
 
 
 @dataclass
@@ -71,7 +74,7 @@ class HostInfo:
             gpus.append(
                 GpuInfo(index=0, name="hypothetical GPU", compute_capability=v.format_cc(cc))
             )
-        if driver_version is not None and v.parse_version(driver_version) is None:
+        if driver_version is not None and not DRIVER_VERSION_RE.match(driver_version):
             raise ValueError(f"driver version must look like 535.54.03, not {driver_version!r}")
         return cls(
             driver_version=driver_version,
