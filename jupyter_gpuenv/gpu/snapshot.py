@@ -154,3 +154,13 @@ def snapshot_from_json(data: dict[str, Any]) -> GpuSnapshot:
         gpus.append(GpuDevice(mig_devices=migs, processes=procs, **raw))
     fields = {k: v for k, v in data.items() if k != "gpus"}
     return GpuSnapshot(gpus=gpus, **fields)
+
+
+def human_bytes(value: int) -> str:
+    """Bytes as people read GPU memory: 512 MiB, 23.6 GiB."""
+    size = float(value)
+    for unit in ("B", "KiB", "MiB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"

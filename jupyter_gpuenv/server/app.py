@@ -36,6 +36,7 @@ class GpuEnvExtension(ExtensionApp):
             ksm.use_catalog(catalog)
         self.state = ServerState(config=config, catalog=catalog, server=self.serverapp)
         self.settings["gpuenv"] = self.state
+        gpus_api.install(self.state, self.log)
         self.log.info("jupyter_gpuenv: REST API at %sgpuenv/api/", self.serverapp.base_url)
 
     def initialize_handlers(self) -> None:
