@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from ..config import GpuEnv
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace, config: GpuEnv) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        print(format_report(report))
+        print(_printable(format_report(report)))
     return 1 if has_errors(report) else 0
 
 
@@ -77,11 +78,21 @@ def format_report(report: dict[str, Any]) -> str:
     if not report["environments"]:
         lines.append("No environments found.")
     else:
+        total = len(report["environments"])
         lines.append(
-            f"{len(report['environments'])} environments: {counts['error']} with errors, "
+            f"{total} environment{'s' if total != 1 else ''}: {counts['error']} with errors, "
             f"{counts['warning']} with warnings, {counts['ok']} ok."
         )
     return "\n".join(lines)
+
+
+def _printable(text: str) -> str:
+    """Keep the report printable on a terminal that cannot encode ≥ and ≤."""
+    try:
+        text.encode(sys.stdout.encoding or "utf-8")
+    except UnicodeEncodeError:
+        text = text.replace("≥", ">=").replace("≤", "<=")
+    return text
 
 
 def describe_host(host: dict[str, Any]) -> str:
