@@ -1,23 +1,430 @@
-"""Catalog (interface placeholder until discovery lands)."""
+"""The catalog: one list of every environment, served from memory and kept fresh cheaply.
+
+Flow: sources (conda.py, venv.py, docker_images.py) yield candidates -> probe results come
+from the cache (cache.py) or a parallel probe (probe.py) -> annotators (the doctor) ->
+an immutable snapshot. Requests read the snapshot; when it is older than a few seconds
+a background scan re-stats the sources (and asks Docker less often) and probes only what
+changed. A request never probes and never calls Docker unless there is no snapshot yet or
+a refresh is asked for.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from ..errors import EnvironmentNotFound
+from ..errors import BadRequest, DockerUnavailable, EnvironmentNotFound
+from . import conda, docker_images, venv
+from .cache import ProbeCache, default_cache_path
+from .candidates import Candidate, build_environment
+from .conda_config import CondaSettings, conda_cli
 from .model import Environment
+from .probe import ProbeCounter, probe_image, probe_prefix
+
+Annotator = Callable[[list[Environment]], None]
+CONDA_CLI_INTERVAL = 300.0
+TRANSIENT_RETRY = 60.0
+UNSET: Any = object()
+
+
+@dataclass
+class Snapshot:
+    """One published listing; never mutated after publication."""
+
+    environments: list[Environment]
+    fingerprints: dict[str, str]
+    docker_candidates: list[Candidate]
+    docker_reason: str | None
+    local_checked: float
+    docker_checked: float
+    built: float
+    transient: bool = False
+    by_id: dict[str, Environment] = field(default_factory=dict)
+    _json: str | None = None
+
+    def __post_init__(self) -> None:
+        self.by_id = {env.id: env for env in self.environments}
+
+    def listing_json(self) -> str:
+        """``{"environments": [...]}`` serialised once per snapshot (the warm REST answer)."""
+        if self._json is None:
+            self._json = json.dumps({"environments": [e.to_json() for e in self.environments]})
+        return self._json
+
+
+@dataclass
+class _ScanJob:
+    force: bool
+    future: Future = field(default_factory=Future)
+    started: bool = False
 
 
 class Catalog:
-    def __init__(self, config: Any, log: Any = None) -> None:
+    """Discovers, probes and caches environments; see the module docstring for the flow."""
+
+    def __init__(
+        self,
+        config: Any,
+        log: Any = None,
+        *,
+        cache_path: Path | None | Any = UNSET,
+        revalidate_after: float = 2.0,
+        docker_revalidate_after: float = 10.0,
+        probe_workers: int | None = None,
+    ) -> None:
         self.config = config
         self.log = log
+        self.annotators: list[Annotator] = []
+        self.probe_counter = ProbeCounter()
+        self.revalidate_after = revalidate_after
+        self.docker_revalidate_after = docker_revalidate_after
+        self._cache = ProbeCache(default_cache_path() if cache_path is UNSET else cache_path)
+        self._snapshot: Snapshot | None = None
+        self._lock = threading.Lock()
+        self._pending: _ScanJob | None = None
+        self._running: _ScanJob | None = None
+        self._scans = ThreadPoolExecutor(1, thread_name_prefix="gpuenv-catalog")
+        workers = probe_workers or max(4, 2 * (os.cpu_count() or 2))
+        self._local_probes = ThreadPoolExecutor(workers, thread_name_prefix="gpuenv-probe")
+        self._docker_work = ThreadPoolExecutor(8, thread_name_prefix="gpuenv-docker")
+        self._docker: Any = None
+        self._conda_cli_prefixes: list[Path] = []
+        self._conda_cli_checked = -CONDA_CLI_INTERVAL
+        self._conda_cli_running = False
 
+    # ----------------------------------------------------------------- public, sync
+    def list_environments_sync(self, refresh: bool = False) -> list[Environment]:
+        return self.snapshot_sync(refresh).environments
+
+    def snapshot_sync(self, refresh: bool = False) -> Snapshot:
+        snapshot = self._snapshot
+        if refresh or snapshot is None:
+            return self._request_scan(force=refresh).result()
+        self._maybe_revalidate(snapshot)
+        return snapshot
+
+    def get_sync(self, env_id: str) -> Environment:
+        env = self.snapshot_sync().by_id.get(env_id)
+        if env is None and self._stale(self._snapshot, 0.5):
+            env = self._request_scan(force=False).result().by_id.get(env_id)
+        if env is None:
+            raise EnvironmentNotFound(f"no environment with id {env_id!r}")
+        return env
+
+    def resolve_sync(self, reference: str) -> Environment:
+        """An environment by id, else by its unique name (the CLI accepts both)."""
+        snapshot = self.snapshot_sync()
+        if reference in snapshot.by_id:
+            return snapshot.by_id[reference]
+        named = [env for env in snapshot.environments if env.name == reference]
+        if len(named) == 1:
+            return named[0]
+        if named:
+            ids = ", ".join(env.id for env in named)
+            raise BadRequest(f"{reference!r} names several environments; use an id: {ids}")
+        return self.get_sync(reference)
+
+    def export_sync(
+        self, env_id: str, no_builds: bool = False, from_history: bool = False
+    ) -> tuple[str, str]:
+        """``(filename, environment.yml text)``; see export.py for the three kinds."""
+        from .export import export_environment
+
+        env = self.resolve_sync(env_id)
+        return export_environment(
+            env,
+            no_builds=no_builds,
+            from_history=from_history,
+            docker_client=self._docker_client,
+            timeout=self.config.probe_timeout,
+        )
+
+    def cached_environments(self) -> list[Environment]:
+        """What is known now, without probing or waiting (kernelspecs use this).
+
+        Before the first scan of this process has finished, the last listing saved on disk
+        is returned and a scan is started in the background.
+        """
+        snapshot = self._snapshot
+        if snapshot is not None:
+            self._maybe_revalidate(snapshot)
+            return snapshot.environments
+        self._request_scan(force=False)
+        return [_environment_from_json(item) for item in self._cache.listing or []]
+
+    # ---------------------------------------------------------------- public, async
     async def list_environments(self, refresh: bool = False) -> list[Environment]:
-        return []
+        return (await self.snapshot(refresh)).environments
+
+    async def snapshot(self, refresh: bool = False) -> Snapshot:
+        snapshot = self._snapshot
+        if refresh or snapshot is None:
+            return await asyncio.wrap_future(self._request_scan(force=refresh))
+        self._maybe_revalidate(snapshot)
+        return snapshot
 
     async def get(self, env_id: str) -> Environment:
-        raise EnvironmentNotFound(f"no environment with id {env_id!r}")
+        snapshot = await self.snapshot()
+        if env_id in snapshot.by_id:
+            return snapshot.by_id[env_id]
+        return await asyncio.to_thread(self.get_sync, env_id)
 
-    async def export(self, env_id: str, no_builds: bool = False, from_history: bool = False):
-        raise EnvironmentNotFound(f"no environment with id {env_id!r}")
+    async def export(
+        self, env_id: str, no_builds: bool = False, from_history: bool = False
+    ) -> tuple[str, str]:
+        await self.get(env_id)
+        return await asyncio.to_thread(self.export_sync, env_id, no_builds, from_history)
+
+    def stop(self) -> None:
+        """Stop background work (server shutdown); running probes end at their timeout."""
+        for pool in (self._scans, self._local_probes, self._docker_work):
+            pool.shutdown(wait=False, cancel_futures=True)
+        if self._docker is not None:
+            try:
+                self._docker.close()
+            except Exception:
+                pass
+
+    # ------------------------------------------------------------------- scheduling
+    def _stale(self, snapshot: Snapshot | None, age: float) -> bool:
+        return snapshot is None or time.monotonic() - snapshot.local_checked > age
+
+    def _stale_docker(self, snapshot: Snapshot | None, now: float) -> bool:
+        return snapshot is None or now - snapshot.docker_checked > self.docker_revalidate_after
+
+    def _maybe_revalidate(self, snapshot: Snapshot) -> None:
+        if self._stale(snapshot, self.revalidate_after) and self._running is None:
+            if self._pending is None:
+                self._request_scan(force=False)
+
+    def _request_scan(self, force: bool) -> Future:
+        with self._lock:
+            pending = self._pending
+            if pending is not None and not pending.started:
+                pending.force = pending.force or force
+                return pending.future
+            if not force and self._running is not None:
+                return self._running.future
+            job = _ScanJob(force)
+            self._pending = job
+        self._scans.submit(self._run_job, job)
+        return job.future
+
+    def _run_job(self, job: _ScanJob) -> None:
+        with self._lock:
+            job.started = True
+            self._running = job
+            if self._pending is job:
+                self._pending = None
+        try:
+            job.future.set_result(self._scan(job.force))
+        except BaseException as exc:  # surfaced to whoever waits on the future
+            job.future.set_exception(exc)
+        finally:
+            with self._lock:
+                self._running = None
+
+    # ------------------------------------------------------------------------ scans
+    def _scan(self, force: bool) -> Snapshot:
+        previous = self._snapshot
+        now = time.monotonic()
+        if force:
+            self._cache.forget_transient()
+        self._maybe_list_conda_cli(force)
+        ask_docker = force or self._stale_docker(previous, now)
+        docker_future = self._docker_work.submit(self._docker_candidates) if ask_docker else None
+        local = self._local_candidates()
+        if docker_future is not None:
+            (docker_cands, docker_reason), docker_checked = docker_future.result(), time.monotonic()
+        else:
+            assert previous is not None
+            docker_cands, docker_reason = previous.docker_candidates, previous.docker_reason
+            docker_checked = previous.docker_checked
+        candidates = sorted([*local, *docker_cands], key=lambda c: c.sort_key)
+        fingerprints = {c.id: c.fingerprint for c in candidates}
+        retry = bool(previous and previous.transient and now - previous.built > TRANSIENT_RETRY)
+        if previous is not None and not (force or retry) and fingerprints == previous.fingerprints:
+            unchanged = dataclasses.replace(
+                previous, local_checked=now, docker_checked=docker_checked, _json=previous._json
+            )
+            self._snapshot = unchanged
+            return unchanged
+        if retry:
+            self._cache.forget_transient()
+        results: dict[str, Future] = {}
+        for candidate in sorted(candidates, key=lambda c: c.kind != "docker"):
+            if candidate.identity and candidate.identity not in results:
+                results[candidate.identity] = self._probe_later(candidate)
+        environments = []
+        transient = False
+        for candidate in candidates:
+            probe = results[candidate.identity].result() if candidate.identity else None
+            transient = transient or bool(probe and probe.get("transient"))
+            env = build_environment(candidate, probe)
+            if candidate.kind == "docker" and candidate.identity is None and previous:
+                _keep_known_versions(env, previous.by_id.get(env.id))
+            environments.append(env)
+        if docker_reason and previous is not None:
+            environments += _still_known_docker(previous, docker_reason, environments)
+        self._annotate(environments)
+        snapshot = Snapshot(
+            environments,
+            fingerprints,
+            docker_cands,
+            docker_reason,
+            local_checked=now,
+            docker_checked=docker_checked,
+            built=now,
+            transient=transient,
+        )
+        self._snapshot = snapshot
+        self._cache.save([_environment_to_json(env) for env in environments])
+        return snapshot
+
+    def _probe_later(self, candidate: Candidate) -> Future:
+        """A future probe result: from the cache, or a probe submitted to a pool."""
+        assert candidate.identity is not None
+        done: Future = Future()
+        if candidate.python is None and candidate.kind != "docker":
+            done.set_result(None)  # discovery already said why it cannot run
+            return done
+        cached = self._cache.get(candidate.identity)
+        if cached is not None:
+            done.set_result(cached)
+            return done
+        pool = self._docker_work if candidate.kind == "docker" else self._local_probes
+        return pool.submit(self._probe, candidate)
+
+    def _probe(self, candidate: Candidate) -> dict[str, Any]:
+        assert candidate.identity is not None
+        timeout = float(self.config.probe_timeout)
+        self.probe_counter.add(candidate.kind)
+        if candidate.kind == "docker":
+            try:
+                client = self._docker_client()
+            except DockerUnavailable as exc:
+                result = {"problems": [exc.message], "transient": True}
+            else:
+                image_id = candidate.location["image_id"]
+                result = probe_image(client, image_id, candidate.python, timeout)
+        else:
+            assert candidate.python is not None
+            result = probe_prefix(candidate.python, candidate.location["prefix"], timeout)
+        self._cache.put(candidate.identity, result)
+        if self.log is not None and result.get("problems"):
+            self.log.info("gpuenv probe of %s: %s", candidate.id, "; ".join(result["problems"]))
+        return result
+
+    def _local_candidates(self) -> list[Candidate]:
+        settings = CondaSettings.load()
+        dirs = [*self.config.conda_envs_dirs, *self.config.venv_dirs]
+        prefixes = conda.conda_prefixes(dirs, settings, self._conda_cli_prefixes)
+        found = [conda.conda_candidate(p, settings) for p in prefixes]
+        found += [venv.venv_candidate(p) for p in venv.venv_prefixes(self.config.venv_dirs)]
+        return found
+
+    def _docker_candidates(self) -> tuple[list[Candidate], str | None]:
+        """Image candidates, and the reason when the engine could not be asked."""
+        configured = bool(self.config.docker_images)
+        labelled = (
+            self.config.docker_label_discovery and not self.config.restrict_to_configured_images
+        )
+        if not configured and not labelled:
+            return [], None
+        try:
+            return docker_images.image_candidates(self._docker_client(), self.config), None
+        except DockerUnavailable as exc:
+            reason = exc.message
+        except Exception as exc:  # the engine went away mid-listing
+            self._docker = None
+            reason = f"Docker is not reachable: {exc}"
+        return docker_images.unreachable_candidates(self.config, reason), reason
+
+    def _docker_client(self) -> Any:
+        if self._docker is None:
+            self._docker = docker_images.docker_client(timeout=max(20.0, self.config.probe_timeout))
+            return self._docker
+        try:
+            self._docker.ping()
+        except Exception:
+            self._docker = None
+            self._docker = docker_images.docker_client(timeout=max(20.0, self.config.probe_timeout))
+        return self._docker
+
+    def _maybe_list_conda_cli(self, force: bool) -> None:
+        """``conda env list --json`` in the background; new prefixes trigger a rescan."""
+        cli = conda_cli()
+        now = time.monotonic()
+        if cli is None or self._conda_cli_running:
+            return
+        if not force and now - self._conda_cli_checked < CONDA_CLI_INTERVAL:
+            return
+        self._conda_cli_running = True
+        self._conda_cli_checked = now
+
+        def work() -> None:
+            try:
+                found = conda.conda_env_list(cli)
+            finally:
+                self._conda_cli_running = False
+            new = [p for p in found if p not in self._conda_cli_prefixes]
+            self._conda_cli_prefixes = found
+            snapshot = self._snapshot
+            known = {e.location.get("prefix") for e in snapshot.environments} if snapshot else set()
+            if any(str(p) not in known for p in new):
+                self._request_scan(force=False)
+
+        threading.Thread(target=work, name="gpuenv-conda-env-list", daemon=True).start()
+
+    def _annotate(self, environments: list[Environment]) -> None:
+        for annotator in list(self.annotators):
+            try:
+                annotator(environments)
+            except Exception:
+                if self.log is not None:
+                    self.log.exception("gpuenv: catalog annotator %r failed", annotator)
+
+
+def _keep_known_versions(env: Environment, known: Environment | None) -> None:
+    """Docker is down: keep what the last successful probe said, with the problem."""
+    if known is None:
+        return
+    for name in ("python_version", "torch_version", "cuda_version", "cudnn_version", "labels"):
+        setattr(env, name, getattr(known, name))
+    env.torch_arch_list = list(known.torch_arch_list)
+    env.display_name = known.display_name
+
+
+def _still_known_docker(
+    previous: Snapshot, reason: str, current: list[Environment]
+) -> list[Environment]:
+    """Labelled images seen before stay listed (with the reason) while Docker is down."""
+    present = {env.id for env in current}
+    kept = []
+    for env in previous.environments:
+        if env.kind == "docker" and env.id not in present:
+            problem = f"{reason}; docker environments cannot start until it answers"
+            copy = dataclasses.replace(env, problems=[problem], compatibility=None)
+            copy.location = {**env.location, "image_id": None}
+            kept.append(copy)
+    return kept
+
+
+def _environment_to_json(env: Environment) -> dict[str, Any]:
+    data = env.to_json()
+    data["settings"] = env.settings
+    return data
+
+
+def _environment_from_json(data: dict[str, Any]) -> Environment:
+    names = {f.name for f in dataclasses.fields(Environment)}
+    return Environment(**{k: v for k, v in data.items() if k in names})

@@ -1,0 +1,109 @@
+"""Probe results keyed by content identity, in memory and on disk.
+
+The key is the candidate's ``identity`` (prefix + mtimes, or image id) plus a hash of the
+probe script, so a changed environment or a changed probe misses and everything else
+hits. The file lives in the Jupyter data dir, so a restarted server (or the CLI) starts
+warm. It also keeps the last listing, which ``Catalog.cached_environments`` can show
+before the first scan of a new process has finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from .probe import probe_source
+
+CACHE_FORMAT = 1
+MAX_ENTRIES = 2000
+
+
+def default_cache_path() -> Path:
+    from jupyter_core.paths import jupyter_data_dir
+
+    return Path(jupyter_data_dir()) / "gpuenv" / "catalog-cache.json"
+
+
+def probe_key(identity: str) -> str:
+    digest = hashlib.sha1(probe_source().encode("utf-8")).hexdigest()[:10]
+    return f"{identity}#{digest}"
+
+
+class ProbeCache:
+    """Thread-safe map identity -> probe result; transient results never reach the disk."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._entries: dict[str, dict[str, Any]] = {}
+        self._listing: list[dict[str, Any]] | None = None
+        self._dirty = False
+        self._load()
+
+    def get(self, identity: str) -> dict[str, Any] | None:
+        with self._lock:
+            entry = self._entries.get(probe_key(identity))
+        return None if entry is None else entry["result"]
+
+    def put(self, identity: str, result: dict[str, Any]) -> None:
+        with self._lock:
+            self._entries[probe_key(identity)] = {"result": result, "at": time.time()}
+            self._dirty = self._dirty or not result.get("transient")
+
+    def forget_transient(self) -> None:
+        """Drop timeouts and Docker errors so the next scan probes those again."""
+        with self._lock:
+            for key in [k for k, v in self._entries.items() if v["result"].get("transient")]:
+                del self._entries[key]
+
+    @property
+    def listing(self) -> list[dict[str, Any]] | None:
+        return self._listing
+
+    def save(self, listing: list[dict[str, Any]] | None = None) -> None:
+        """Write non-transient entries (newest first, bounded) and the listing, atomically."""
+        with self._lock:
+            if listing is not None:
+                self._dirty = self._dirty or listing != self._listing
+                self._listing = listing
+            if self.path is None or not self._dirty:
+                return
+            kept = sorted(
+                ((k, v) for k, v in self._entries.items() if not v["result"].get("transient")),
+                key=lambda item: item[1]["at"],
+                reverse=True,
+            )[:MAX_ENTRIES]
+            payload = {"format": CACHE_FORMAT, "probes": dict(kept), "listing": self._listing}
+            self._dirty = False
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".catalog-", suffix=".json")
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(payload, handle)
+            os.replace(tmp, self.path)
+        except OSError:
+            pass  # a read-only data dir only costs warmth after a restart
+
+    def _load(self) -> None:
+        if self.path is None:
+            return
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return
+        if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT:
+            return
+        probes = data.get("probes")
+        if isinstance(probes, dict):
+            self._entries = {
+                k: v for k, v in probes.items() if isinstance(v, dict) and "result" in v
+            }
+        listing = data.get("listing")
+        if isinstance(listing, list):
+            self._listing = listing

@@ -1,0 +1,133 @@
+"""What discovery hands to the catalog: an environment found, not yet probed.
+
+Discovery (conda.py, venv.py, docker_images.py) only looks at the file system or the
+Docker image list; it never runs code inside an environment. Its output carries the
+``identity`` that says whether a cached probe result still holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .model import Environment, EnvironmentKind, environment_id, kernel_name_for
+
+KIND_ORDER = {"conda": 0, "venv": 1, "docker": 2}
+
+
+@dataclass
+class Candidate:
+    """One environment found by a source.
+
+    ``identity`` changes whenever the content the probe reads may have changed (conda-meta
+    or site-packages mtimes, the image id); ``None`` means "cannot be probed" and
+    ``problems`` says why.
+    """
+
+    kind: EnvironmentKind
+    name: str
+    discriminator: str
+    location: dict[str, Any]
+    identity: str | None
+    python: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    display_name: str | None = None
+
+    @property
+    def id(self) -> str:
+        return environment_id(self.kind, self.name, self.discriminator)
+
+    @property
+    def fingerprint(self) -> str:
+        """Everything that changes the listed entry: content identity, problems, settings."""
+        return "\x1f".join(
+            [
+                self.identity or "",
+                *self.problems,
+                self.display_name or "",
+                repr(sorted(self.settings.items(), key=lambda kv: kv[0])),
+            ]
+        )
+
+    @property
+    def sort_key(self) -> tuple[int, str, str]:
+        return (KIND_ORDER[self.kind], self.name.lower(), self.discriminator)
+
+
+def display_name_for(
+    name: str,
+    kind: str,
+    python_version: str | None,
+    torch_version: str | None,
+    cuda_version: str | None,
+    hip_version: str | None = None,
+) -> str:
+    """The launcher label: ``vision (conda) · PyTorch 2.9 · CUDA 12.1``.
+
+    Without torch the Python version is shown instead; with nothing probed only the name.
+    """
+    parts = [f"{name} ({kind})"]
+    if torch_version:
+        parts.append(f"PyTorch {_major_minor(torch_version)}")
+        if cuda_version:
+            parts.append(f"CUDA {cuda_version}")
+        elif hip_version:
+            parts.append(f"ROCm {_major_minor(hip_version)}")
+        else:
+            parts.append("CPU")
+    elif python_version:
+        parts.append(f"Python {_major_minor(python_version)}")
+    return " · ".join(parts)
+
+
+def build_environment(candidate: Candidate, probe: dict[str, Any] | None) -> Environment:
+    """Combine what discovery found with what the probe reported."""
+    probe = probe or {}
+    problems = list(candidate.problems) + list(probe.get("problems") or [])
+    ipykernel = bool(probe.get("ipykernel"))
+    if probe.get("python_version") and not ipykernel and candidate.kind != "docker":
+        # Docker kernels get ipykernel from a derived layer; local envs must have it.
+        prefix = candidate.location.get("prefix", "")
+        problems.append(
+            "ipykernel is not installed in this environment, so no kernel can start in it; "
+            f"install it with `{prefix}/bin/python -m pip install ipykernel`"
+            + (f" or `conda install -p {prefix} ipykernel`" if candidate.kind == "conda" else "")
+        )
+    display_name = candidate.display_name or display_name_for(
+        candidate.name,
+        candidate.kind,
+        probe.get("python_version"),
+        probe.get("torch_version"),
+        probe.get("cuda_version"),
+        probe.get("hip_version"),
+    )
+    env_id = candidate.id
+    return Environment(
+        id=env_id,
+        name=candidate.name,
+        kind=candidate.kind,
+        display_name=display_name,
+        kernel_name=kernel_name_for(env_id),
+        location=dict(candidate.location),
+        python_version=probe.get("python_version"),
+        python_executable=probe.get("python_executable") or candidate.python,
+        torch_version=probe.get("torch_version"),
+        cuda_version=probe.get("cuda_version"),
+        cudnn_version=probe.get("cudnn_version"),
+        torch_arch_list=list(probe.get("torch_arch_list") or []),
+        ipykernel=ipykernel,
+        labels=dict(candidate.labels),
+        problems=_unique(problems),
+        settings=dict(candidate.settings),
+    )
+
+
+def _major_minor(version: str) -> str:
+    public = version.split("+", 1)[0]
+    return ".".join(public.split(".")[:2])
+
+
+def _unique(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))

@@ -1,0 +1,143 @@
+"""Conda environments: find prefixes (stat only) and list ``conda env list`` when a CLI exists.
+
+A folder is a conda environment when it has ``conda-meta/`` — even if it also carries a
+``pyvenv.cfg`` (conda's python packages can ship one). The root prefix is the ``base``
+environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterable
+from pathlib import Path
+
+from .candidates import Candidate
+from .conda_config import CondaSettings
+
+CONDA_ENV_LIST_TIMEOUT = 60.0
+
+
+def is_conda_prefix(path: Path) -> bool:
+    return (path / "conda-meta").is_dir()
+
+
+def conda_prefixes(
+    envs_dirs: Iterable[str | os.PathLike[str]],
+    settings: CondaSettings,
+    extra_prefixes: Iterable[str | os.PathLike[str]] = (),
+) -> list[Path]:
+    """Every conda prefix: subfolders of ``envs_dirs``, environments.txt, base, CLI extras.
+
+    An entry of ``envs_dirs`` that is itself a prefix counts too. Paths are made absolute
+    and deduplicated by their real path, first occurrence wins.
+    """
+    found: list[Path] = []
+    if settings.root_prefix is not None:
+        found.append(settings.root_prefix)
+    for folder in envs_dirs:
+        base = Path(folder).expanduser()
+        if is_conda_prefix(base):
+            found.append(base)
+            continue
+        try:
+            entries = sorted(os.scandir(base), key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.is_dir() and os.path.isdir(os.path.join(entry.path, "conda-meta")):
+                found.append(Path(entry.path))
+    found += [p for p in settings.listed_prefixes if is_conda_prefix(p)]
+    found += [Path(p) for p in extra_prefixes if is_conda_prefix(Path(p))]
+    return _dedupe(found)
+
+
+def conda_candidate(prefix: Path, settings: CondaSettings) -> Candidate:
+    """Describe one prefix without running anything in it."""
+    prefix = prefix.absolute()
+    name = "base" if settings.root_prefix and _same(prefix, settings.root_prefix) else prefix.name
+    python = prefix / "bin" / "python"
+    problems: list[str] = []
+    if not python.exists():
+        problems.append(
+            f"no Python interpreter in this environment ({python} is missing); "
+            f"install one with `conda install -p {prefix} python ipykernel`"
+        )
+    return Candidate(
+        kind="conda",
+        name=name,
+        discriminator=str(prefix),
+        location={"prefix": str(prefix)},
+        identity=conda_identity(prefix),
+        python=str(python) if python.exists() else None,
+        settings={"prefix": str(prefix)},
+        problems=problems,
+    )
+
+
+def conda_identity(prefix: Path) -> str:
+    """What changes when conda or pip changes the environment: a few mtimes.
+
+    conda adds/removes ``conda-meta/*.json`` records (the folder's mtime) and appends to
+    ``conda-meta/history``; pip adds/removes ``*.dist-info`` folders in site-packages.
+    """
+    parts = [str(prefix)]
+    for path in (prefix / "conda-meta", prefix / "conda-meta" / "history", site_packages(prefix)):
+        parts.append(_mtime(path))
+    return "conda:" + "|".join(parts)
+
+
+def site_packages(prefix: Path) -> Path:
+    """``lib/pythonX.Y/site-packages``, found from the ``bin/python`` link (no listing)."""
+    try:
+        target = os.readlink(prefix / "bin" / "python")
+    except OSError:
+        target = ""
+    name = os.path.basename(target)
+    if name.startswith("python3."):
+        return prefix / "lib" / name / "site-packages"
+    for candidate in sorted((prefix / "lib").glob("python3.*/site-packages")):
+        return candidate
+    return prefix / "lib" / "site-packages"
+
+
+def conda_env_list(cli: str, timeout: float = CONDA_ENV_LIST_TIMEOUT) -> list[Path]:
+    """``conda env list --json`` prefixes; slow (conda starts up), so never on a request."""
+    try:
+        done = subprocess.run(
+            [cli, "env", "list", "--json"],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        data = json.loads(done.stdout or "{}")
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return []
+    return [Path(p) for p in data.get("envs", []) if isinstance(p, str)]
+
+
+def _mtime(path: Path) -> str:
+    try:
+        return str(os.stat(path).st_mtime_ns)
+    except OSError:
+        return "-"
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
+def _dedupe(paths: Iterable[Path]) -> list[Path]:
+    seen: set[str] = set()
+    out: list[Path] = []
+    for path in paths:
+        key = os.path.realpath(path)
+        if key not in seen:
+            seen.add(key)
+            out.append(Path(os.path.abspath(path)))
+    return out

@@ -1,0 +1,156 @@
+"""Run the probe script in an environment and turn whatever happens into a result dict.
+
+Never raises for a broken environment: a timeout, a crash, a missing interpreter or an
+unreachable Docker engine becomes a ``problems`` entry. ``transient`` marks outcomes that
+may change without the environment changing (timeouts, Docker errors), which the cache
+keeps only in memory so a refresh tries again.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import threading
+import time
+from functools import lru_cache
+from typing import Any
+
+from ..errors import DockerUnavailable
+from . import probe_script
+from .docker_images import ContainerRun, run_in_image
+
+ENV_DROP = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONSAFEPATH", "VIRTUAL_ENV")
+
+
+@lru_cache(maxsize=1)
+def probe_source() -> str:
+    return probe_script.source()
+
+
+@lru_cache(maxsize=1)
+def _scratch_dir() -> str:
+    """An empty working folder for local probes (nothing there to import by accident)."""
+    return tempfile.mkdtemp(prefix="gpuenv-probe-")
+
+
+class ProbeCounter:
+    """Counts probes actually run (tests and benchmarks check that warm listings run none)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.local = 0
+        self.docker = 0
+
+    def add(self, kind: str) -> None:
+        with self._lock:
+            if kind == "docker":
+                self.docker += 1
+            else:
+                self.local += 1
+
+    @property
+    def total(self) -> int:
+        return self.local + self.docker
+
+
+def probe_prefix(python: str, prefix: str, timeout: float) -> dict[str, Any]:
+    """Probe a conda env or venv with its own interpreter, as a kernel would start it."""
+    env = {k: v for k, v in os.environ.items() if k not in ENV_DROP}
+    env["PATH"] = os.pathsep.join([os.path.join(prefix, "bin"), env.get("PATH", "")])
+    if os.path.isdir(os.path.join(prefix, "conda-meta")):
+        env["CONDA_PREFIX"] = prefix
+    else:
+        env["VIRTUAL_ENV"] = prefix
+    started = time.monotonic()
+    try:
+        done = subprocess.run(
+            [python, "-c", probe_source()],
+            cwd=_scratch_dir(),
+            env=env,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        return _interpret(
+            ContainerRun(None, _text(exc.stdout), _text(exc.stderr), True, timeout), timeout
+        )
+    except OSError as exc:
+        return _failed(f"the environment's python {python} cannot run: {exc}", transient=False)
+    run = ContainerRun(
+        done.returncode, _text(done.stdout), _text(done.stderr), False, time.monotonic() - started
+    )
+    return _interpret(run, timeout)
+
+
+def probe_image(client: Any, image_id: str, python: str | None, timeout: float) -> dict[str, Any]:
+    """Probe an image in a short-lived container (``python3``, else ``python``, from its PATH)."""
+    interpreters = [python] if python else ["python3", "python"]
+    run: ContainerRun | None = None
+    try:
+        for interpreter in interpreters:
+            run = run_in_image(
+                client, image_id, [interpreter, "-c", probe_source()], "probe", timeout
+            )
+            if run.exit_code is not None or run.timed_out:
+                break
+    except DockerUnavailable as exc:
+        return _failed(exc.message, transient=True)
+    assert run is not None
+    if run.exit_code is None and not run.timed_out:
+        tried = " or ".join(interpreters)
+        return _failed(
+            f"no Python interpreter ({tried}) could be started in the image: {run.stderr}",
+            transient=False,
+        )
+    return _interpret(run, timeout)
+
+
+def _interpret(run: ContainerRun, timeout: float) -> dict[str, Any]:
+    data = probe_script.parse_output(run.stdout)
+    if data is None:
+        if run.timed_out:
+            return _failed(
+                f"the probe did not finish within {timeout:g} s (c.GpuEnv.probe_timeout)",
+                transient=True,
+            )
+        return _failed(
+            f"the environment's python failed to run the probe (exit {run.exit_code}): "
+            f"{_last_line(run.stderr)}",
+            transient=False,
+        )
+    data["transient"] = False
+    data["probe_seconds"] = round(run.seconds, 3)
+    if data.get("torch_version") and not data.pop("torch_probed", False):
+        if run.timed_out:
+            data["problems"].append(
+                f"import torch did not finish within {timeout:g} s; cuDNN and arch list unknown"
+            )
+            data["transient"] = True
+        else:
+            data["problems"].append(
+                f"import torch crashed the interpreter (exit {run.exit_code}): "
+                f"{_last_line(run.stderr)}"
+            )
+    data.pop("torch_probed", None)
+    data.setdefault("cudnn_version", None)
+    data.setdefault("torch_arch_list", [])
+    return data
+
+
+def _failed(message: str, transient: bool) -> dict[str, Any]:
+    return {"problems": [message], "transient": transient}
+
+
+def _text(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "no error output"

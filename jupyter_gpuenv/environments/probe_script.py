@@ -1,0 +1,180 @@
+"""The environment probe: runs INSIDE an environment (its own python), standard library only.
+
+Python >= 3.8, no third-party import at module level. It is sent as ``python -c`` source
+(never run as a file, so nothing next to it can shadow a module) and prints JSON lines
+tagged with ``MARKER``:
+
+1. ``facts``: Python version, ipykernel presence (``find_spec``, no import), torch versions
+   read from ``torch/version.py`` by file path (no torch import), conda-meta validity.
+   Printed and flushed first, so a later hang still leaves these.
+2. ``torch``: after ``import torch`` — cuDNN version and the CUDA arch flags the build
+   was compiled for (``torch._C._cuda_getArchFlags()``; ``torch.cuda.get_arch_list()`` is
+   empty without a GPU). An import failure is reported as a problem.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+
+MARKER = "GPUENV-PROBE "
+
+
+def _emit(kind, data):
+    sys.stdout.write(MARKER + json.dumps({"kind": kind, "data": data}) + "\n")
+    sys.stdout.flush()
+
+
+def _find_spec(name):
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+
+
+def _torch_version_file():
+    spec = _find_spec("torch")
+    if spec is None:
+        return None
+    locations = list(spec.submodule_search_locations or [])
+    for folder in locations:
+        path = os.path.join(folder, "version.py")
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def _read_torch_version(path):
+    """Execute torch/version.py on its own: plain assignments plus a typing import."""
+    namespace = {"__name__": "torch.version", "__file__": path}
+    with open(path, encoding="utf-8") as handle:
+        code = compile(handle.read(), path, "exec")
+    exec(code, namespace)
+    return namespace
+
+
+def _check_conda_meta(prefix):
+    folder = os.path.join(prefix, "conda-meta")
+    problems = []
+    if not os.path.isdir(folder):
+        return problems
+    for name in sorted(os.listdir(folder)):
+        if not name.endswith(".json"):
+            continue
+        path = os.path.join(folder, name)
+        try:
+            with open(path, encoding="utf-8") as handle:
+                record = json.load(handle)
+            if not isinstance(record, dict) or "name" not in record:
+                raise ValueError("not a package record")
+        except (OSError, ValueError) as exc:
+            problems.append(
+                f"conda-meta/{name} is corrupt ({exc}): conda cannot read this environment; "
+                "reinstall that package or recreate the environment"
+            )
+    return problems
+
+
+def facts():
+    data = {
+        "python_version": platform.python_version(),
+        "python_executable": sys.executable,
+        "prefix": sys.prefix,
+        "ipykernel": _find_spec("ipykernel") is not None,
+        "torch_version": None,
+        "cuda_version": None,
+        "hip_version": None,
+        "torch_location": None,
+        "problems": _check_conda_meta(sys.prefix),
+    }
+    path = _torch_version_file()
+    if path is not None:
+        data["torch_location"] = os.path.dirname(path)
+        try:
+            version = _read_torch_version(path)
+            data["torch_version"] = version.get("__version__")
+            data["cuda_version"] = version.get("cuda")
+            data["hip_version"] = version.get("hip")
+        except Exception as exc:  # a broken install must still list
+            data["problems"].append(f"torch/version.py could not be read: {exc}")
+    return data
+
+
+def _cudnn_dotted(value):
+    """cuDNN's integer version as dotted text: 90100 -> 9.1.0, 8902 -> 8.9.2."""
+    if value is None:
+        return None
+    value = int(value)
+    if value >= 10000:
+        major, rest = divmod(value, 10000)
+    else:
+        major, rest = divmod(value, 1000)
+    return f"{major}.{rest // 100}.{rest % 100}"
+
+
+def torch_facts():
+    data = {"cudnn_version": None, "torch_arch_list": [], "problems": []}
+    try:
+        import torch
+    except BaseException as exc:  # SystemExit/ImportError/OSError from native libs
+        data["problems"].append(
+            f"import torch failed ({type(exc).__name__}: {exc}); "
+            "versions come from torch/version.py"
+        )
+        return data
+    try:
+        data["cudnn_version"] = _cudnn_dotted(torch.backends.cudnn.version())
+    except Exception:
+        data["cudnn_version"] = None
+    try:
+        flags = torch._C._cuda_getArchFlags()
+    except Exception:
+        flags = None
+    data["torch_arch_list"] = flags.split() if flags else []
+    return data
+
+
+def main():
+    # ``python -c`` puts the working folder first on sys.path; drop it so nothing there
+    # can shadow the modules we look for.
+    if sys.path and sys.path[0] in ("", os.getcwd()):
+        sys.path.pop(0)
+    data = facts()
+    _emit("facts", data)
+    if data["torch_version"] is not None:
+        _emit("torch", torch_facts())
+
+
+def parse_output(text):
+    """Merge the tagged lines of a probe's stdout into one dict (None when none were seen)."""
+    merged = None
+    for line in text.splitlines():
+        if not line.startswith(MARKER):
+            continue
+        try:
+            item = json.loads(line[len(MARKER) :])
+        except ValueError:
+            continue
+        data = item.get("data") or {}
+        if merged is None:
+            merged = {"problems": [], "torch_probed": False}
+        problems = data.pop("problems", [])
+        merged.update(data)
+        merged["problems"].extend(problems)
+        if item.get("kind") == "torch":
+            merged["torch_probed"] = True
+    return merged
+
+
+def source():
+    """This module's text, to run with ``python -c`` in an environment."""
+    with open(__file__, encoding="utf-8") as handle:
+        return handle.read()
+
+
+if __name__ == "__main__":
+    main()

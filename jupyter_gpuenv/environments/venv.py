@@ -1,0 +1,107 @@
+"""Virtual environments (venv, virtualenv, uv): a prefix with ``pyvenv.cfg`` and ``bin/python``.
+
+Prefixes that also have ``conda-meta/`` belong to the conda source, not to this one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from .candidates import Candidate
+
+
+def is_venv_prefix(path: Path) -> bool:
+    return (path / "pyvenv.cfg").is_file() and not (path / "conda-meta").is_dir()
+
+
+def venv_prefixes(venv_dirs: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Subfolders of ``venv_dirs`` that are venvs; an entry that is itself a venv counts too."""
+    found: list[Path] = []
+    for folder in venv_dirs:
+        base = Path(folder).expanduser().absolute()
+        if is_venv_prefix(base):
+            found.append(base)
+            continue
+        try:
+            entries = sorted(os.scandir(base), key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.is_dir() and is_venv_prefix(Path(entry.path)):
+                found.append(Path(entry.path))
+    seen: set[str] = set()
+    out = []
+    for path in found:
+        key = os.path.realpath(path)
+        if key not in seen:
+            seen.add(key)
+            out.append(path)
+    return out
+
+
+def venv_name(prefix: Path) -> str:
+    """The folder's name; for a hidden project venv (``proj/.venv``) the project's name."""
+    if prefix.name.startswith(".") and prefix.parent.name:
+        return prefix.parent.name
+    return prefix.name
+
+
+def read_pyvenv_cfg(prefix: Path) -> dict[str, str]:
+    """``key = value`` lines of pyvenv.cfg (venv, virtualenv and uv all write this shape)."""
+    values: dict[str, str] = {}
+    try:
+        text = (prefix / "pyvenv.cfg").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return values
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            values[key.strip().lower()] = value.strip()
+    return values
+
+
+def venv_site_packages(prefix: Path) -> Path:
+    """The venv's own site-packages (from pyvenv.cfg's version, else by looking)."""
+    cfg = read_pyvenv_cfg(prefix)
+    version = cfg.get("version_info") or cfg.get("version") or ""
+    major_minor = ".".join(version.split(".")[:2])
+    if major_minor:
+        path = prefix / "lib" / f"python{major_minor}" / "site-packages"
+        if path.is_dir():
+            return path
+    for candidate in sorted((prefix / "lib").glob("python3.*/site-packages")):
+        return candidate
+    return prefix / "lib" / "site-packages"
+
+
+def venv_candidate(prefix: Path) -> Candidate:
+    """Describe one venv without running its interpreter."""
+    python = prefix / "bin" / "python"
+    problems: list[str] = []
+    if not python.exists():
+        target = os.readlink(python) if python.is_symlink() else None
+        reason = f"it points to {target}, which no longer exists" if target else "it is missing"
+        problems.append(f"the venv's interpreter {python} cannot run ({reason}); recreate the venv")
+    return Candidate(
+        kind="venv",
+        name=venv_name(prefix),
+        discriminator=str(prefix),
+        location={"prefix": str(prefix)},
+        identity=venv_identity(prefix),
+        python=str(python) if python.exists() else None,
+        settings={"prefix": str(prefix)},
+        problems=problems,
+    )
+
+
+def venv_identity(prefix: Path) -> str:
+    """pyvenv.cfg changes when the venv is recreated, site-packages when pip changes it."""
+    parts = [str(prefix)]
+    for path in (prefix / "pyvenv.cfg", venv_site_packages(prefix)):
+        try:
+            parts.append(str(os.stat(path).st_mtime_ns))
+        except OSError:
+            parts.append("-")
+    return "venv:" + "|".join(parts)
