@@ -9,7 +9,7 @@ from jupyter_server.extension.application import ExtensionApp
 
 from ..config import GpuEnv
 from ..environments.catalog import Catalog
-from . import environments_api, gpus_api, openapi_api
+from . import doctor_api, environments_api, gpus_api, openapi_api
 
 
 @dataclass
@@ -36,11 +36,12 @@ class GpuEnvExtension(ExtensionApp):
             ksm.use_catalog(catalog)
         self.state = ServerState(config=config, catalog=catalog, server=self.serverapp)
         self.settings["gpuenv"] = self.state
+        doctor_api.install(self.state, self.log)
         gpus_api.install(self.state, self.log)
         self.log.info("jupyter_gpuenv: REST API at %sgpuenv/api/", self.serverapp.base_url)
 
     def initialize_handlers(self) -> None:
-        for module in (environments_api, gpus_api, openapi_api):
+        for module in (environments_api, gpus_api, doctor_api, openapi_api):
             self.handlers.extend(module.handlers)
 
     async def stop_extension(self) -> None:
