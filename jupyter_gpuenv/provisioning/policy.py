@@ -16,12 +16,13 @@ This module knows nothing about Docker or HTTP; it maps configuration to decisio
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import PolicyViolation
-from ..gpu.grant import GpuGrant, read_user_grant
+from ..gpu.grant import GpuGrant, parse_gpu_list, read_user_grant
 
 GpuSelection = str | list[str]  # "all" | "none" | ["0", "GPU-…", "MIG-…"]
 
@@ -159,18 +160,27 @@ def local_gpu_environment(
 ) -> dict[str, str]:
     """CUDA_VISIBLE_DEVICES for a kernel running as a local process ({} when unrestricted).
 
-    When the grant came from NVIDIA_VISIBLE_DEVICES the server already runs in a container
-    that sees only the granted GPUs, renumbered from 0, so host ids would be wrong there:
-    only the admin's per-environment selection is applied then, as given.
+    Ids are host ids. A server in a container whose NVIDIA_VISIBLE_DEVICES names devices
+    sees only those, renumbered from 0: host indexes would pick the wrong GPUs there, so
+    the container stays the limit unless the selection uses UUIDs, which mean the same
+    inside and out. "none" hides every GPU anywhere.
     """
-    grant = user_gpu_grant(config, environ)
-    if grant is not None and grant.source == NVIDIA_VISIBLE_DEVICES:
-        gpus = _normalise(config.gpus if env_gpus is None else env_gpus)
-    else:
-        gpus = effective_gpus(config, env_gpus, environ)
+    env = os.environ if environ is None else environ
+    gpus = effective_gpus(config, env_gpus, env)
+    if gpus == "none":
+        return {"CUDA_VISIBLE_DEVICES": ""}
     if gpus == "all":
         return {}
-    return {"CUDA_VISIBLE_DEVICES": "" if gpus == "none" else ",".join(gpus)}
+    if _in_narrowed_container(env) and any(_gpu_key(g).isdigit() for g in gpus):
+        return {}
+    return {"CUDA_VISIBLE_DEVICES": ",".join(gpus)}
+
+
+def _in_narrowed_container(environ: Mapping[str, str]) -> bool:
+    """Whether the NVIDIA runtime handed this process only some of the host's GPUs."""
+    if NVIDIA_VISIBLE_DEVICES not in environ:
+        return False
+    return not parse_gpu_list(environ[NVIDIA_VISIBLE_DEVICES]).is_all
 
 
 def _admin_entry(config: Any, env: Any) -> tuple[str | None, dict[str, Any] | None]:

@@ -253,5 +253,15 @@ def test_local_kernels_get_cuda_visible_devices() -> None:
     assert local_gpu_environment(config, None, {"GPUENV_GPUS": "none"}) == {
         "CUDA_VISIBLE_DEVICES": ""
     }
-    # Inside a container the NVIDIA runtime already narrowed and renumbered the GPUs.
+    # In a container the NVIDIA runtime already narrowed and renumbered the GPUs: host
+    # indexes would point at the wrong ones, UUIDs still name the right ones.
+    in_container = {"GPUENV_GPUS": "1,2", "NVIDIA_VISIBLE_DEVICES": "1,2"}
+    assert local_gpu_environment(config, None, in_container) == {}
     assert local_gpu_environment(config, None, {"NVIDIA_VISIBLE_DEVICES": "5"}) == {}
+    by_uuid = {"GPUENV_GPUS": "GPU-a", "NVIDIA_VISIBLE_DEVICES": "GPU-a,GPU-b"}
+    assert local_gpu_environment(config, None, by_uuid) == {"CUDA_VISIBLE_DEVICES": "GPU-a"}
+    no_gpu = {"GPUENV_GPUS": "none", "NVIDIA_VISIBLE_DEVICES": "1"}
+    assert local_gpu_environment(config, None, no_gpu) == {"CUDA_VISIBLE_DEVICES": ""}
+    # A CUDA image's NVIDIA_VISIBLE_DEVICES=all is no narrowing.
+    cuda_image = {"GPUENV_GPUS": "1", "NVIDIA_VISIBLE_DEVICES": "all"}
+    assert local_gpu_environment(config, None, cuda_image) == {"CUDA_VISIBLE_DEVICES": "1"}
