@@ -1,7 +1,413 @@
-"""Docker provisioner (placeholder until provisioning lands)."""
+"""Kernels in Docker containers, owned by the provisioner from create to remove.
 
-from jupyter_client.provisioning import LocalProvisioner
+jupyter_client asks the provisioner to launch, poll, signal, wait for, kill and clean up
+"the kernel process"; here that process is a container, handled through the Docker API
+(docker-py's sync calls run in threads). The container:
+
+* runs the image's python with ipykernel on the host network, binding the 127.0.0.1
+  ports of the connection file, which is mounted read-only;
+* has docker-init as PID 1, so ``docker kill --signal SIGINT`` reaches the kernel as a
+  KeyboardInterrupt (interrupt) and exits with it;
+* runs as the server's uid:gid with the notebook folder mounted at the same path as its
+  working directory, so files belong to the user and relative paths work;
+* is labelled with the kernel, the environment and the server instance (orphans.py
+  removes it if the server dies) and removed on shutdown and on every restart (a restart
+  is a new container: fresh state, the old one gone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pathlib
+import secrets
+import signal
+import time
+from typing import Any
+
+from docker.errors import APIError, ImageNotFound, NotFound
+from jupyter_client.connect import KernelConnectionInfo, LocalPortCache
+from jupyter_client.provisioning import KernelProvisionerBase
+from jupyter_core.paths import jupyter_runtime_dir
+
+from . import labels, orphans
+from .base import GpuEnvProvisionerMixin, KernelStartFailed
+from .container_spec import (
+    ContainerRequest,
+    connection_file_for,
+    container_user,
+    create_arguments,
+)
+from .daemon import DaemonUnreachable, docker_client
+from .gpu_request import detect_runtime, plan_gpus
+from .kernel_layer import ensure_layer, image_has_ipykernel
+
+READY_POLL = 0.05
+STATE_CHECK_EVERY = 5  # readiness polls between two container state checks
+LOG_TAIL = 20
+PORT_NAMES = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
 
 
-class DockerProvisioner(LocalProvisioner):
-    pass
+class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type: ignore[misc]
+    """Runs an ipykernel inside a container of a catalog Docker environment."""
+
+    container_id: str | None = None
+    container_name: str | None = None
+    image: str | None = None
+    cwd: str | None = None
+    ports_cached = False
+    _exited = False
+    _connection_copy: str | None = None
+    _env: Any = None
+    _launch: Any = None
+    _extra_arguments: tuple[str, ...] | list[str] = ()
+
+    @property
+    def has_process(self) -> bool:
+        return self.container_id is not None and not self._exited
+
+    # -- start ---------------------------------------------------------------------
+
+    async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
+        """Resolve the environment and policy, pick ports, write the connection file."""
+        env = await self.resolve_environment()
+        if env.kind != "docker":
+            raise KernelStartFailed(
+                f"Environment {env.id!r} is a {env.kind} environment; its kernelspec must use "
+                "gpuenv-local-provisioner."
+            )
+        self._env = env
+        self._launch = self.apply_policy(env)
+        if kwargs.pop("transport_encryption", None) == "required":
+            raise KernelStartFailed("Encrypted transport is not available for Docker kernels.")
+        km = self.parent
+        if km is None:
+            raise KernelStartFailed("Docker kernels need a KernelManager as parent.")
+        if km.transport != "tcp":
+            raise KernelStartFailed("Docker kernels need the tcp transport.")
+        if km.cache_ports and not self.ports_cached:
+            cache = LocalPortCache.instance()
+            for name in PORT_NAMES:
+                setattr(km, name, cache.find_available_port(km.ip))
+            self.ports_cached = True
+        session = (kwargs.get("env") or {}).get("JPY_SESSION_NAME", "")
+        km.write_connection_file(jupyter_session=session)
+        self.connection_info = km.get_connection_info()
+        self._extra_arguments = list(kwargs.pop("extra_arguments", None) or [])
+        kwargs = await super().pre_launch(**kwargs)
+        python = env.python_executable or "python3"
+        kwargs["cmd"] = [python, "-m", "ipykernel_launcher", "-f", km.connection_file]
+        return kwargs
+
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
+        """Create and start the container; return once the kernel's ports answer."""
+        self._exited = False
+        self.cwd = kwargs.get("cwd") or os.getcwd()
+        try:
+            client = await asyncio.to_thread(docker_client, True)
+        except DaemonUnreachable as err:
+            raise KernelStartFailed(err.message) from err
+        await asyncio.to_thread(orphans.remove_orphans_once, client, self.log)
+        image_id, python = await self._kernel_image(client)
+        request = await asyncio.to_thread(
+            self._container_request, client, image_id, python, kwargs.get("env") or {}
+        )
+        started = time.monotonic()
+        container = await asyncio.to_thread(self._create, client, request)
+        self.container_id, self.container_name = container.id, container.name
+        orphans.track(container.id)
+        try:
+            await asyncio.to_thread(container.start)
+            await self._wait_ready(client, container)
+        except BaseException as err:
+            await self._discard(client)
+            if isinstance(err, APIError):
+                raise KernelStartFailed(
+                    f"Docker could not start the kernel container: {_explain(err)}"
+                ) from err
+            raise
+        self.log.info(
+            "Kernel %s: container %s of %s ready in %.2f s",
+            self.kernel_id, self.container_name, self.image, time.monotonic() - started,
+        )
+        return self.connection_info
+
+    async def _kernel_image(self, client: Any) -> tuple[str, str]:
+        """The image to run (a kernel layer when it lacks ipykernel) and its python."""
+        env, launch = self._env, self._launch
+        ref = launch.image or env.location.get("image")
+        if not ref:
+            raise KernelStartFailed(f"Environment {env.id!r} names no image.")
+        self.image = ref
+        try:
+            image = await asyncio.to_thread(client.images.get, ref)
+        except ImageNotFound as err:
+            raise KernelStartFailed(
+                f"Image {ref} is not present locally. Get it with `docker pull {ref}` (or "
+                "build it), then start the kernel again."
+            ) from err
+        # The catalog's ipykernel answer holds for the image it probed; another image
+        # (a kernelspec's own, or the tag rebuilt since) is probed here, once per id.
+        known_id = env.location.get("image_id")
+        same_image = ref == env.location.get("image") and known_id in (None, image.id)
+        python = (env.python_executable if same_image else None) or "python3"
+        timeout = self.gpuenv_config.image_build_timeout
+        if same_image and env.ipykernel:
+            return image.id, python
+        if not same_image and await asyncio.to_thread(
+            image_has_ipykernel, client, image.id, python, timeout
+        ):
+            return image.id, python
+        layer = await asyncio.to_thread(ensure_layer, client, image.id, ref, python, timeout,
+                                        self.log)
+        return layer, python
+
+    def _container_request(
+        self, client: Any, image_id: str, python: str, server_env: dict[str, str]
+    ) -> ContainerRequest:
+        env, launch, config = self._env, self._launch, self.gpuenv_config
+        settings = dict(env.settings or {})
+        for key in ("mounts", "mem_limit", "cpus", "shm_size", "user", "cap_drop"):
+            if key in launch.overrides:
+                settings[key] = launch.overrides[key]
+        if "environment" in launch.overrides:
+            settings["environment"] = {**(settings.get("environment") or {}),
+                                       **launch.overrides["environment"]}
+        ignored = sorted(set(launch.overrides) - set(settings) - {"environment_id", "gpus"})
+        if ignored:
+            self.log.warning("Kernel %s: kernelspec settings %s are not used by Docker "
+                             "kernels", self.kernel_id, ignored)
+        gpu_plan = plan_gpus(launch.gpus, detect_runtime(client))
+        for note in gpu_plan.notes:
+            self.log.warning("Kernel %s (%s): %s", self.kernel_id, env.name, note)
+        user = container_user(self.cwd, config.docker_allow_root, settings.get("user"))
+        original = os.path.realpath(self.parent.connection_file)
+        connection = connection_file_for(user, original, jupyter_runtime_dir(),
+                                         self.kernel_id or "kernel")
+        self._connection_copy = connection if connection != original else None
+        conda_env = env.location.get("conda_env")
+        image_attrs = client.images.get(image_id).attrs.get("Config") or {}
+        return ContainerRequest(
+            kernel_id=self.kernel_id or "",
+            environment_id=env.id,
+            image=image_id,
+            python=python,
+            connection_file=connection,
+            cwd=self.cwd,
+            settings=settings,
+            instance=orphans.this_instance(),
+            hub_user=config.hub_user,
+            server_env=dict(os.environ),
+            env_allowlist=list(config.docker_environment_allowlist),
+            image_env=list(image_attrs.get("Env") or []),
+            gpu_environment=gpu_plan.environment,
+            device_requests=gpu_plan.device_requests,
+            allow_root=config.docker_allow_root,
+            conda_prefix_in_image=os.path.dirname(os.path.dirname(python)) if conda_env
+            else None,
+            session_name=server_env.get("JPY_SESSION_NAME"),
+            extra_arguments=self._extra_arguments,
+        )
+
+    def _create(self, client: Any, request: ContainerRequest) -> Any:
+        args = create_arguments(request)
+        try:
+            return client.containers.create(**args)
+        except APIError as err:
+            if err.status_code != 409:
+                raise KernelStartFailed(
+                    f"Docker could not create the kernel container: {_explain(err)}"
+                ) from err
+        # Name taken: a leftover of this kernel is replaced, anything else keeps its name.
+        try:
+            other = client.containers.get(args["name"])
+            if (other.labels or {}).get(labels.KERNEL_ID) == request.kernel_id:
+                other.remove(force=True)
+            else:
+                args["name"] = f"{args['name']}-{secrets.token_hex(2)}"
+        except NotFound:
+            pass
+        try:
+            return client.containers.create(**args)
+        except APIError as err:
+            raise KernelStartFailed(
+                f"Docker could not create the kernel container: {_explain(err)}"
+            ) from err
+
+    async def _wait_ready(self, client: Any, container: Any) -> None:
+        """Until every kernel port accepts connections; fail fast if the container exits."""
+        timeout = self.gpuenv_config.kernel_start_timeout
+        deadline = time.monotonic() + timeout
+        ip = str(self.connection_info.get("ip") or "127.0.0.1")
+        waiting = [int(self.connection_info[name]) for name in PORT_NAMES]  # type: ignore[call-overload]
+        polls = 0
+        while waiting:
+            waiting = [port for port in waiting if not await _port_open(ip, port)]
+            if not waiting:
+                return
+            polls += 1
+            if polls % STATE_CHECK_EVERY == 1:
+                state = await asyncio.to_thread(_state, client, container.id)
+                if not state.get("Running"):
+                    logs = await asyncio.to_thread(_log_tail, container)
+                    raise KernelStartFailed(
+                        f"The kernel container of {self.image} exited with code "
+                        f"{state.get('ExitCode')} before the kernel was ready. Last log "
+                        f"lines:\n{logs}"
+                    )
+            if time.monotonic() > deadline:
+                logs = await asyncio.to_thread(_log_tail, container)
+                raise KernelStartFailed(
+                    f"The kernel in {self.image} was not ready within {timeout:g} s "
+                    f"(c.GpuEnv.kernel_start_timeout). Last log lines:\n{logs}"
+                )
+            await asyncio.sleep(READY_POLL)
+
+    # -- life ----------------------------------------------------------------------
+
+    async def poll(self) -> int | None:
+        """None while the container runs, else its exit code (-1 when it vanished)."""
+        if self.container_id is None:
+            return 0
+        try:
+            state = await asyncio.to_thread(_state, docker_client(), self.container_id)
+        except NotFound:
+            return -1
+        except (APIError, DaemonUnreachable):
+            return None  # cannot tell; a daemon hiccup must not trigger a restart
+        return None if state.get("Running") else int(state.get("ExitCode") or 0)
+
+    async def wait(self) -> int | None:
+        """Until the container has stopped; the container stays until cleanup()."""
+        while True:
+            code = await self.poll()
+            if code is not None:
+                self._exited = True
+                return code
+            await asyncio.sleep(0.1)
+
+    async def send_signal(self, signum: int) -> None:
+        """``docker kill --signal``: docker-init passes it on to the kernel process."""
+        if self.container_id is None:
+            return
+        try:
+            await asyncio.to_thread(
+                docker_client().api.kill, self.container_id, signal.Signals(signum).name
+            )
+        except NotFound:
+            pass
+        except APIError as err:
+            if err.status_code != 409:  # 409: not running any more
+                raise
+
+    async def kill(self, restart: bool = False) -> None:
+        await self.send_signal(signal.SIGKILL)
+
+    async def terminate(self, restart: bool = False) -> None:
+        await self.send_signal(signal.SIGTERM)
+
+    async def cleanup(self, restart: bool = False) -> None:
+        """Remove the container (every time: a restart starts a new one) and free ports."""
+        try:
+            client = docker_client()
+        except DaemonUnreachable as err:
+            self.log.warning("Kernel %s: container %s not removed: %s", self.kernel_id,
+                             self.container_name, err)
+            client = None
+        if client is not None:
+            await self._discard(client)
+        if self.ports_cached and not restart:
+            cache = LocalPortCache.instance()
+            for name in PORT_NAMES:
+                port = self.connection_info.get(name)
+                if isinstance(port, int):
+                    cache.return_port(port)
+            self.ports_cached = False
+
+    async def _discard(self, client: Any) -> None:
+        container_id = self.container_id
+        if container_id is not None:
+            try:
+                await asyncio.to_thread(client.api.remove_container, container_id, force=True)
+            except NotFound:
+                pass
+            except APIError as err:
+                self.log.warning("Kernel %s: could not remove container %s: %s",
+                                 self.kernel_id, self.container_name, _explain(err))
+            else:
+                orphans.untrack(container_id)
+        self.container_id = None
+        self._exited = True
+        if self._connection_copy:
+            pathlib.Path(self._connection_copy).unlink(missing_ok=True)
+            self._connection_copy = None
+
+    def resolve_path(self, path_str: str) -> str | None:
+        """Paths resolve like local kernels: the notebook folder is mounted at its path."""
+        path = pathlib.Path(path_str).expanduser()
+        if not path.is_absolute() and self.cwd:
+            path = (pathlib.Path(self.cwd) / path).resolve()
+        return path.as_posix() if path.exists() else None
+
+    def get_stable_start_time(self, recommended: float = 10.0) -> float:
+        return max(recommended, self.gpuenv_config.kernel_start_timeout)
+
+    # -- persistence ---------------------------------------------------------------
+
+    async def get_provisioner_info(self) -> dict[str, Any]:
+        """The base record plus what finds the container again."""
+        info = await super().get_provisioner_info()
+        info.update(
+            {
+                "container_id": self.container_id,
+                "container_name": self.container_name,
+                "image": self.image,
+                "environment_id": self.environment_id,
+                "cwd": self.cwd,
+                "ports_cached": self.ports_cached,
+            }
+        )
+        return info
+
+    async def load_provisioner_info(self, provisioner_info: dict) -> None:
+        """Inverse of get_provisioner_info: re-attach to a running container."""
+        await super().load_provisioner_info(provisioner_info)
+        self.container_id = provisioner_info.get("container_id")
+        self.container_name = provisioner_info.get("container_name")
+        self.image = provisioner_info.get("image")
+        self.environment_id = provisioner_info.get("environment_id") or self.environment_id
+        self.cwd = provisioner_info.get("cwd")
+        self.ports_cached = bool(provisioner_info.get("ports_cached"))
+        self._exited = False
+        if self.container_id:
+            orphans.track(self.container_id)
+
+
+async def _port_open(ip: str, port: int) -> bool:
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(ip, port), 0.5)
+    except (TimeoutError, OSError):
+        return False
+    writer.close()
+    try:
+        await writer.wait_closed()
+    except OSError:
+        pass
+    return True
+
+
+def _state(client: Any, container_id: str) -> dict[str, Any]:
+    return client.api.inspect_container(container_id).get("State") or {}
+
+
+def _log_tail(container: Any) -> str:
+    try:
+        raw = container.logs(stdout=True, stderr=True, tail=LOG_TAIL)
+    except Exception as err:
+        return f"(logs unavailable: {err})"
+    text = raw.decode(errors="replace").rstrip()
+    return text or "(no output)"
+
+
+def _explain(err: APIError) -> str:
+    return str(getattr(err, "explanation", None) or err)

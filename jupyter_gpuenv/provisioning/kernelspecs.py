@@ -1,14 +1,192 @@
-"""Kernelspec manager (placeholder until provisioning lands)."""
+"""One kernelspec per catalog environment, beside the kernelspecs installed on disk.
+
+jupyter_server asks its kernelspec manager for the list on every launcher refresh and
+for one spec on every kernel start, so this path must stay cheap: it reads the catalog's
+cached environments (probing only on the very first use, when nothing was scanned yet)
+and rebuilds its specs only when that list changed.
+
+The spec content comes from :func:`kernelspec_dict`, which ``jupyter gpuenv kernelspecs
+install`` writes to disk as well; a spec on disk with the same name is therefore the
+same kernel, and the live one (built from the current catalog) is the one listed.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import copy
+import threading
+from pathlib import Path
 from typing import Any
 
-from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.kernelspec import KernelSpec, KernelSpecManager, NoSuchKernel
+
+from ..environments.model import Environment, kernel_name_for
+from .base import gpuenv_config_for
+
+RESOURCES = str(Path(__file__).with_name("kernelspec_resources"))
+DOCKER_PROVISIONER = "gpuenv-docker-provisioner"
+LOCAL_PROVISIONER = "gpuenv-local-provisioner"
+
+
+def has_kernel(env: Environment) -> bool:
+    """Whether a kernel can run in ``env``.
+
+    Docker images without ipykernel still can (the provisioner adds a kernel layer) as
+    long as they have a python; conda envs and venvs need ipykernel installed.
+    """
+    if env.kind == "docker":
+        return bool(env.python_version or env.python_executable or env.ipykernel)
+    return bool(env.ipykernel and (env.python_executable or env.location.get("prefix")))
+
+
+def kernelspec_dict(env: Environment) -> dict[str, Any]:
+    """The kernel.json content for ``env`` (the live spec and the on-disk one alike)."""
+    if env.kind == "docker":
+        provisioner = DOCKER_PROVISIONER
+        python = env.python_executable or "python3"
+    else:
+        provisioner = LOCAL_PROVISIONER
+        python = env.python_executable or str(Path(env.location["prefix"], "bin", "python"))
+    return {
+        "argv": [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": env.display_name,
+        "language": "python",
+        "interrupt_mode": "signal",
+        "env": {},
+        "metadata": {
+            "debugger": True,
+            "kernel_provisioner": {
+                "provisioner_name": provisioner,
+                "config": {"environment_id": env.id},
+            },
+            "gpuenv": {"environment_id": env.id, "kind": env.kind},
+        },
+    }
+
+
+def ipykernel_problem(env: Environment) -> str | None:
+    """The catalog's explanation for a conda env or venv left out of the kernel list."""
+    if env.kind == "docker" or env.ipykernel:
+        return None
+    prefix = env.location.get("prefix", "")
+    return (
+        "ipykernel is not installed, so there is no kernel for this environment; install "
+        f"it with `conda install -p {prefix} ipykernel` or `{prefix}/bin/python -m pip "
+        "install ipykernel`"
+    )
+
+
+def annotate_missing_ipykernel(environments: list[Environment]) -> None:
+    """Catalog annotator: say why a conda env or venv has no kernelspec."""
+    for env in environments:
+        problem = ipykernel_problem(env)
+        if problem and not any("ipykernel" in p for p in env.problems):
+            env.problems.append(problem)
 
 
 class GpuEnvKernelSpecManager(KernelSpecManager):
-    catalog: Any = None
+    """The normal kernelspecs plus one per catalog environment."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.catalog: Any = None
+        self._lock = threading.Lock()
+        self._specs: dict[str, KernelSpec] = {}
+        self._specs_key: tuple[Any, ...] | None = None
+        self._first_scan_done = False
 
     def use_catalog(self, catalog: Any) -> None:
+        """Share the server's catalog (and teach it why some envs have no kernel)."""
         self.catalog = catalog
+        annotators = getattr(catalog, "annotators", None)
+        if isinstance(annotators, list):
+            from .gpu_request import runtime_annotator
+
+            annotators.append(annotate_missing_ipykernel)
+            annotators.append(runtime_annotator(catalog.config, self.log))
+        with self._lock:
+            self._specs_key = None
+
+    def _get_catalog(self) -> Any:
+        if self.catalog is None:
+            from ..environments.catalog import Catalog
+
+            self.use_catalog(Catalog(gpuenv_config_for(self), log=self.log))
+        return self.catalog
+
+    def _environments(self) -> list[Environment]:
+        catalog = self._get_catalog()
+        envs = list(catalog.cached_environments())
+        if envs or self._first_scan_done:
+            return envs
+        self._first_scan_done = True
+        try:
+            return list(_run_blocking(catalog.list_environments_sync))
+        except Exception as err:
+            self.log.warning("gpuenv: environments could not be listed: %s", err)
+            return []
+
+    def gpuenv_specs(self) -> dict[str, KernelSpec]:
+        """Kernel name -> spec for every catalog environment a kernel can run in."""
+        envs = [env for env in self._environments() if has_kernel(env)]
+        key = tuple(
+            (e.id, e.display_name, e.kind, e.python_executable,
+             e.python_version, e.ipykernel, str(e.location.get("prefix")))
+            for e in envs
+        )
+        with self._lock:
+            if key != self._specs_key:
+                self._specs = {
+                    kernel_name_for(env.id): KernelSpec(
+                        resource_dir=RESOURCES, **kernelspec_dict(env)
+                    )
+                    for env in envs
+                }
+                self._specs_key = key
+            return self._specs
+
+    def find_kernel_specs(self) -> dict[str, str]:
+        """On-disk specs plus ours; a live spec replaces an on-disk one of the same name."""
+        found = super().find_kernel_specs()
+        for name in self.gpuenv_specs():
+            found[name] = RESOURCES
+        if self.allowed_kernelspecs:
+            found = {k: v for k, v in found.items() if k in self.allowed_kernelspecs}
+        return found
+
+    def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
+        """A copy of the live spec for catalog environments, else the on-disk one."""
+        spec = self.gpuenv_specs().get(kernel_name.lower())
+        if spec is None:
+            return super().get_kernel_spec(kernel_name)
+        if self.allowed_kernelspecs and kernel_name not in self.allowed_kernelspecs:
+            raise NoSuchKernel(kernel_name)
+        return copy.deepcopy(spec)
+
+    def get_all_specs(self) -> dict[str, Any]:
+        """The REST listing, without one directory scan per kernel name."""
+        ours = self.gpuenv_specs()
+        result: dict[str, Any] = {}
+        for name, resource_dir in self.find_kernel_specs().items():
+            try:
+                if name in ours:
+                    spec = ours[name]
+                else:
+                    spec = self._get_kernel_spec_by_name(name, resource_dir)
+                result[name] = {"resource_dir": resource_dir, "spec": spec.to_dict()}
+            except NoSuchKernel:
+                pass
+            except Exception:
+                self.log.warning("Error loading kernelspec %r", name, exc_info=True)
+        return result
+
+
+def _run_blocking(func: Any) -> Any:
+    """Call a sync function that may itself run an event loop, even from inside one."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return func()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(func).result()

@@ -13,6 +13,9 @@ ENVIRONMENT_ID = f"{PREFIX}.environment_id"
 SERVER_ID = f"{PREFIX}.server_id"
 SERVER_PID = f"{PREFIX}.server_pid"
 SERVER_HOST = f"{PREFIX}.server_host"
+# Start time of SERVER_PID (clock ticks since boot, /proc/<pid>/stat field 22): a reused
+# PID with another start time is not the same server.
+SERVER_STARTED = f"{PREFIX}.server_started"
 USER = f"{PREFIX}.user"
 ROLE = f"{PREFIX}.role"  # "kernel" | "probe" | "export" | "kernel-layer"
 

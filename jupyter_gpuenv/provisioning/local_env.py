@@ -1,7 +1,104 @@
-"""Local env provisioner (placeholder until provisioning lands)."""
+"""Kernels in a conda env or venv on this machine, started as ``conda activate`` would.
 
+The process side (Popen, signals to the process group, ports, connection file) is
+jupyter_client's LocalProvisioner; this subclass only decides which python runs and with
+which environment: the env's own interpreter, the activation variables computed by
+activation.py (cached per prefix state, no ``conda run``), the GPU selection of the
+policy as CUDA_VISIBLE_DEVICES, and the kernel-side package for ``%gpuinfo``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning import LocalProvisioner
 
+from .activation import activated_env
+from .base import (
+    GpuEnvProvisionerMixin,
+    KernelStartFailed,
+    ipykernel_argv,
+    kernel_side_env,
+    local_kernel_side_dir,
+)
+from .policy import local_gpu_environment
 
-class LocalEnvProvisioner(LocalProvisioner):
-    pass
+
+class LocalEnvProvisioner(GpuEnvProvisionerMixin, LocalProvisioner):
+    """Runs ipykernel with a catalog conda env's or venv's python, activated."""
+
+    async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
+        """Resolve the environment, then let LocalProvisioner write the connection file."""
+        env = await self.resolve_environment()
+        if env.kind not in ("conda", "venv"):
+            raise KernelStartFailed(
+                f"Environment {env.id!r} is a {env.kind} environment; its kernelspec must use "
+                "gpuenv-docker-provisioner."
+            )
+        launch = self.apply_policy(env)
+        prefix = str(env.location.get("prefix") or "")
+        python = env.python_executable or os.path.join(prefix, "bin", "python")
+        if not prefix or not os.path.isdir(prefix):
+            raise KernelStartFailed(
+                f"The {env.kind} environment {env.name!r} is gone: {prefix or '(no prefix)'} "
+                "does not exist any more."
+            )
+        if not os.access(python, os.X_OK):
+            raise KernelStartFailed(f"{python} is not an executable python interpreter.")
+        if not env.ipykernel:
+            raise KernelStartFailed(
+                f"ipykernel is not installed in {prefix}; install it there "
+                f"(`{python} -m pip install ipykernel` or `conda install -p {prefix} ipykernel`)."
+            )
+
+        extra = list(kwargs.get("extra_arguments") or [])
+        kwargs = await super().pre_launch(**kwargs)
+        base_env = kwargs["env"]
+        # Activation (and the activate.d scripts) runs in a thread: first use per prefix
+        # state starts bash once, later starts hit the cache.
+        kernel_env = await asyncio.to_thread(
+            activated_env, env.kind, prefix, base_env, dict(os.environ)
+        )
+        kernel_env.update(local_gpu_environment(self.gpuenv_config, launch_gpus(self, launch)))
+        kernel_side = await asyncio.to_thread(local_kernel_side_dir)
+        kernel_env.update(
+            kernel_side_env(
+                env.id, self.kernel_id or "", kernel_side, kernel_env.get("PYTHONPATH")
+            )
+        )
+        kwargs["env"] = kernel_env
+        kwargs["cmd"] = ipykernel_argv(python, self._connection_file(), extra)
+        return kwargs
+
+    def _connection_file(self) -> str:
+        km = self.parent
+        path = getattr(km, "connection_file", None)
+        if not path:
+            raise KernelStartFailed("The kernel manager wrote no connection file.")
+        return os.path.realpath(path)
+
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
+        """Start the process; a missing interpreter becomes a readable start error."""
+        try:
+            return await super().launch_kernel(cmd, **kwargs)
+        except OSError as err:
+            raise KernelStartFailed(f"Could not start {cmd[0]}: {err}") from err
+
+    async def get_provisioner_info(self) -> dict[str, Any]:
+        """LocalProvisioner's record plus the environment, for persistence."""
+        info = await super().get_provisioner_info()
+        info["environment_id"] = self.environment_id
+        return info
+
+    async def load_provisioner_info(self, provisioner_info: dict) -> None:
+        """Inverse of get_provisioner_info."""
+        await super().load_provisioner_info(provisioner_info)
+        self.environment_id = provisioner_info.get("environment_id", self.environment_id)
+
+
+def launch_gpus(provisioner: LocalEnvProvisioner, launch: Any) -> Any:
+    """The kernelspec's own (policy-checked) GPU narrowing, else None for the admin's."""
+    return launch.gpus if "gpus" in provisioner.requested_config else None

@@ -9,6 +9,7 @@ from jupyter_server.extension.application import ExtensionApp
 
 from ..config import GpuEnv
 from ..environments.catalog import Catalog
+from ..provisioning.orphans import start_orphan_sweep
 from . import doctor_api, environments_api, gpus_api, openapi_api
 
 
@@ -37,6 +38,9 @@ class GpuEnvExtension(ExtensionApp):
         self.state = ServerState(config=config, catalog=catalog, server=self.serverapp)
         self.settings["gpuenv"] = self.state
         doctor_api.install(self.state, self.log)
+        # Kernel containers left by a server that died (kill -9) are removed in the
+        # background, so a slow or absent Docker never delays startup.
+        start_orphan_sweep(self.log)
         gpus_api.install(self.state, self.log)
         self.log.info("jupyter_gpuenv: REST API at %sgpuenv/api/", self.serverapp.base_url)
 

@@ -1,0 +1,225 @@
+"""Kernel containers never outlive their server for long.
+
+Every kernel container is labelled with the identity of the process that started it
+(``ServerInstance``: a random id, PID, PID start time, host name). Two mechanisms remove
+containers whose owner is gone:
+
+* at server start (and at the first Docker kernel of a plain jupyter_client process),
+  containers labelled ROLE=kernel whose owner is another instance that is no longer
+  alive on this host are removed, so a ``kill -9`` of a server leaves nothing for ever;
+* at normal interpreter exit, containers this process started and did not clean up are
+  removed (jupyter_client users that exit without shutting their kernel down).
+
+Owners on another host (a shared daemon) cannot be checked and are left alone.
+"""
+
+from __future__ import annotations
+
+import atexit
+import getpass
+import logging
+import os
+import secrets
+import socket
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from . import labels
+
+_log = logging.getLogger(__name__)
+
+
+def process_start_time(pid: int) -> str | None:
+    """Start time of ``pid`` in clock ticks since boot, None when unknown or gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses; fields after it don't.
+    fields = stat.rsplit(")", 1)[-1].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+@dataclass(frozen=True)
+class ServerInstance:
+    """Who started a kernel container: this process, recognisably across PID reuse."""
+
+    id: str
+    pid: int
+    host: str
+    started: str
+
+    @classmethod
+    def current(cls) -> ServerInstance:
+        pid = os.getpid()
+        return cls(
+            id=secrets.token_hex(8),
+            pid=pid,
+            host=socket.gethostname(),
+            started=process_start_time(pid) or "",
+        )
+
+    def labels(self) -> dict[str, str]:
+        return {
+            labels.SERVER_ID: self.id,
+            labels.SERVER_PID: str(self.pid),
+            labels.SERVER_HOST: self.host,
+            labels.SERVER_STARTED: self.started,
+        }
+
+
+_instance: ServerInstance | None = None
+_instance_lock = threading.Lock()
+
+
+def this_instance() -> ServerInstance:
+    """The instance of this process (a fork gets its own)."""
+    global _instance
+    with _instance_lock:
+        if _instance is None or _instance.pid != os.getpid():
+            _instance = ServerInstance.current()
+        return _instance
+
+
+def owner_alive(container_labels: dict[str, str], me: ServerInstance | None = None) -> bool:
+    """Whether the process that labelled a container may still be running.
+
+    True for this instance, for a live PID with the same start time on this host, and for
+    any owner on another host (we cannot tell).
+    """
+    me = me or this_instance()
+    if container_labels.get(labels.SERVER_ID) == me.id:
+        return True
+    if container_labels.get(labels.SERVER_HOST) != me.host:
+        return True
+    try:
+        pid = int(container_labels.get(labels.SERVER_PID, ""))
+    except ValueError:
+        return False
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, owned by another user
+    started = container_labels.get(labels.SERVER_STARTED)
+    if started:
+        return process_start_time(pid) in (None, started)
+    return True
+
+
+def find_orphans(client: Any) -> list[Any]:
+    """Kernel containers whose owning server is gone."""
+    containers = client.containers.list(
+        all=True, filters={"label": f"{labels.ROLE}=kernel"}, ignore_removed=True
+    )
+    me = this_instance()
+    return [c for c in containers if not owner_alive(c.labels or {}, me)]
+
+
+def remove_orphans(client: Any, log: Any = None) -> list[str]:
+    """Remove orphaned kernel containers; returns their names."""
+    log = log or _log
+    removed = []
+    for container in find_orphans(client):
+        try:
+            container.remove(force=True)
+        except Exception as err:  # already gone, or the daemon refused: try next time
+            log.debug("Could not remove orphaned kernel container %s: %s", container.name, err)
+            continue
+        log.info(
+            "Removed kernel container %s left by a server that is gone (kernel %s)",
+            container.name,
+            (container.labels or {}).get(labels.KERNEL_ID, "?"),
+        )
+        removed.append(container.name)
+    return removed
+
+
+_swept = False
+_swept_lock = threading.Lock()
+
+
+def remove_orphans_once(client: Any, log: Any = None) -> None:
+    """Sweep once per process (server start or first plain-client Docker kernel)."""
+    global _swept
+    with _swept_lock:
+        if _swept:
+            return
+        _swept = True
+    try:
+        remove_orphans(client, log)
+    except Exception as err:
+        (log or _log).warning("Orphaned kernel containers could not be listed: %s", err)
+
+
+def start_orphan_sweep(log: Any = None) -> threading.Thread:
+    """Sweep in a background thread so a slow or absent daemon never delays startup."""
+
+    def sweep() -> None:
+        from .daemon import DaemonUnreachable, docker_client
+
+        try:
+            client = docker_client()
+        except DaemonUnreachable as err:
+            (log or _log).debug("No orphan sweep: %s", err)
+            return
+        remove_orphans_once(client, log)
+
+    thread = threading.Thread(target=sweep, name="gpuenv-orphan-sweep", daemon=True)
+    thread.start()
+    return thread
+
+
+# Containers started by this process and not yet cleaned up, removed at exit.
+_live: set[str] = set()
+_live_lock = threading.Lock()
+_atexit_registered = False
+
+
+def track(container_id: str) -> None:
+    """Remember a container to remove at interpreter exit unless cleaned up first."""
+    global _atexit_registered
+    with _live_lock:
+        _live.add(container_id)
+        if not _atexit_registered:
+            atexit.register(_remove_live_at_exit)
+            _atexit_registered = True
+
+
+def untrack(container_id: str) -> None:
+    with _live_lock:
+        _live.discard(container_id)
+
+
+def _remove_live_at_exit() -> None:
+    with _live_lock:
+        remaining = list(_live)
+        _live.clear()
+    if not remaining:
+        return
+    try:
+        from .daemon import docker_client
+
+        client = docker_client()
+        for container_id in remaining:
+            try:
+                client.api.remove_container(container_id, force=True)
+            except Exception:
+                pass  # already gone
+    except Exception as err:
+        _log.warning("Kernel containers %s could not be removed at exit: %s", remaining, err)
+
+
+def container_user_label(hub_user: str) -> str:
+    """The USER label: the Hub user name, else this process's login name."""
+    if hub_user:
+        return hub_user
+    try:
+        return getpass.getuser()
+    except Exception:
+        return str(os.getuid())
