@@ -131,7 +131,12 @@ class Catalog:
         if named:
             ids = ", ".join(env.id for env in named)
             raise BadRequest(f"{reference!r} names several environments; use an id: {ids}")
-        return self.get_sync(reference)
+        try:
+            return self.get_sync(reference)
+        except EnvironmentNotFound:
+            raise EnvironmentNotFound(
+                f"no environment with id or name {reference!r} (see `jupyter gpuenv list`)"
+            ) from None
 
     def export_sync(
         self, env_id: str, no_builds: bool = False, from_history: bool = False

@@ -13,13 +13,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import DockerUnavailable
+from ..errors import DockerUnavailable, EnvironmentNotFound
 from ..provisioning import labels
 from .candidates import Candidate
 
 DEFAULT_CONDA_ROOT = "/opt/conda"
 UNPRIVILEGED_UID = "65534:65534"  # nobody:nogroup
 MAX_OUTPUT_BYTES = 8 * 1024 * 1024
+
+
+class ImageMissing(EnvironmentNotFound):
+    """The image was removed after it was listed."""
 
 
 def docker_client(timeout: float = 20.0) -> Any:
@@ -203,7 +207,7 @@ def run_in_image(
             detach=True,
         )
     except docker.errors.ImageNotFound as exc:
-        raise DockerUnavailable(f"image {image} is no longer present: {_short(exc)}") from exc
+        raise ImageMissing(f"image {image} is no longer present locally") from exc
     except (docker.errors.DockerException, requests.RequestException) as exc:
         raise DockerUnavailable(f"Docker is not reachable: {_short(exc)}") from exc
     timed_out = False

@@ -29,7 +29,7 @@ from ..errors import DockerUnavailable, EnvironmentNotFound, GpuEnvError
 from . import prefix_reader
 from .conda_config import CondaSettings, conda_cli
 from .conda_history import requested_specs
-from .docker_images import conda_root, run_in_image
+from .docker_images import ImageMissing, conda_root, run_in_image
 from .model import Environment
 from .venv import read_pyvenv_cfg, venv_site_packages
 
@@ -189,7 +189,11 @@ def export_image(
     else:
         candidates = [conda_root()]
     argv = [python, "-c", prefix_reader.source(), *candidates]
-    run = run_in_image(client, image, argv, "export", timeout)
+    try:
+        run = run_in_image(client, image, argv, "export", timeout)
+    except ImageMissing as exc:
+        reference = env.location["image"]
+        raise ImageMissing(f"image {reference} ({image}) is no longer present locally") from exc
     data = prefix_reader.parse_output(run.stdout)
     if data is None:
         reason = "timed out" if run.timed_out else (run.stderr.strip()[-500:] or "no output")

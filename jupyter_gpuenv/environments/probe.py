@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import DockerUnavailable
 from . import probe_script
-from .docker_images import ContainerRun, run_in_image
+from .docker_images import ContainerRun, ImageMissing, run_in_image
 
 ENV_DROP = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONSAFEPATH", "VIRTUAL_ENV")
 
@@ -95,7 +95,7 @@ def probe_image(client: Any, image_id: str, python: str | None, timeout: float) 
             )
             if run.exit_code is not None or run.timed_out:
                 break
-    except DockerUnavailable as exc:
+    except (DockerUnavailable, ImageMissing) as exc:
         return _failed(exc.message, transient=True)
     assert run is not None
     if run.exit_code is None and not run.timed_out:

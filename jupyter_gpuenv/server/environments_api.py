@@ -1,4 +1,8 @@
-"""REST: list, show, refresh and export environments."""
+"""REST: list, show, refresh and export environments.
+
+Listing answers from the catalog's in-memory snapshot, whose JSON is serialised once per
+snapshot; a request never probes unless nothing has been scanned yet or it asks to.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,9 @@ class EnvironmentsHandler(GpuEnvHandler):
     @authorized
     async def get(self) -> None:
         refresh = self.bool_argument("refresh")
-        envs = await self.gpuenv.catalog.list_environments(refresh=refresh)
-        self.write_json({"environments": [env.to_json() for env in envs]})
+        snapshot = await self.gpuenv.catalog.snapshot(refresh=refresh)
+        self.set_header("Content-Type", "application/json")
+        self.finish(snapshot.listing_json())
 
 
 class EnvironmentHandler(GpuEnvHandler):
@@ -26,8 +31,9 @@ class RefreshHandler(GpuEnvHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        envs = await self.gpuenv.catalog.list_environments(refresh=True)
-        self.write_json({"environments": [env.to_json() for env in envs]})
+        snapshot = await self.gpuenv.catalog.snapshot(refresh=True)
+        self.set_header("Content-Type", "application/json")
+        self.finish(snapshot.listing_json())
 
 
 class ExportHandler(GpuEnvHandler):
