@@ -15,6 +15,7 @@ import pytest
 
 from tests.support.conda_prefix import make_conda_prefix
 from tests.support.docker_engine import EngineUnavailable, ensure_docker_engine, running_in_ci
+from tests.support.images import BUILD_REPORT, ImagesUnavailable, ensure_image
 from tests.support.venvs import make_venv
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
@@ -35,6 +36,33 @@ def docker_client() -> Iterator[docker.DockerClient]:
         pytest.skip(f"Docker engine cannot run on this machine: {exc}")
     yield client
     client.close()
+
+
+def _test_image(client: docker.DockerClient, name: str) -> str:
+    try:
+        return ensure_image(client, name)
+    except ImagesUnavailable as exc:
+        if running_in_ci():
+            pytest.fail(f"CI must run the Docker tests, but test images cannot be built: {exc}")
+        pytest.skip(f"test images cannot be built on this machine: {exc}")
+
+
+@pytest.fixture(scope="session")
+def bare_python_image(docker_client: docker.DockerClient) -> str:
+    """Tag of Debian bookworm's python3 without ipykernel or pip (for the kernel layer)."""
+    return _test_image(docker_client, "bare-python")
+
+
+@pytest.fixture(scope="session")
+def python_kernel_image(docker_client: docker.DockerClient) -> str:
+    """Tag of Debian bookworm + python3 3.11 + ipykernel (and pip); HOME=/tmp."""
+    return _test_image(docker_client, "python-kernel")
+
+
+@pytest.fixture(scope="session")
+def torch_cpu_image(docker_client: docker.DockerClient) -> str:
+    """Tag of python_kernel_image + the real torch==2.13.0+cpu and numpy."""
+    return _test_image(docker_client, "torch-cpu")
 
 
 @pytest.fixture
@@ -61,3 +89,11 @@ async def jp_asyncio_loop() -> AsyncIterator[asyncio.AbstractEventLoop]:
     servers on another one, where ``jp_fetch`` requests then never get answered.
     """
     yield asyncio.get_running_loop()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say which test images this session built, how long each took, and where the logs are."""
+    if BUILD_REPORT:
+        terminalreporter.section("gpuenv test images")
+        for line in BUILD_REPORT:
+            terminalreporter.write_line(line)

@@ -129,3 +129,51 @@ def test_venv_factory(venv_factory, tmp_path, ipykernel):
 @pytest.mark.docker
 def test_docker_client_answers(docker_client):
     assert docker_client.ping()
+
+
+def run_in_image(client, image: str, code: str) -> str:
+    """Run python3 as an unprivileged uid with no home, as kernels run."""
+    output = client.containers.run(
+        image, ["python3", "-c", code], user="12345:12345", remove=True, network_mode="none"
+    )
+    return output.decode().strip()
+
+
+@pytest.mark.docker
+def test_python_kernel_image_runs_ipykernel_as_any_uid(docker_client, python_kernel_image):
+    assert python_kernel_image.startswith("gpuenv-test/python-kernel:")
+    code = (
+        "import sys, ipykernel.kernelapp as k; app = k.IPKernelApp.instance();"
+        " print(sys.version_info[:2] == (3, 11), app.connection_file == '', k.__name__)"
+    )
+    assert run_in_image(docker_client, python_kernel_image, code) == "True True ipykernel.kernelapp"
+    labels = docker_client.images.get(python_kernel_image).labels
+    assert labels["org.opencontainers.image.title"].startswith("python3 with ipykernel")
+
+
+@pytest.mark.docker
+def test_bare_python_image_has_no_ipykernel(docker_client, bare_python_image):
+    code = "import importlib.util as u; print(u.find_spec('ipykernel'), u.find_spec('pip'))"
+    assert run_in_image(docker_client, bare_python_image, code) == "None None"
+
+
+@pytest.mark.docker
+def test_torch_cpu_image_is_real_cpu_torch(docker_client, torch_cpu_image):
+    code = (
+        "import torch, ipykernel; x = torch.ones(2, 2);"
+        " print(torch.__version__, torch.version.cuda, torch.cuda.is_available(),"
+        " float((x @ x).sum()), hasattr(torch._C, '_cuda_getArchFlags'))"
+    )
+    out = run_in_image(docker_client, torch_cpu_image, code)
+    assert out == "2.13.0+cpu None False 8.0 False"
+
+
+def test_fake_cpu_torch_matches_real_cpu_build(venv_factory, tmp_path):
+    # The same facts test_torch_cpu_image_is_real_cpu_torch reads from the real wheel.
+    prefix = venv_factory(tmp_path / "cpu", ipykernel=False, torch={"version": "2.13.0+cpu"})
+    out = run_python(
+        prefix,
+        "import torch; print(torch.__version__, torch.version.cuda, torch.cuda.is_available(),"
+        " torch.backends.cudnn.version(), hasattr(torch._C, '_cuda_getArchFlags'))",
+    )
+    assert out == "2.13.0+cpu None False None False"

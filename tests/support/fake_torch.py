@@ -4,6 +4,8 @@ A CUDA build of PyTorch cannot be installed on a GPU-less test machine (and weig
 gigabytes), so tests get a package laid out like the real wheel: ``torch/version.py`` as
 PyTorch's build generates it, plus the few attributes the probe touches
 (``backends.cudnn.version()``, ``_C._cuda_getArchFlags()``, ``cuda.is_available()``).
+As in real builds, a CPU build's ``torch._C`` has no ``_cuda_getArchFlags`` and
+``backends.cudnn.version()`` is None.
 """
 
 from __future__ import annotations
@@ -63,18 +65,10 @@ class TorchSpec:
 def write_fake_torch(site_packages: Path, spec: TorchSpec) -> list[str]:
     """Write the ``torch`` package and its dist-info; return paths relative to site_packages."""
     root = site_packages / "torch"
-    arch_flags = " ".join(spec.arch_list) if spec.cuda else None
     sources = {
         "version.py": _version_py(spec),
         "__init__.py": _init_py(spec),
-        "_C/__init__.py": (
-            '"""Stand-in for the compiled extension: build facts only."""\n\n'
-            f"_ARCH_FLAGS = {arch_flags!r}\n"
-            f"_has_cudnn = {spec.cudnn is not None}\n"
-            f"_CUDNN_VERSION = {spec.cudnn!r}\n\n\n"
-            "def _cuda_getArchFlags():\n    return _ARCH_FLAGS\n\n\n"
-            "def _cuda_getDeviceCount():\n    return 0\n"
-        ),
+        "_C/__init__.py": _c_py(spec),
         "backends/__init__.py": "from torch.backends import cudnn as cudnn\n",
         "backends/cudnn/__init__.py": (
             "from torch import _C\n\n\n"
@@ -111,14 +105,29 @@ def _version_py(spec: TorchSpec) -> str:
     # The same shape as the file PyTorch's tools/generate_torch_version.py writes.
     return (
         "from typing import Optional\n\n"
-        "__all__ = ['__version__', 'debug', 'cuda', 'git_version', 'hip', 'xpu']\n"
+        "__all__ = ['__version__', 'debug', 'cuda', 'git_version', 'hip', 'rocm', 'xpu']\n"
         f"__version__ = {spec.version!r}\n"
         "debug = False\n"
         f"cuda: Optional[str] = {spec.cuda!r}\n"
         f"git_version = {GIT_VERSION!r}\n"
         f"hip: Optional[str] = {spec.hip!r}\n"
+        f"rocm: Optional[str] = {spec.hip!r}\n"
         "xpu: Optional[str] = None\n"
     )
+
+
+def _c_py(spec: TorchSpec) -> str:
+    text = (
+        '"""Stand-in for the compiled extension: build facts only."""\n\n'
+        f"_has_cudnn = {spec.cudnn is not None}\n"
+        f"_CUDNN_VERSION = {spec.cudnn!r}\n\n\n"
+        "def _cuda_getDeviceCount():\n    return 0\n"
+    )
+    if spec.cuda:
+        # Real CPU builds have no _cuda_getArchFlags at all (checked on torch 2.13.0+cpu).
+        flags = " ".join(spec.arch_list)
+        text += f"\n\ndef _cuda_getArchFlags():\n    return {flags!r}\n"
+    return text
 
 
 def _init_py(spec: TorchSpec) -> str:
