@@ -79,13 +79,14 @@ class _Build:
     arch_list: list[v.ArchEntry]
     requested_gpus: Any
     problems: list[str]
+    runtime_source: str | None = None
 
     @classmethod
-    def read(cls, env: Any, requested_gpus: Any) -> _Build:
+    def read(cls, env: Any, requested_gpus: Any, cuda_runtime: Any) -> _Build:
         settings = _get(env, "settings") or {}
         if requested_gpus is None:
             requested_gpus = settings.get("gpus", _get(env, "gpus"))
-        return cls(
+        build = cls(
             kind=_get(env, "kind"),
             torch_version=_text(_get(env, "torch_version")),
             cuda_version=_text(_get(env, "cuda_version")),
@@ -94,6 +95,18 @@ class _Build:
             requested_gpus="all" if requested_gpus is None else requested_gpus,
             problems=[str(p) for p in (_get(env, "problems") or [])],
         )
+        if cuda_runtime and not build.torch_version and not build.cuda_version:
+            build.cuda_version, build.runtime_source = cuda_runtime
+        return build
+
+    @property
+    def label(self) -> str:
+        """How findings name what was built for CUDA."""
+        cuda = v.major_minor(self.cuda_version)
+        version = v.format_major_minor(cuda) if cuda else self.cuda_version
+        if self.runtime_source:
+            return f"CUDA {version} runtime ({self.runtime_source})"
+        return f"CUDA {version} build"
 
     @property
     def wants_no_gpu(self) -> bool:
@@ -105,6 +118,8 @@ class _Build:
         """How to get a different build, in the words of this kind of environment."""
         if self.kind == "docker":
             return "use an image built"
+        if self.runtime_source:
+            return "install CUDA packages"
         if self.kind in ("conda", "venv"):
             return "install a PyTorch build"
         return "use a PyTorch build"
@@ -116,6 +131,7 @@ def evaluate(
     *,
     requested_gpus: Any = None,
     minor_version_compatibility: bool = True,
+    cuda_runtime: tuple[str, str] | None = None,
 ) -> Compatibility:
     """Check one environment against one host.
 
@@ -123,8 +139,10 @@ def evaluate(
     or ids; default: the environment's own ``settings["gpus"]``, else "all").
     ``minor_version_compatibility=False`` treats every build below its minor's minimum
     driver as an error (``c.GpuEnv.cuda_minor_version_compatibility``).
+    ``cuda_runtime`` is ``(major.minor, where it was found)`` for an environment without
+    PyTorch whose packages bring a CUDA runtime (see ``cuda_runtime.py``).
     """
-    build = _Build.read(env_like, requested_gpus)
+    build = _Build.read(env_like, requested_gpus, cuda_runtime)
     findings: list[Finding] = []
     if not build.torch_version and not build.cuda_version:
         findings.append(
@@ -160,7 +178,10 @@ def _check_cpu_build(build: _Build, host: HostInfo) -> list[Finding]:
 
 
 def _gpu_build_without_gpu(build: _Build, host: HostInfo) -> Finding:
-    what = f"PyTorch {build.torch_version}" if build.torch_version else "This environment"
+    if build.torch_version:
+        what = f"PyTorch {build.torch_version}"
+    else:
+        what = f"This environment ({build.runtime_source or 'a CUDA runtime'})"
     if build.wants_no_gpu:
         return Finding(
             WARNING,
@@ -185,7 +206,7 @@ def _check_driver(
     cuda = v.major_minor(build.cuda_version)
     if cuda is None:
         return [Finding(WARNING, f"Unreadable CUDA version {build.cuda_version!r}.")], None
-    label = f"CUDA {v.format_major_minor(cuda)} build"
+    label = build.label
     driver, host_cuda = host.driver_version, v.major_minor(host.cuda_driver_version)
     required = v.minimum_driver(cuda)
     floor = v.minor_compatibility_floor(cuda) if minor_compat else None
@@ -236,7 +257,7 @@ def _check_arch(build: _Build, host: HostInfo, jit_needs_driver: str | None) -> 
         cc = v.parse_compute_capability(gpu.compute_capability)
         if cc is not None:
             groups.setdefault(cc, []).append(gpu)
-    if not groups:
+    if not groups or not (build.arch_list or build.torch_version):
         return []
     if not build.arch_list:
         return [Finding(OK, "The build's arch list is unknown: compute capability not checked.")]
@@ -314,6 +335,8 @@ def _selected_gpus(host: HostInfo, requested: Any) -> list[GpuInfo]:
 
 
 def _check_cudnn(build: _Build) -> list[Finding]:
+    if not build.torch_version:
+        return []  # only PyTorch's build says whether it expects cuDNN
     cudnn = v.format_cudnn(build.cudnn_version)
     if cudnn:
         return [Finding(OK, f"cuDNN {cudnn} is available to this CUDA build.")]

@@ -12,7 +12,23 @@ from typing import Any
 
 from ..errors import BadRequest, EnvironmentNotFound
 from .checks import Compatibility, evaluate
+from .cuda_runtime import cuda_runtime_of
 from .host_info import HostInfo
+
+_docker: Any = None
+
+
+def _docker_client() -> Any:
+    """One docker-py client for reading image metadata (None when docker-py is missing)."""
+    global _docker
+    if _docker is None:
+        try:
+            import docker
+
+            _docker = docker.from_env(timeout=5)
+        except Exception:
+            return None
+    return _docker
 
 
 def evaluate_environment(env: Any, host: HostInfo, config: Any = None) -> Compatibility:
@@ -20,7 +36,16 @@ def evaluate_environment(env: Any, host: HostInfo, config: Any = None) -> Compat
     settings = getattr(env, "settings", None) or {}
     requested = settings.get("gpus", getattr(config, "gpus", None))
     minor_compat = bool(getattr(config, "cuda_minor_version_compatibility", True))
-    return evaluate(env, host, requested_gpus=requested, minor_version_compatibility=minor_compat)
+    runtime = None
+    if not env.torch_version and not env.cuda_version:
+        runtime = cuda_runtime_of(env, _docker_client() if env.kind == "docker" else None)
+    return evaluate(
+        env,
+        host,
+        requested_gpus=requested,
+        minor_version_compatibility=minor_compat,
+        cuda_runtime=runtime,
+    )
 
 
 def environment_entry(env: Any, compatibility: Compatibility) -> dict[str, Any]:
