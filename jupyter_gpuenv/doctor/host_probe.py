@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..gpu.grant import GpuGrant
 from ..gpu.nvml_adapter import NvmlAdapter
 from .host_info import HostInfo
 
@@ -28,6 +29,28 @@ def read_gpu_status(adapter: NvmlAdapter | None = None) -> dict[str, Any]:
         return adapter.read().to_json()
     with NvmlAdapter() as own:
         return own.read().to_json()
+
+
+def restrict_to_grant(status: dict[str, Any], grant: GpuGrant) -> dict[str, Any]:
+    """The GPU status as one JupyterHub user sees it: only the GPUs granted to them.
+
+    A GPU counts as granted when its index, its UUID or one of its MIG devices is.
+    """
+    if grant.is_all or not status.get("gpus"):
+        return status
+    kept = [
+        gpu
+        for gpu in status["gpus"]
+        if any(
+            grant.allows(gpu.get("index"), uuid)
+            for uuid in [gpu.get("uuid")] + [m.get("uuid") for m in gpu.get("mig_devices") or []]
+        )
+    ]
+    restricted = {**status, "gpus": kept}
+    if not kept:
+        restricted["available"] = False
+        restricted["reason"] = f"no GPU is granted to this user ({grant.source or 'grant'})"
+    return restricted
 
 
 def docker_nvidia_runtime(client: Any = None) -> bool | None:
@@ -78,7 +101,7 @@ class HostProbe:
 
     ``gpu_status`` and ``docker_runtime`` are the two readers (defaults: NVML through the
     GPU module's adapter, ``docker info``); tests and the server may pass their own, e.g.
-    an adapter over a fake NVML or the GPU sampler's latest snapshot.
+    an adapter over a fake NVML. ``grant`` narrows the GPUs to a JupyterHub user's.
     """
 
     def __init__(
@@ -86,8 +109,10 @@ class HostProbe:
         gpu_status: Callable[[], dict[str, Any]] | None = None,
         docker_runtime: Callable[[], bool | None] | None = None,
         ttl: float = 60.0,
+        grant: GpuGrant | None = None,
     ) -> None:
         self._gpu_status = gpu_status or read_gpu_status
+        self._grant = grant or GpuGrant()
         self._docker_runtime = docker_runtime or docker_nvidia_runtime
         self._ttl = ttl
         self._lock = threading.Lock()
@@ -98,8 +123,9 @@ class HostProbe:
         with self._lock:
             now = time.monotonic()
             if self._cached is None or now - self._read_at >= self._ttl:
+                status = restrict_to_grant(self._gpu_status(), self._grant)
                 self._cached = HostInfo.from_gpu_status(
-                    self._gpu_status(), docker_nvidia_runtime=self._docker_runtime()
+                    status, docker_nvidia_runtime=self._docker_runtime()
                 )
                 self._read_at = now
             return self._cached

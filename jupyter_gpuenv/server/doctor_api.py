@@ -12,6 +12,7 @@ from ..doctor.report import (
     hypothetical_host_or_none,
     select_environments,
 )
+from ..gpu.grant import read_user_grant
 from .base import GpuEnvHandler, authorized, web
 
 HOST_SERVICE = "doctor_host"
@@ -20,7 +21,7 @@ HOST_SERVICE = "doctor_host"
 def install(state: Any, log: Any = None) -> None:
     """Server wiring: one cached host probe, and the catalog annotator that fills
     ``compatibility`` on every environment after each scan."""
-    probe = HostProbe()
+    probe = HostProbe(grant=read_user_grant(state.config.user_gpus_env))
     state.services[HOST_SERVICE] = probe
     state.catalog.annotators.append(CompatibilityAnnotator(probe, state.config, log=log))
 

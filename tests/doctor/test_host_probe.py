@@ -11,6 +11,7 @@ import pytest
 
 from jupyter_gpuenv.doctor.checks import evaluate
 from jupyter_gpuenv.doctor.host_probe import HostProbe, docker_nvidia_runtime, read_gpu_status
+from jupyter_gpuenv.gpu.grant import read_user_grant
 from jupyter_gpuenv.gpu.nvml_adapter import NvmlAdapter
 from tests.support.fake_nvml import NVML_ERROR_LIBRARY_NOT_FOUND, FakeGpu, FakeNvml
 
@@ -121,3 +122,25 @@ def test_nvidia_runtime_and_cdi_spec_in_docker_info(docker_client, tmp_path):
 def test_docker_that_does_not_answer_is_unknown(monkeypatch, tmp_path):
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-such-docker.sock")
     assert docker_nvidia_runtime() is None
+
+
+def test_a_hub_users_grant_narrows_the_gpus_checked():
+    a10, b200 = (
+        FakeGpu(name="NVIDIA A10", compute_capability=(8, 6)),
+        FakeGpu(name="NVIDIA B200", compute_capability=(10, 0)),
+    )
+    nvml = FakeNvml(gpus=[a10, b200], driver_version="570.124.06", cuda_driver_version=12080)
+    adapter = NvmlAdapter(nvml=nvml)
+
+    def probe(value: str) -> HostProbe:
+        grant = read_user_grant("GPUENV_GPUS", {"GPUENV_GPUS": value})
+        return HostProbe(lambda: read_gpu_status(adapter), lambda: None, grant=grant)
+
+    # The B200 (sm_100) is not the user's: the cu121 build is fine on their A10.
+    assert evaluate(CU121, probe("0")()).verdict == "ok"
+    assert evaluate(CU121, probe(b200.uuid)()).verdict == "error"
+    assert evaluate(CU121, probe("all")()).verdict == "error"
+    nothing = probe("none")()
+    assert nothing.has_gpu is False
+    assert nothing.reason == "no GPU is granted to this user (GPUENV_GPUS)"
+    assert "no GPU is granted to this user" in evaluate(CU121, nothing).headline()
