@@ -1,0 +1,250 @@
+/**
+ * Typed client of the jupyter-gpuenv REST API (`/gpuenv/api/...`).
+ *
+ * Every request goes through `ServerConnection.makeRequest`, so the Jupyter
+ * server's token and XSRF cookie are sent exactly as Lab's own requests send
+ * them; failures become an `ApiError` carrying the HTTP status (0 when the
+ * server could not be reached) and the server's JSON `message`.
+ */
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+
+export type EnvironmentKind = 'conda' | 'venv' | 'docker';
+export type Severity = 'ok' | 'warning' | 'error';
+
+/** One check of the compatibility doctor. */
+export interface Finding {
+  severity: Severity;
+  message: string;
+  fix?: string | null;
+}
+
+/** The doctor's result for one environment against this host. */
+export interface Compatibility {
+  verdict: Severity;
+  findings: Finding[];
+}
+
+/** One catalog entry, as `GET /gpuenv/api/environments` lists it. */
+export interface Environment {
+  id: string;
+  name: string;
+  kind: EnvironmentKind;
+  display_name: string;
+  kernel_name: string;
+  location: Record<string, unknown>;
+  python_version: string | null;
+  python_executable?: string | null;
+  torch_version: string | null;
+  cuda_version: string | null;
+  cudnn_version: string | null;
+  torch_arch_list?: string[];
+  ipykernel: boolean;
+  labels: Record<string, string>;
+  problems: string[];
+  compatibility?: Compatibility | null;
+}
+
+/** A compute process on a GPU; kernel fields are set when it belongs to a kernel. */
+export interface GpuProcess {
+  pid: number;
+  used_memory: number | null;
+  name?: string | null;
+  mig_device_uuid?: string | null;
+  container_id?: string | null;
+  kernel_id?: string | null;
+  environment_id?: string | null;
+  notebook_path?: string | null;
+  user?: string | null;
+  own?: boolean;
+}
+
+/** One GPU: memory in bytes, utilization in percent, temperature in °C. */
+export interface GpuDevice {
+  index: number;
+  uuid?: string | null;
+  name?: string | null;
+  memory_total?: number | null;
+  memory_used?: number | null;
+  memory_free?: number | null;
+  utilization_gpu?: number | null;
+  utilization_memory?: number | null;
+  temperature?: number | null;
+  power_draw?: number | null;
+  power_limit?: number | null;
+  compute_capability?: string | null;
+  mig_mode?: string | null;
+  processes: GpuProcess[];
+  hidden_processes?: number;
+}
+
+/** `GET /gpuenv/api/gpus`: the latest shared NVML sample, or why there is none. */
+export interface GpuSnapshot {
+  available: boolean;
+  reason: string | null;
+  state?: 'ok' | 'unavailable' | 'sampling' | string;
+  driver_version?: string | null;
+  cuda_driver_version?: string | null;
+  gpu_count?: number;
+  gpus: GpuDevice[];
+  sampled_at?: number | null;
+}
+
+/** The three flavours of `conda env export`. */
+export type ExportMode = 'full' | 'no-builds' | 'from-history';
+
+/** A downloaded environment.yml. */
+export interface ExportedFile {
+  filename: string;
+  text: string;
+}
+
+/** A failed API call: `status` is the HTTP status, 0 when the server is unreachable. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly url: string
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+/** The query string flags of one export mode (`no_builds`, `from_history`). */
+export function exportQuery(mode: ExportMode): Record<string, string> {
+  return {
+    no_builds: mode === 'no-builds' ? 'true' : 'false',
+    from_history: mode === 'from-history' ? 'true' : 'false'
+  };
+}
+
+/** The file name from a `Content-Disposition` header, or `fallback`. */
+export function filenameFromDisposition(
+  header: string | null,
+  fallback: string
+): string {
+  if (header) {
+    const star = /filename\*\s*=\s*(?:UTF-8'')?([^;]+)/i.exec(header);
+    if (star) {
+      try {
+        return sanitizeFilename(decodeURIComponent(star[1].trim().replace(/^"|"$/g, '')), fallback);
+      } catch {
+        // Malformed percent-encoding: fall through to the plain parameter.
+      }
+    }
+    const plain = /filename\s*=\s*("([^"]*)"|[^;]+)/i.exec(header);
+    if (plain) {
+      return sanitizeFilename((plain[2] ?? plain[1]).trim(), fallback);
+    }
+  }
+  return fallback;
+}
+
+function sanitizeFilename(name: string, fallback: string): string {
+  const base = name.split(/[\\/]/).pop() ?? '';
+  return base.trim() || fallback;
+}
+
+/** Talks to `/gpuenv/api/`; one instance is shared by the panel and the status bar. */
+export class GpuEnvClient {
+  readonly settings: ServerConnection.ISettings;
+
+  constructor(settings?: ServerConnection.ISettings) {
+    this.settings = settings ?? ServerConnection.makeSettings();
+  }
+
+  /** The catalog (the server answers from its cache; no probing when warm). */
+  async listEnvironments(): Promise<Environment[]> {
+    const body = await this.requestJson<{ environments: Environment[] }>(
+      'environments'
+    );
+    return body.environments;
+  }
+
+  /** Re-scan every source on the server, then answer the new catalog. */
+  async refreshEnvironments(): Promise<Environment[]> {
+    const body = await this.requestJson<{ environments: Environment[] }>(
+      'environments/refresh',
+      { method: 'POST' }
+    );
+    return body.environments;
+  }
+
+  /** The latest GPU sample (never waits on NVML server-side). */
+  async getGpus(): Promise<GpuSnapshot> {
+    return this.requestJson<GpuSnapshot>('gpus');
+  }
+
+  /** An environment.yml as conda would write it, with the server's file name. */
+  async exportEnvironment(id: string, mode: ExportMode): Promise<ExportedFile> {
+    const path = `environments/${encodeURIComponent(id)}/export`;
+    const response = await this.request(path, {}, exportQuery(mode));
+    const text = await response.text();
+    const filename = filenameFromDisposition(
+      response.headers.get('Content-Disposition'),
+      `${id}-environment.yml`
+    );
+    return { filename, text };
+  }
+
+  /** The absolute URL of an API path (query values are URL-encoded). */
+  url(path: string, query?: Record<string, string>): string {
+    const base = URLExt.join(this.settings.baseUrl, 'gpuenv', 'api', path);
+    return query ? base + URLExt.objectToQueryString(query) : base;
+  }
+
+  private async requestJson<T>(path: string, init: RequestInit = {}): Promise<T> {
+    const response = await this.request(path, init);
+    try {
+      return (await response.json()) as T;
+    } catch (error) {
+      throw new ApiError(
+        response.status,
+        `The server answered ${path} with something that is not JSON`,
+        response.url
+      );
+    }
+  }
+
+  private async request(
+    path: string,
+    init: RequestInit,
+    query?: Record<string, string>
+  ): Promise<Response> {
+    const url = this.url(path, query);
+    let response: Response;
+    try {
+      response = await ServerConnection.makeRequest(url, init, this.settings);
+    } catch (error) {
+      throw new ApiError(0, `Cannot reach the Jupyter server (${String(error)})`, url);
+    }
+    if (!response.ok) {
+      throw new ApiError(response.status, await errorMessage(response), url);
+    }
+    return response;
+  }
+}
+
+/** The `message` of a JSON error body, else the HTTP reason phrase. */
+async function errorMessage(response: Response): Promise<string> {
+  const fallback = response.statusText || `HTTP ${response.status}`;
+  let text = '';
+  try {
+    text = await response.text();
+  } catch {
+    return fallback;
+  }
+  try {
+    const body = JSON.parse(text) as { message?: unknown; reason?: unknown };
+    if (typeof body.message === 'string' && body.message) {
+      return body.message;
+    }
+    if (typeof body.reason === 'string' && body.reason) {
+      return body.reason;
+    }
+  } catch {
+    // Not JSON (a proxy's HTML page, for instance): use the reason phrase.
+  }
+  return fallback;
+}

@@ -1,0 +1,143 @@
+/**
+ * jupyter-gpuenv's JupyterLab plugin: wires the REST client, the shared store,
+ * the sidebar panel and the status bar item into Lab. No logic lives here.
+ */
+import {
+  ILabShell,
+  ILayoutRestorer,
+  JupyterFrontEnd,
+  JupyterFrontEndPlugin
+} from '@jupyterlab/application';
+import { ICommandPalette, Notification } from '@jupyterlab/apputils';
+import { INotebookTracker } from '@jupyterlab/notebook';
+import { IStatusBar } from '@jupyterlab/statusbar';
+
+import { ActiveKernelWatcher } from './activekernel';
+import { ApiError, Environment, ExportMode, GpuEnvClient } from './api';
+import { gpuIcon } from './icons';
+import { describeError } from './model';
+import { GpuEnvPanel, PANEL_ID, PanelActions } from './panel';
+import { GpuEnvStatus } from './statusbar';
+import { GpuEnvStore } from './store';
+
+const COMMAND_OPEN = 'jupyter-gpuenv:open-panel';
+const COMMAND_REFRESH = 'jupyter-gpuenv:refresh';
+
+function notifyError(what: string, error: unknown): void {
+  const view =
+    error instanceof ApiError
+      ? describeError(error)
+      : { title: what, detail: error instanceof Error ? error.message : String(error) };
+  Notification.error(`${what} — ${view.title}: ${view.detail}`, { autoClose: 8000 });
+}
+
+/** Save text as a file through the browser's normal download flow. */
+function downloadText(filename: string, text: string): void {
+  const url = URL.createObjectURL(new Blob([text], { type: 'text/yaml' }));
+  const link = document.createElement('a');
+  link.href = url;
+  link.download = filename;
+  link.style.display = 'none';
+  document.body.appendChild(link);
+  link.click();
+  link.remove();
+  window.setTimeout(() => URL.revokeObjectURL(url), 60000);
+}
+
+const plugin: JupyterFrontEndPlugin<void> = {
+  id: 'jupyter-gpuenv:plugin',
+  description: 'GPU Environments panel and kernel environment status bar item.',
+  autoStart: true,
+  requires: [INotebookTracker],
+  optional: [ILabShell, ILayoutRestorer, IStatusBar, ICommandPalette],
+  activate: (
+    app: JupyterFrontEnd,
+    tracker: INotebookTracker,
+    labShell: ILabShell | null,
+    restorer: ILayoutRestorer | null,
+    statusBar: IStatusBar | null,
+    palette: ICommandPalette | null
+  ) => {
+    const { serviceManager, commands, shell } = app;
+    const client = new GpuEnvClient(serviceManager.serverSettings);
+    const store = new GpuEnvStore(client);
+    const watcher = new ActiveKernelWatcher(tracker);
+
+    const refresh = async (): Promise<void> => {
+      await store.refresh();
+      // New environments bring new kernelspecs; let Lab's launcher see them too.
+      await serviceManager.kernelspecs.refreshSpecs();
+    };
+
+    const actions: PanelActions = {
+      useInCurrentNotebook: async (env: Environment) => {
+        try {
+          await watcher.useKernel(env.kernel_name);
+        } catch (error) {
+          notifyError(`Could not switch to ${env.display_name}`, error);
+        }
+      },
+      newNotebook: async (env: Environment) => {
+        try {
+          await commands.execute('notebook:create-new', { kernelName: env.kernel_name });
+        } catch (error) {
+          notifyError(`Could not open a notebook in ${env.display_name}`, error);
+        }
+      },
+      exportEnvironment: async (env: Environment, mode: ExportMode) => {
+        try {
+          const file = await client.exportEnvironment(env.id, mode);
+          downloadText(file.filename, file.text);
+          Notification.success(`Downloaded ${file.filename}`, { autoClose: 3000 });
+        } catch (error) {
+          notifyError(`Export of ${env.display_name} failed`, error);
+        }
+      },
+      refresh,
+      hasKernelspec: (kernelName: string) => {
+        const specs = serviceManager.kernelspecs.specs;
+        return !specs || kernelName in specs.kernelspecs;
+      },
+      sessions: () =>
+        Array.from(serviceManager.sessions.running())
+          .filter(s => s.kernel)
+          .map(s => ({ kernelId: s.kernel!.id, path: s.path }))
+    };
+
+    const panel = new GpuEnvPanel(store, watcher, actions);
+    panel.title.caption = 'GPU Environments';
+    shell.add(panel, 'left', { rank: 750, type: 'GPU Environments' });
+    restorer?.add(panel, 'jupyter-gpuenv:panel');
+    serviceManager.kernelspecs.specsChanged.connect(() => panel.refreshView());
+    serviceManager.sessions.runningChanged.connect(() => panel.refreshView());
+    void store.loadEnvironments();
+
+    commands.addCommand(COMMAND_OPEN, {
+      label: 'Show GPU Environments',
+      icon: gpuIcon,
+      execute: () => shell.activateById(PANEL_ID)
+    });
+    commands.addCommand(COMMAND_REFRESH, {
+      label: 'Refresh GPU Environments',
+      execute: () => refresh()
+    });
+    palette?.addItem({ command: COMMAND_OPEN, category: 'GPU Environments' });
+    palette?.addItem({ command: COMMAND_REFRESH, category: 'GPU Environments' });
+
+    if (statusBar) {
+      const item = new GpuEnvStatus(store, watcher, () => shell.activateById(PANEL_ID));
+      statusBar.registerStatusItem('jupyter-gpuenv:status', {
+        item,
+        align: 'left',
+        rank: 4,
+        isActive: () => item.isActiveItem,
+        activeStateChanged: item.activeStateChanged
+      });
+    }
+
+    // A notebook that gains focus may change which row is marked.
+    labShell?.currentChanged.connect(() => panel.refreshView());
+  }
+};
+
+export default plugin;

@@ -1,0 +1,140 @@
+/**
+ * The one place the front end keeps gpuenv data: the catalog and the shared
+ * GPU status poll. The panel and the status bar read it and listen to
+ * `changed`; neither fetches on its own, so two views never double the load.
+ */
+import { Poll } from '@lumino/polling';
+import { ISignal, Signal } from '@lumino/signaling';
+
+import { ApiError, Environment, GpuEnvClient, GpuSnapshot } from './api';
+import { INITIAL_POLL_HEALTH, PollHealth, nextPollHealth } from './model';
+
+/** How often GPU status is fetched while someone looks at it, and the backoff cap. */
+export const GPU_POLL_INTERVAL_MS = 5000;
+export const GPU_POLL_MAX_INTERVAL_MS = 60000;
+
+function asApiError(error: unknown): ApiError {
+  if (error instanceof ApiError) {
+    return error;
+  }
+  return new ApiError(0, error instanceof Error ? error.message : String(error), '');
+}
+
+export class GpuEnvStore {
+  constructor(readonly client: GpuEnvClient) {
+    this._poll = new Poll<GpuSnapshot, ApiError, 'standby'>({
+      name: 'jupyter-gpuenv:gpus',
+      factory: () => this._fetchGpus(),
+      frequency: {
+        interval: GPU_POLL_INTERVAL_MS,
+        backoff: true,
+        max: GPU_POLL_MAX_INTERVAL_MS
+      },
+      // Nobody looking (panel hidden, no GPU figure in the status bar): stand by.
+      // Someone looking: still stand by while the browser tab is in the background.
+      standby: () => (this._consumers.size === 0 ? true : 'when-hidden')
+    });
+    this._poll.ticked.connect((_, state) => {
+      this.gpuHealth = nextPollHealth(this.gpuHealth, {
+        phase: state.phase,
+        interval: state.interval,
+        payload: state.payload,
+        at: Date.now()
+      });
+      if (state.phase === 'rejected' || state.phase === 'resolved') {
+        this._changed.emit();
+      }
+    });
+  }
+
+  /** The catalog, null until the first answer. */
+  environments: Environment[] | null = null;
+  environmentsError: ApiError | null = null;
+  loadingEnvironments = false;
+  refreshing = false;
+
+  /** The last GPU sample, null until the first answer. */
+  gpus: GpuSnapshot | null = null;
+  gpuHealth: PollHealth = INITIAL_POLL_HEALTH;
+
+  /** Emitted whenever anything above changes. */
+  get changed(): ISignal<this, void> {
+    return this._changed;
+  }
+
+  get isDisposed(): boolean {
+    return this._poll.isDisposed;
+  }
+
+  /** Load the catalog (the server answers from its cache when warm). */
+  async loadEnvironments(): Promise<void> {
+    if (this.loadingEnvironments) {
+      return;
+    }
+    this.loadingEnvironments = true;
+    this._changed.emit();
+    try {
+      this.environments = await this.client.listEnvironments();
+      this.environmentsError = null;
+    } catch (error) {
+      this.environmentsError = asApiError(error);
+    } finally {
+      this.loadingEnvironments = false;
+      this._changed.emit();
+    }
+  }
+
+  /** Ask the server to re-scan every source, and fetch GPU status now. */
+  async refresh(): Promise<void> {
+    if (this.refreshing) {
+      return;
+    }
+    this.refreshing = true;
+    this._changed.emit();
+    void this._poll.refresh();
+    try {
+      this.environments = await this.client.refreshEnvironments();
+      this.environmentsError = null;
+    } catch (error) {
+      this.environmentsError = asApiError(error);
+    } finally {
+      this.refreshing = false;
+      this._changed.emit();
+    }
+  }
+
+  /**
+   * Say whether a view currently shows GPU data. The poll runs only while at
+   * least one does; the first one to appear gets a fresh sample at once.
+   */
+  setGpuConsumer(name: string, active: boolean): void {
+    const had = this._consumers.size > 0;
+    if (active) {
+      this._consumers.add(name);
+    } else {
+      this._consumers.delete(name);
+    }
+    if (!had && this._consumers.size > 0 && !this._poll.isDisposed) {
+      void this._poll.refresh();
+    }
+  }
+
+  dispose(): void {
+    this._poll.dispose();
+    Signal.clearData(this);
+  }
+
+  private async _fetchGpus(): Promise<GpuSnapshot> {
+    try {
+      this.gpus = await this.client.getGpus();
+      return this.gpus;
+    } catch (error) {
+      // Rejecting makes the Poll back off; the health fold keeps the message.
+      throw asApiError(error);
+    }
+  }
+
+  private _poll: Poll<GpuSnapshot, ApiError, 'standby'>;
+  private _consumers = new Set<string>();
+  private _changed = new Signal<this, void>(this);
+}
