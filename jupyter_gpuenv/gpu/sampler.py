@@ -128,9 +128,9 @@ class GpuSampler:
         """The latest sample; waits at most ``max_wait`` (never blocking the loop) when
         there is none yet or it predates a quiet spell."""
         self.start()
-        self._demand()
+        woke = self._demand()
         sample = self._latest
-        if sample is not None and not self._stale(sample):
+        if sample is not None and not woke and not self._stale(sample):
             return sample
         fresh = self._fresh
         if fresh is not None and self._loop is asyncio.get_running_loop():
@@ -149,13 +149,16 @@ class GpuSampler:
     # -- internals -----------------------------------------------------------------
 
     def _stale(self, sample: Sample) -> bool:
-        return time.monotonic() - sample.taken > 2 * self.interval + 1.0
+        return time.monotonic() - sample.taken > 2 * self.interval + 5.0
 
-    def _demand(self) -> None:
-        idle = time.monotonic() - self._last_demand > self.idle_after
-        self._last_demand = time.monotonic()
+    def _demand(self) -> bool:
+        """Record a request; True when it ends a quiet spell (the sample is old)."""
+        now = time.monotonic()
+        idle = now - self._last_demand > self.idle_after
+        self._last_demand = now
         if idle:
             self._wake.set()
+        return idle
 
     def _run(self) -> None:
         while not self._stopping.is_set():
