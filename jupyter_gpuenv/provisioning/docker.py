@@ -25,6 +25,7 @@ import signal
 import time
 from typing import Any
 
+import zmq
 from docker.errors import APIError, ImageNotFound, NotFound
 from jupyter_client.connect import KernelConnectionInfo, LocalPortCache
 from jupyter_client.provisioning import KernelProvisionerBase
@@ -78,13 +79,12 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
             )
         self._env = env
         self._launch = self.apply_policy(env)
-        if kwargs.pop("transport_encryption", None) == "required":
-            raise KernelStartFailed("Encrypted transport is not available for Docker kernels.")
         km = self.parent
         if km is None:
             raise KernelStartFailed("Docker kernels need a KernelManager as parent.")
         if km.transport != "tcp":
             raise KernelStartFailed("Docker kernels need the tcp transport.")
+        self._provision_curve_keys(km, kwargs.pop("transport_encryption", None))
         if km.cache_ports and not self.ports_cached:
             cache = LocalPortCache.instance()
             for name in PORT_NAMES:
@@ -98,6 +98,22 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
         python = env.python_executable or "python3"
         kwargs["cmd"] = [python, "-m", "ipykernel_launcher", "-f", km.connection_file]
         return kwargs
+
+    @staticmethod
+    def _provision_curve_keys(km: Any, requested: str | None) -> None:
+        """CurveZMQ keys in the connection file when the kernel manager's policy asks.
+
+        The kernel in the container reads them from the mounted connection file
+        (ipykernel >= 7.4), so its TCP channels are encrypted like a local kernel's.
+        """
+        policy_of = getattr(km, "_transport_encryption_policy", None)
+        if policy_of is None:
+            return
+        policy = policy_of(requested)
+        supported = getattr(km, "_kernel_supports_curve_encryption", lambda: False)()
+        if policy == "required" or (policy == "auto" and supported):
+            if km.curve_publickey is None:
+                km.curve_publickey, km.curve_secretkey = zmq.curve_keypair()
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         """Create and start the container; return once the kernel's ports answer."""

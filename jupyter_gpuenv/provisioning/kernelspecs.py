@@ -21,7 +21,7 @@ from typing import Any
 
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager, NoSuchKernel
 
-from ..environments.model import Environment, kernel_name_for
+from ..environments.model import KERNEL_NAME_PREFIX, Environment, kernel_name_for
 from .base import gpuenv_config_for
 
 RESOURCES = str(Path(__file__).with_name("kernelspec_resources"))
@@ -33,10 +33,16 @@ def has_kernel(env: Environment) -> bool:
     """Whether a kernel can run in ``env``.
 
     Docker images without ipykernel still can (the provisioner adds a kernel layer) as
-    long as they have a python; conda envs and venvs need ipykernel installed.
+    long as they have a python: only an image that was probed and showed none is left
+    out. An image that is missing or not probed yet keeps its spec, so starting it says
+    why it cannot run (``docker pull ...``). Conda envs and venvs need ipykernel; the
+    catalog's ``problems`` say so for those left out.
     """
     if env.kind == "docker":
-        return bool(env.python_version or env.python_executable or env.ipykernel)
+        probed_without_python = bool(env.location.get("image_id")) and not (
+            env.python_version or env.ipykernel
+        )
+        return not probed_without_python
     return bool(env.ipykernel and (env.python_executable or env.location.get("prefix")))
 
 
@@ -65,26 +71,6 @@ def kernelspec_dict(env: Environment) -> dict[str, Any]:
     }
 
 
-def ipykernel_problem(env: Environment) -> str | None:
-    """The catalog's explanation for a conda env or venv left out of the kernel list."""
-    if env.kind == "docker" or env.ipykernel:
-        return None
-    prefix = env.location.get("prefix", "")
-    return (
-        "ipykernel is not installed, so there is no kernel for this environment; install "
-        f"it with `conda install -p {prefix} ipykernel` or `{prefix}/bin/python -m pip "
-        "install ipykernel`"
-    )
-
-
-def annotate_missing_ipykernel(environments: list[Environment]) -> None:
-    """Catalog annotator: say why a conda env or venv has no kernelspec."""
-    for env in environments:
-        problem = ipykernel_problem(env)
-        if problem and not any("ipykernel" in p for p in env.problems):
-            env.problems.append(problem)
-
-
 class GpuEnvKernelSpecManager(KernelSpecManager):
     """The normal kernelspecs plus one per catalog environment."""
 
@@ -97,13 +83,12 @@ class GpuEnvKernelSpecManager(KernelSpecManager):
         self._first_scan_done = False
 
     def use_catalog(self, catalog: Any) -> None:
-        """Share the server's catalog (and teach it why some envs have no kernel)."""
+        """Share the server's catalog; its Docker envs learn whether GPUs can be given."""
         self.catalog = catalog
         annotators = getattr(catalog, "annotators", None)
         if isinstance(annotators, list):
             from .gpu_request import runtime_annotator
 
-            annotators.append(annotate_missing_ipykernel)
             annotators.append(runtime_annotator(catalog.config, self.log))
         with self._lock:
             self._specs_key = None
@@ -115,11 +100,13 @@ class GpuEnvKernelSpecManager(KernelSpecManager):
             self.use_catalog(Catalog(gpuenv_config_for(self), log=self.log))
         return self.catalog
 
-    def _environments(self) -> list[Environment]:
+    def _environments(self, wait: bool = False) -> list[Environment]:
+        """The catalog's cached list; ``wait`` (or a first use with nothing cached) scans."""
         catalog = self._get_catalog()
-        envs = list(catalog.cached_environments())
-        if envs or self._first_scan_done:
-            return envs
+        if not wait:
+            envs = list(catalog.cached_environments())
+            if envs or self._first_scan_done:
+                return envs
         self._first_scan_done = True
         try:
             return list(_run_blocking(catalog.list_environments_sync))
@@ -127,9 +114,9 @@ class GpuEnvKernelSpecManager(KernelSpecManager):
             self.log.warning("gpuenv: environments could not be listed: %s", err)
             return []
 
-    def gpuenv_specs(self) -> dict[str, KernelSpec]:
+    def gpuenv_specs(self, wait: bool = False) -> dict[str, KernelSpec]:
         """Kernel name -> spec for every catalog environment a kernel can run in."""
-        envs = [env for env in self._environments() if has_kernel(env)]
+        envs = [env for env in self._environments(wait) if has_kernel(env)]
         key = tuple(
             (e.id, e.display_name, e.kind, e.python_executable,
              e.python_version, e.ipykernel, str(e.location.get("prefix")))
@@ -157,9 +144,19 @@ class GpuEnvKernelSpecManager(KernelSpecManager):
 
     def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
         """A copy of the live spec for catalog environments, else the on-disk one."""
-        spec = self.gpuenv_specs().get(kernel_name.lower())
+        name = kernel_name.lower()
+        spec = self.gpuenv_specs().get(name)
         if spec is None:
-            return super().get_kernel_spec(kernel_name)
+            try:
+                return super().get_kernel_spec(kernel_name)
+            except NoSuchKernel:
+                if not name.startswith(KERNEL_NAME_PREFIX):
+                    raise
+            # Named after an environment the cached list does not hold (yet): the
+            # listing saved by an earlier server may predate it, so wait for a scan.
+            spec = self.gpuenv_specs(wait=True).get(name)
+            if spec is None:
+                raise NoSuchKernel(kernel_name)
         if self.allowed_kernelspecs and kernel_name not in self.allowed_kernelspecs:
             raise NoSuchKernel(kernel_name)
         return copy.deepcopy(spec)
