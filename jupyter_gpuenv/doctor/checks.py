@@ -31,6 +31,7 @@ __all__ = [
     "evaluate",
 ]
 _RANK = {OK: 0, WARNING: 1, ERROR: 2}
+VISIBLE_DEVICES = "NVIDIA_VISIBLE_DEVICES"
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class _Build:
     arch_list: list[v.ArchEntry]
     requested_gpus: Any
     problems: list[str]
+    visible_devices: str | None = None
     runtime_source: str | None = None
 
     @classmethod
@@ -94,6 +96,7 @@ class _Build:
             arch_list=v.parse_arch_list(_get(env, "torch_arch_list")),
             requested_gpus="all" if requested_gpus is None else requested_gpus,
             problems=[str(p) for p in (_get(env, "problems") or [])],
+            visible_devices=_env_value(settings.get("environment"), VISIBLE_DEVICES),
         )
         if cuda_runtime and not build.torch_version and not build.cuda_version:
             build.cuda_version, build.runtime_source = cuda_runtime
@@ -356,19 +359,19 @@ def _check_cudnn(build: _Build) -> list[Finding]:
 
 
 def _check_docker_runtime(build: _Build, host: HostInfo) -> list[Finding]:
-    if (
-        build.kind != "docker"
-        or build.wants_no_gpu
-        or not host.has_gpu
-        or host.docker_nvidia_runtime is not False
-    ):
+    by_variable = (build.visible_devices or "none").lower() not in ("none", "void")
+    asks = not build.wants_no_gpu or by_variable
+    if build.kind != "docker" or not asks or not host.has_gpu:
+        return []
+    if host.docker_nvidia_runtime is not False:
         return []
     severity = ERROR if build.cuda_version else WARNING
+    how = f" ({VISIBLE_DEVICES}={build.visible_devices})" if by_variable else ""
     return [
         Finding(
             severity,
-            "This image asks for GPUs, but Docker has no NVIDIA runtime: its containers "
-            "get no GPU.",
+            f"This image asks for GPUs{how}, but Docker has no NVIDIA runtime: its "
+            "containers get no GPU.",
             "install the NVIDIA Container Toolkit, run `nvidia-ctk runtime configure "
             "--runtime=docker` and restart Docker",
         )
@@ -379,6 +382,17 @@ def _get(env: Any, name: str) -> Any:
     if isinstance(env, Mapping):
         return env.get(name)
     return getattr(env, name, None)
+
+
+def _env_value(environment: Any, name: str) -> str | None:
+    """A variable of a docker_images entry's ``environment`` (a dict or KEY=VALUE list)."""
+    if isinstance(environment, Mapping):
+        return _text(environment.get(name))
+    for item in environment or []:
+        key, _, value = str(item).partition("=")
+        if key == name:
+            return _text(value)
+    return None
 
 
 def _text(value: Any) -> str | None:

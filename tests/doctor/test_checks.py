@@ -290,3 +290,15 @@ def test_environment_objects_and_their_settings_are_read_like_dicts():
 def test_hypothetical_host_rejects_unreadable_values(driver, cc):
     with pytest.raises(ValueError):
         host(driver, cc)
+
+
+@pytest.mark.parametrize(
+    "environment", [{"NVIDIA_VISIBLE_DEVICES": "all"}, ["LANG=C", "NVIDIA_VISIBLE_DEVICES=all"]]
+)
+def test_nvidia_visible_devices_asks_for_gpus_even_without_a_gpu_request(environment):
+    env = torch_env(kind="docker", settings={"gpus": "none", "environment": environment})
+    result = evaluate(env, host("535.54.03", "8.6", docker_nvidia_runtime=False))
+    (finding,) = [f for f in result.findings if "NVIDIA runtime" in f.message]
+    assert finding.message.startswith(
+        "This image asks for GPUs (NVIDIA_VISIBLE_DEVICES=all), but Docker has no NVIDIA runtime"
+    )
