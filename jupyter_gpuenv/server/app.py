@@ -29,6 +29,18 @@ class GpuEnvExtension(ExtensionApp):
     name = "jupyter_gpuenv"
     load_other_extensions = True
 
+    def _link_jupyter_server_extension(self, serverapp: Any) -> None:
+        """Make our kernelspec manager the server's, unless the admin configured one.
+
+        jupyter_server applies only ``jpserver_extensions`` from jupyter_server_config.d
+        files, not other settings; linking runs before the server builds its managers.
+        """
+        if "kernel_spec_manager_class" not in serverapp.config.get("ServerApp", {}):
+            from ..provisioning.kernelspecs import GpuEnvKernelSpecManager
+
+            serverapp.kernel_spec_manager_class = GpuEnvKernelSpecManager
+        super()._link_jupyter_server_extension(serverapp)
+
     def initialize_settings(self) -> None:
         config = GpuEnv(parent=self.serverapp, log=self.log)
         catalog = Catalog(config, log=self.log)
