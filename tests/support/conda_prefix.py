@@ -229,10 +229,29 @@ def _install_python(prefix: Path) -> None:
     dynload = Path(sysconfig.get_config_var("DESTSHARED") or stdlib / "lib-dynload")
     if not (lib / "lib-dynload").exists() and dynload.is_dir():
         (lib / "lib-dynload").symlink_to(dynload)
-    host_paths = [p for p in site.getsitepackages() if os.path.isdir(p)]
-    (lib / "site-packages" / "_gpuenv_test_host_site.pth").write_text(
-        "".join(f"{p}\n" for p in host_paths), encoding="utf-8"
+    _link_host_site_packages(prefix, lib / "site-packages")
+
+
+def _link_host_site_packages(prefix: Path, conda_site: Path) -> None:
+    """Make the host's packages (ipykernel) importable after the prefix's own.
+
+    The copied interpreter runs the host's site.py, which picks the prefix's site dirs:
+    ``lib/pythonX.Y/site-packages`` upstream, ``.../dist-packages`` on Debian's python.
+    On the latter the conda-style site-packages is added through the .pth file too.
+    """
+    site_dirs = site.getsitepackages([str(prefix)])
+    lines = [] if str(conda_site) in site_dirs else [str(conda_site)]
+    target = conda_site if not lines else Path(site_dirs[0])
+    lines += [p for p in host_site_packages() if p not in lines]
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "_gpuenv_test_host_site.pth").write_text(
+        "".join(f"{line}\n" for line in lines), encoding="utf-8"
     )
+
+
+def host_site_packages() -> list[str]:
+    """The running interpreter's site-packages folders (a venv's own when run from one)."""
+    return [p for p in site.getsitepackages() if os.path.isdir(p)]
 
 
 def _python_records() -> list[CondaPackage]:
