@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# The one command that installs everything the tests need and runs all of them.
+#
+# For a fresh Debian 12 machine, as root: system packages (Docker engine, debootstrap,
+# chromium, Node.js), a Docker daemon, a virtual environment with `pip install ".[test]"`
+# (a real install, not editable, so the package's data files land where users get them),
+# the JupyterLab extension build and its unit tests, ruff, the test images, then the whole
+# pytest suite, Docker tests included. Re-running reuses what is already there.
+#
+# Extra arguments go to pytest (e.g. `bash scripts/test.sh -k catalog`).
+# Environment: PYTHON (interpreter for the venv, default python3), GPUENV_TEST_VENV
+# (default <repo>/.venv).
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+PYTHON="${PYTHON:-python3}"
+VENV="${GPUENV_TEST_VENV:-$REPO/.venv}"
+ARTIFACTS="$REPO/test-artifacts"
+DOCKERD_LOG=/var/log/gpuenv-test-dockerd.log
+SECONDS=0
+
+step() { printf '\n==> [%4ds] %s\n' "$SECONDS" "$*"; }
+die() { printf 'scripts/test.sh: %s\n' "$*" >&2; exit 1; }
+
+step "System packages"
+missing=()
+command -v dockerd >/dev/null || missing+=(docker.io)
+command -v debootstrap >/dev/null || missing+=(debootstrap)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v npm >/dev/null || missing+=(nodejs npm)
+command -v "$PYTHON" >/dev/null || missing+=(python3)
+if command -v "$PYTHON" >/dev/null && ! "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null; then
+    missing+=(python3-venv)
+fi
+if ((${#missing[@]})); then
+    [ "$(id -u)" = 0 ] || die "needs root to install: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+    echo "all present (docker.io, debootstrap, chromium, npm, $PYTHON)"
+fi
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
+    || die "$PYTHON is older than Python 3.10"
+
+step "Docker engine"
+if ! docker info >/dev/null 2>&1; then
+    [ "$(id -u)" = 0 ] || die "the Docker daemon is not running and starting it needs root"
+    echo "starting dockerd (log: $DOCKERD_LOG)"
+    setsid dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
+    for _ in $(seq 1 120); do
+        docker info >/dev/null 2>&1 && break
+        sleep 0.5
+    done
+    docker info >/dev/null 2>&1 || { tail -n 20 "$DOCKERD_LOG" >&2; die "dockerd did not answer"; }
+fi
+docker version --format 'Docker engine {{.Server.Version}} answers'
+
+step "Python environment $VENV: pip install \".[test]\""
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+export PATH="$VENV/bin:$PATH"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+python -m pip install -q ".[test]"
+
+if [ -f labextension/package.json ]; then
+    step "JupyterLab extension: npm ci, build, unit tests"
+    (
+        cd labextension
+        # npm keeps node_modules/.package-lock.json in step with what it installed.
+        if [ -f node_modules/.package-lock.json ] && [ -f package-lock.json ] \
+            && ! [ package-lock.json -nt node_modules/.package-lock.json ] \
+            && ! [ package.json -nt node_modules/.package-lock.json ]; then
+            echo "node_modules up to date"
+        elif [ -f package-lock.json ]; then
+            npm ci --no-audit --no-fund
+        else
+            npm install --no-audit --no-fund
+        fi
+        npm run build
+        npm test
+    )
+    # Again, so the freshly built extension is what share/jupyter/labextensions holds.
+    python -m pip install -q --no-deps .
+fi
+
+python - <<'EOF'
+import sys
+from pathlib import Path
+
+config = Path(sys.prefix, "etc/jupyter/jupyter_server_config.d/jupyter_gpuenv.json")
+if not config.is_file():
+    sys.exit(f"scripts/test.sh: the install did not place {config}")
+print(f"installed: {config}")
+EOF
+
+step "ruff"
+targets=(jupyter_gpuenv tests)
+[ -d benchmarks ] && targets+=(benchmarks)
+ruff check "${targets[@]}"
+
+step "Test images (built once, reused while their recipes are unchanged)"
+python -m tests.support.images
+
+step "pytest"
+mkdir -p "$ARTIFACTS"
+status=0
+python -m pytest -p no:cacheprovider -ra --durations=25 \
+    --junitxml="$ARTIFACTS/junit.xml" tests "$@" || status=$?
+step "done: pytest exit status $status"
+exit "$status"
