@@ -46,8 +46,8 @@ class KernelStartFailed(KernelStartError, HTTPError):
 
     def __init__(self, message: str) -> None:
         KernelStartError.__init__(self, message)
-        HTTPError.__init__(self, 500, None, reason="Kernel start failed")
-        self.log_message = message
+        # tornado >= 6.5 makes log_message read-only: it must come through __init__.
+        HTTPError.__init__(self, 500, message, reason="Kernel start failed")
 
     def __str__(self) -> str:
         return self.message
@@ -58,8 +58,7 @@ class KernelRefused(PolicyViolation, HTTPError):
 
     def __init__(self, message: str) -> None:
         PolicyViolation.__init__(self, message)
-        HTTPError.__init__(self, 403, None, reason="Kernel refused by policy")
-        self.log_message = message
+        HTTPError.__init__(self, 403, message, reason="Kernel refused by policy")
 
     def __str__(self) -> str:
         return self.message
@@ -92,7 +91,7 @@ class GpuEnvProvisionerMixin(LoggingConfigurable):
     def apply_policy(self, env: Environment) -> EffectiveLaunch:
         """What this launch may use; a refusal becomes a 403 the user can read."""
         requested = dict(self.requested_config, environment_id=self.environment_id)
-        name = getattr(self.kernel_spec, "name", None) or None
+        name = getattr(self.kernel_spec, "name", None) or getattr(self.parent, "kernel_name", None)
         try:
             launch = enforce_policy(self.gpuenv_config, env, requested, kernel_name=name)
         except PolicyViolation as err:
