@@ -193,11 +193,7 @@ class Catalog:
         """Stop background work (server shutdown); running probes end at their timeout."""
         for pool in (self._scans, self._local_probes, self._docker_work):
             pool.shutdown(wait=False, cancel_futures=True)
-        if self._docker is not None:
-            try:
-                self._docker.close()
-            except Exception:
-                pass
+        self._drop_docker_client()
 
     # ------------------------------------------------------------------- scheduling
     def _stale(self, snapshot: Snapshot | None, age: float) -> bool:
@@ -244,6 +240,9 @@ class Catalog:
         now = time.monotonic()
         if force:
             self._cache.forget_transient()
+            # an explicit refresh reconnects (DOCKER_HOST changed, daemon restarted); the old
+            # client may still serve an export in another thread, so it is not closed here
+            self._docker = None
         self._maybe_list_conda_cli(force)
         ask_docker = force or self._stale_docker(previous, now)
         docker_future = self._docker_work.submit(self._docker_candidates) if ask_docker else None
@@ -353,6 +352,14 @@ class Catalog:
             self._docker = None
             reason = f"Docker is not reachable: {exc}"
         return docker_images.unreachable_candidates(self.config, reason), reason
+
+    def _drop_docker_client(self) -> None:
+        client, self._docker = self._docker, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception:
+                pass
 
     def _docker_client(self) -> Any:
         if self._docker is None:

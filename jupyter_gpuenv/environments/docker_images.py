@@ -8,6 +8,7 @@ a non-root user, a time limit) that is always removed afterwards.
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -187,7 +188,8 @@ def run_in_image(
 ) -> ContainerRun:
     """Run ``argv`` (argv[0] is the interpreter) in a throw-away container of ``image``.
 
-    The container is labelled ``ROLE=<role>``, has no network, runs as a non-root user, is
+    The container is labelled ``ROLE=<role>`` and with this process's pid and host (so
+    ``docker ps --filter label=...`` tells whose it is), has no network, runs as a non-root user, is
     killed after ``timeout`` seconds and is removed in every case.
     """
     import docker.errors
@@ -199,7 +201,11 @@ def run_in_image(
             image,
             entrypoint=[argv[0]],
             command=list(argv[1:]),
-            labels={labels.ROLE: role},
+            labels={
+                labels.ROLE: role,
+                labels.SERVER_PID: str(os.getpid()),
+                labels.SERVER_HOST: socket.gethostname(),
+            },
             network_disabled=True,
             user=probe_user(),
             environment=environment or {},

@@ -164,8 +164,12 @@ def _env_vars(path):
 
 
 def _condarc_texts(prefix):
-    """The prefix's own .condarc files and the system ones (for the image's channels)."""
+    """System, root-prefix and the prefix's own .condarc files, lowest precedence first."""
     paths = ["/etc/conda/.condarc", "/etc/conda/condarc"]
+    parent = os.path.dirname(prefix.rstrip("/"))
+    if os.path.basename(parent) == "envs":
+        root = os.path.dirname(parent)
+        paths += [os.path.join(root, name) for name in CONDARC_NAMES]
     paths += [os.path.join(prefix, name) for name in CONDARC_NAMES]
     texts = []
     for path in paths:
