@@ -42,10 +42,15 @@ import importlib.machinery
 import importlib.util
 import sys
 
-sys.path.insert(0, {repo!r})
-from tests.support.fake_nvml import FakeGpu, FakeNvml, FakeProcess
+# Loaded by path: the installed jupyter_gpuenv, not the repository's, stays the one served.
+spec = importlib.util.spec_from_file_location("gpuenv_fake_nvml", {fake_nvml!r})
+fake_nvml = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = fake_nvml
+spec.loader.exec_module(fake_nvml)
 
-fake = FakeNvml([FakeGpu(uuid=u, processes=[FakeProcess(pid=1)]) for u in {uuids!r}])
+fake = fake_nvml.FakeNvml(
+    [fake_nvml.FakeGpu(uuid=u, processes=[fake_nvml.FakeProcess(pid=1)]) for u in {uuids!r}]
+)
 # The real module's spec: what provisioners mount into kernels stays the real pynvml.
 fake.__spec__ = importlib.util.find_spec("pynvml") or importlib.machinery.ModuleSpec(
     "pynvml", None
@@ -167,7 +172,12 @@ class Hub:
         for name in grants:
             (root / "home" / name).mkdir(parents=True)
         launcher = root / "singleuser_launcher.py"
-        launcher.write_text(LAUNCHER.format(repo=str(REPO), uuids=list(FAKE_GPU_UUIDS)))
+        launcher.write_text(
+            LAUNCHER.format(
+                fake_nvml=str(REPO / "tests" / "support" / "fake_nvml.py"),
+                uuids=list(FAKE_GPU_UUIDS),
+            )
+        )
         (root / "jupyterhub_config.py").write_text(
             HUB_CONFIG.format(
                 grants=grants,
