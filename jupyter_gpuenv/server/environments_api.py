@@ -45,9 +45,9 @@ class ExportHandler(GpuEnvHandler):
         filename, text = await self.gpuenv.catalog.export(
             env_id, no_builds=no_builds, from_history=from_history
         )
-        self.set_header("Content-Type", "text/yaml; charset=utf-8")
         self.set_header("Content-Disposition", f'attachment; filename="{filename}"')
-        self.finish(text)
+        # APIHandler.finish would label the body application/json otherwise
+        self.finish(text, set_content_type="text/yaml; charset=utf-8")
 
 
 ENV_ID = r"(?P<env_id>[A-Za-z0-9._-]+)"
