@@ -67,3 +67,4 @@ class GpuEnvExtension(ExtensionApp):
                 result = stop()
                 if hasattr(result, "__await__"):
                     await result
+        self.state.catalog.stop()
