@@ -62,7 +62,7 @@ def test_setup_envs_makes_a_working_venv_and_config(tmp_path: Path) -> None:
     config_file = home / ".jupyter" / "jupyter_server_config.py"
     assert config_file.read_text().count("c.GpuEnv.venv_dirs") == 1
 
-    # The configuration jupyter-gpuenv (server and CLI alike) reads from that HOME.
+    # The configuration jupyter-gpuenv reads from that HOME.
     read = subprocess.run(
         [
             sys.executable,
@@ -81,3 +81,17 @@ def test_setup_envs_makes_a_working_venv_and_config(tmp_path: Path) -> None:
     assert venv_dirs == [str(home / "envs" / "venvs")]
     assert conda_dirs == [str(home / "envs" / "conda")]
     assert discovery is False
+
+    # What the catalog (server and CLI alike) makes of it: one venv with a kernel.
+    listed = subprocess.run(
+        [sys.executable, "-m", "jupyter", "gpuenv", "list", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    (demo,) = json.loads(listed.stdout)["environments"]
+    assert (demo["name"], demo["kind"], demo["ipykernel"]) == ("demo", "venv", True)
+    assert demo["location"]["prefix"] == str(venv)
+    assert demo["problems"] == []
