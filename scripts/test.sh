@@ -58,10 +58,16 @@ fi
 docker version --format 'Docker engine {{.Server.Version}} answers'
 
 step "Python environment $VENV: pip install \".[test]\""
+mkdir -p "$ARTIFACTS"
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 export PATH="$VENV/bin:$PATH"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
-python -m pip install -q ".[test]"
+pip_install() {
+    # pip's own chatter goes to a log; it is shown when the install fails.
+    python -m pip install "$@" >"$ARTIFACTS/pip-install.log" 2>&1 \
+        || { tail -n 40 "$ARTIFACTS/pip-install.log" >&2; die "pip install $* failed"; }
+}
+pip_install ".[test]"
 
 if [ -f labextension/package.json ]; then
     step "JupyterLab extension: npm ci, build, unit tests"
@@ -81,7 +87,7 @@ if [ -f labextension/package.json ]; then
         npm test
     )
     # Again, so the freshly built extension is what share/jupyter/labextensions holds.
-    python -m pip install -q --no-deps .
+    pip_install --no-deps .
 fi
 
 python - <<'EOF'
@@ -97,15 +103,16 @@ EOF
 step "ruff"
 targets=(jupyter_gpuenv tests)
 [ -d benchmarks ] && targets+=(benchmarks)
-ruff check "${targets[@]}"
+# A lint finding fails the run, but the tests still run so one report shows everything.
+ruff_status=0
+ruff check "${targets[@]}" || ruff_status=$?
 
 step "Test images (built once, reused while their recipes are unchanged)"
 python -m tests.support.images
 
 step "pytest"
-mkdir -p "$ARTIFACTS"
-status=0
+pytest_status=0
 python -m pytest -p no:cacheprovider -ra --durations=25 \
-    --junitxml="$ARTIFACTS/junit.xml" tests "$@" || status=$?
-step "done: pytest exit status $status"
-exit "$status"
+    --junitxml="$ARTIFACTS/junit.xml" tests "$@" || pytest_status=$?
+step "done: ruff exit status $ruff_status, pytest exit status $pytest_status"
+[ "$ruff_status" = 0 ] && [ "$pytest_status" = 0 ]

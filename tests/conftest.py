@@ -7,6 +7,7 @@ them outside pytest.
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -82,13 +83,29 @@ def venv_factory() -> Callable[..., Path]:
 
 
 @pytest.fixture
-async def jp_asyncio_loop() -> AsyncIterator[asyncio.AbstractEventLoop]:
-    """Put pytest-jupyter's servers on pytest-asyncio's loop.
-
-    pytest-asyncio runs async tests on its own loop; pytest-jupyter would start its
-    servers on another one, where ``jp_fetch`` requests then never get answered.
-    """
+async def _pytest_asyncio_loop() -> AsyncIterator[asyncio.AbstractEventLoop]:
+    """The loop pytest-asyncio runs the current async test on."""
     yield asyncio.get_running_loop()
+
+
+@pytest.fixture
+def jp_asyncio_loop(request: pytest.FixtureRequest) -> Iterator[asyncio.AbstractEventLoop]:
+    """The loop pytest-jupyter's servers run on (this replaces its autouse fixture).
+
+    Async tests run on pytest-asyncio's loop, so their server must live there too, or
+    ``jp_fetch`` requests are never answered. Sync tests get a fresh loop of their own,
+    closed afterwards (pytest-jupyter would reuse, then close, whatever loop is current).
+    """
+    if inspect.iscoroutinefunction(getattr(request, "function", None)):
+        yield request.getfixturevalue("_pytest_asyncio_loop")
+        return
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        yield loop
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
