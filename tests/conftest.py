@@ -108,6 +108,15 @@ def jp_asyncio_loop(request: pytest.FixtureRequest) -> Iterator[asyncio.Abstract
         loop.close()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run browser tests last (the sort is stable, so the rest keep their order).
+
+    Playwright's sync API keeps an event loop running in the main thread for as long as
+    its browser lives; pytest-asyncio cannot start async tests beside it.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Say which test images this session built, how long each took, and where the logs are."""
     if BUILD_REPORT:
