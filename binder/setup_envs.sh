@@ -18,6 +18,12 @@ mkdir -p "$ROOT/venvs" "$ROOT/conda"
 if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv --system-site-packages "$VENV"
 fi
+if ! "$VENV/bin/python" -c "import ipykernel" 2>/dev/null; then
+    # $PYTHON is itself a venv, whose packages are not "system site packages": link them.
+    SITE="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+    "$PYTHON" -c 'import sysconfig; p = sysconfig.get_paths(); print(p["purelib"]); print(p["platlib"])' \
+        | sort -u > "$SITE/_gpuenv_demo_parent.pth"
+fi
 if [ -n "${GPUENV_DEMO_PIP:-}" ]; then
     # shellcheck disable=SC2086  # a list of pip arguments: word splitting is wanted
     "$VENV/bin/python" -m pip install --no-cache-dir $GPUENV_DEMO_PIP
