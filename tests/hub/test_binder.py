@@ -9,7 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
+
+pytestmark = pytest.mark.hub
 
 ROOT = Path(__file__).resolve().parents[2]
 BINDER = ROOT / "binder"

@@ -16,7 +16,7 @@ import pytest
 
 from jupyter_gpuenv.provisioning import labels
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.hub, pytest.mark.docker]
 
 HUB_USER = "culled-user"
 

@@ -13,6 +13,8 @@ import yaml
 
 from jupyter_gpuenv.config import GpuEnv
 
+pytestmark = pytest.mark.hub
+
 ROOT = Path(__file__).resolve().parents[2]
 HUB_DOC = ROOT / "docs" / "jupyterhub.md"
 README = ROOT / "README.md"
