@@ -155,7 +155,7 @@ export interface ProcessView {
   label: string;
   /** Full notebook path (tooltip) or empty. */
   path: string;
-  /** Display name of the process's environment, or empty. */
+  /** "name (kind)" of the process's environment, or empty. */
   environment: string;
   memory: string;
   usedMemory: number | null;
@@ -187,7 +187,8 @@ export function gpuViews(
   if (!snapshot || !snapshot.available) {
     return [];
   }
-  const envNames = new Map((envs ?? []).map(env => [env.id, env.display_name]));
+  // Short "name (kind)" labels: a process line has little room.
+  const envNames = new Map((envs ?? []).map(env => [env.id, `${env.name} (${env.kind})`]));
   const pathsByKernel = new Map(sessions.map(s => [s.kernelId, s.path]));
   return [...(snapshot.gpus ?? [])]
     .sort((a, b) => a.index - b.index)
@@ -332,7 +333,8 @@ export function statusBarView(
   } else {
     gpuText = '';
   }
-  const text = gpuText ? `${env.display_name} · ${gpuText}` : env.display_name;
+  // Lab's own kernel item already shows the long display name: stay short.
+  const text = gpuText ? `${env.name} · ${gpuText}` : env.name;
   const title = [
     `Kernel environment: ${env.display_name} (${env.kind})`,
     usage ? `GPU memory of this kernel: ${formatBytes(usage.bytes)}` : '',

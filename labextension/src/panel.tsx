@@ -266,14 +266,26 @@ function EnvironmentRow(props: RowProps): JSX.Element {
       {badge ? (
         <details className={`jp-GpuEnv-compat jp-GpuEnv-compat-${badge.severity}`}>
           <summary title={badge.title}>
+            <caretRightIcon.react tag="span" className="jp-GpuEnv-compatCaret" />
             <span className="jp-GpuEnv-badge">{badge.label}</span>
-            <span className="jp-GpuEnv-compatSummary">{badge.findings[0]?.message ?? badge.title}</span>
+            <span className="jp-GpuEnv-compatSummary">
+              {badge.findings[0]?.message ?? badge.title}
+            </span>
+            <span className="jp-GpuEnv-compatCount">
+              {badge.findings.length === 1
+                ? '1 compatibility finding'
+                : `${badge.findings.length} compatibility findings`}
+            </span>
           </summary>
           <ul>
             {badge.findings.map((f, i) => (
-              <li key={i} className={`jp-GpuEnv-finding-${f.severity}`}>
+              <li key={i} className={`jp-GpuEnv-finding jp-GpuEnv-finding-${f.severity}`}>
                 {f.message}
-                {f.fix ? <div className="jp-GpuEnv-fix">Fix: {f.fix}</div> : null}
+                {f.fix ? (
+                  <div className="jp-GpuEnv-fix">
+                    <strong>Fix:</strong> {f.fix}
+                  </div>
+                ) : null}
               </li>
             ))}
           </ul>
@@ -295,7 +307,7 @@ function EnvironmentRow(props: RowProps): JSX.Element {
           disabled={!props.hasNotebook || active || !runnable || busy !== ''}
           onClick={() => void run('use', () => actions.useInCurrentNotebook(env))}
         >
-          {busy === 'use' ? 'Switching…' : 'Use in notebook'}
+          {busy === 'use' ? 'Switching…' : active ? 'Current kernel' : 'Use in notebook'}
         </button>
         <button
           type="button"
@@ -453,11 +465,13 @@ function GpuCard({ view }: { view: GpuView }): JSX.Element {
               className={proc.isKernel ? 'jp-GpuEnv-proc jp-mod-kernel' : 'jp-GpuEnv-proc'}
               title={proc.path || proc.label}
             >
-              <span className="jp-GpuEnv-procName">{proc.label}</span>
+              <div className="jp-GpuEnv-procMain">
+                <span className="jp-GpuEnv-procName">{proc.label}</span>
+                <span className="jp-GpuEnv-procMem">{proc.memory}</span>
+              </div>
               {proc.environment ? (
-                <span className="jp-GpuEnv-procEnv">{proc.environment}</span>
+                <div className="jp-GpuEnv-procEnv">{proc.environment}</div>
               ) : null}
-              <span className="jp-GpuEnv-procMem">{proc.memory}</span>
             </li>
           ))}
         </ul>
@@ -465,7 +479,7 @@ function GpuCard({ view }: { view: GpuView }): JSX.Element {
         <div className="jp-GpuEnv-muted jp-GpuEnv-noProcs">No kernels on this GPU</div>
       )}
       {view.hiddenProcesses ? (
-        <div className="jp-GpuEnv-muted">
+        <div className="jp-GpuEnv-hidden">
           + {view.hiddenProcesses} process{view.hiddenProcesses === 1 ? '' : 'es'} of other users
         </div>
       ) : null}

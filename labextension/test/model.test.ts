@@ -223,12 +223,12 @@ describe('GPU section', () => {
     expect(procs.map(p => p.label)).toEqual(['train.ipynb', 'cpu-check.ipynb', 'PID 4242 · python']);
     expect(procs[0]).toMatchObject({
       path: 'work/train.ipynb',
-      environment: vision.display_name,
+      environment: 'vision (conda)',
       memory: '12.0 GiB',
       isKernel: true,
       own: true
     });
-    expect(procs[1].environment).toBe(cpuImage.display_name);
+    expect(procs[1].environment).toBe('torch-cpu (docker)');
     expect(procs[2]).toMatchObject({ isKernel: false, environment: '' });
   });
 
@@ -272,13 +272,14 @@ describe('status bar', () => {
 
   it('names the environment and its GPU memory, or nothing for other kernels', () => {
     const active = { kernelName: vision.kernel_name, kernelId: 'k-1', path: 'work/train.ipynb' };
-    expect(statusBarView(active, [vision], snapshot())!.text).toBe(`${vision.display_name} · 12.0 GiB on GPU 0`);
+    expect(statusBarView(active, [vision], snapshot())!.text).toBe('vision · 12.0 GiB on GPU 0');
     expect(statusBarView({ ...active, kernelId: 'k-7' }, [vision], snapshot())!.text).toBe(
-      `${vision.display_name} · no GPU memory`
+      'vision · no GPU memory'
     );
     const noGpu = snapshot({ available: false, state: 'unavailable', gpus: [], reason: 'no driver' });
-    expect(statusBarView(active, [vision], noGpu)!.text).toBe(`${vision.display_name} · no GPU`);
-    expect(statusBarView(active, [vision], null)!.text).toBe(vision.display_name);
+    expect(statusBarView(active, [vision], noGpu)!.text).toBe('vision · no GPU');
+    expect(statusBarView(active, [vision], null)!.text).toBe('vision');
+    expect(statusBarView(active, [vision], snapshot())!.title).toContain(vision.display_name);
     expect(statusBarView({ ...active, kernelName: 'python3' }, [vision], snapshot())).toBeNull();
     expect(statusBarView(null, [vision], snapshot())).toBeNull();
   });
