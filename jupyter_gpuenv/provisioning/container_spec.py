@@ -280,6 +280,7 @@ def connection_file_for(user: str, path: str, runtime_dir: str, kernel_id: str) 
     if not uid_text.isdigit() or int(uid_text) == os.getuid():
         return path
     uid, gid = int(uid_text), int(gid_text or uid_text)
+    Path(runtime_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
     copy = Path(runtime_dir) / f"gpuenv-connection-{kernel_id}.json"
     data = Path(path).read_bytes()
     fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

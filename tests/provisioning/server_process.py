@@ -136,7 +136,9 @@ def start_server(
                 "jupyter_gpuenv.provisioning.kernelspecs.GpuEnvKernelSpecManager"
             ),
         },
-        "GpuEnv": gpuenv,
+        # Only what the test configures: no host conda envs, venvs or labelled images.
+        "GpuEnv": {"conda_envs_dirs": [], "venv_dirs": [], "docker_label_discovery": False,
+                   **gpuenv},
     }
     (home / "config" / "jupyter_server_config.json").write_text(json.dumps(config))
     port, token = free_port(), uuid.uuid4().hex
@@ -155,6 +157,8 @@ def start_server(
         XDG_CACHE_HOME=str(home / "cache"), JUPYTER_PLATFORM_DIRS="0",
         PYTHONPATH=str(REPO),
     )
+    if uid == 0:
+        argv.append("--allow-root")
     log_path = home / "server.log"
     command = argv if uid == os.getuid() else as_user(argv, uid, gid, home)
     with open(log_path, "wb") as log:
