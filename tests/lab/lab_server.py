@@ -1,9 +1,9 @@
 """A real ``jupyter lab`` process for browser tests: free port, token, isolated dirs.
 
-Lab loads the prebuilt extension from ``jupyter_gpuenv/labextension`` through
-``JUPYTER_PATH`` (so the test sees the committed build whether the package is installed
-editable or not), and keeps its settings, workspaces and runtime files in the test's
-temporary folder so no user state leaks in or out.
+Lab loads the prebuilt extension from the checkout's ``jupyter_gpuenv/labextension`` (what
+``pip install .`` ships) through ``JUPYTER_PATH``, ahead of any installed copy, whether the
+package is installed editable or not. Its settings, workspaces and runtime files stay in
+the test's temporary folder, so no user state leaks in or out.
 """
 
 from __future__ import annotations
@@ -20,10 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jupyter_gpuenv
-
-LABEXTENSION = Path(jupyter_gpuenv.__file__).parent / "labextension"
 REPO_ROOT = Path(__file__).resolve().parents[2]
+LABEXTENSION = REPO_ROOT / "jupyter_gpuenv" / "labextension"
 START_TIMEOUT = 120.0
 
 
