@@ -36,7 +36,11 @@ class ActivationDelta:
 
 
 def activated_env(
-    kind: str, prefix: str, base_env: dict[str, str], scripts_env: dict[str, str] | None = None
+    kind: str,
+    prefix: str,
+    base_env: dict[str, str],
+    scripts_env: dict[str, str] | None = None,
+    log: Any = None,
 ) -> dict[str, str]:
     """``base_env`` as it looks after activating the conda env or venv at ``prefix``.
 
@@ -48,6 +52,8 @@ def activated_env(
     env = conda_activation(prefix, base_env)
     script_start = env if scripts_env is None else conda_activation(prefix, scripts_env)
     delta = activate_scripts_delta(prefix, script_start)
+    if delta.problem and log is not None:
+        log.warning("Activating %s: %s", prefix, delta.problem)
     for name in delta.unset:
         env.pop(name, None)
     env.update(delta.set)

@@ -60,7 +60,7 @@ class LocalEnvProvisioner(GpuEnvProvisionerMixin, LocalProvisioner):
         # Activation (and the activate.d scripts) runs in a thread: first use per prefix
         # state starts bash once, later starts hit the cache.
         kernel_env = await asyncio.to_thread(
-            activated_env, env.kind, prefix, base_env, dict(os.environ)
+            activated_env, env.kind, prefix, base_env, dict(os.environ), self.log
         )
         kernel_env.update(local_gpu_environment(self.gpuenv_config, launch_gpus(self, launch)))
         kernel_side = await asyncio.to_thread(local_kernel_side_dir)
