@@ -69,6 +69,7 @@ pip_install() {
 }
 pip_install ".[test]"
 
+npm_status=0
 if [ -f labextension/package.json ]; then
     step "JupyterLab extension: npm ci, build, unit tests"
     (
@@ -84,8 +85,9 @@ if [ -f labextension/package.json ]; then
             npm install --no-audit --no-fund
         fi
         npm run build
-        npm test
     )
+    # Unit test failures fail the run at the end, after the Python suite has run too.
+    (cd labextension && npm test) || npm_status=$?
     # Again, so the freshly built extension is what share/jupyter/labextensions holds.
     pip_install --no-deps .
 fi
@@ -114,5 +116,5 @@ step "pytest"
 pytest_status=0
 python -m pytest -p no:cacheprovider -ra --durations=25 \
     --junitxml="$ARTIFACTS/junit.xml" tests "$@" || pytest_status=$?
-step "done: ruff exit status $ruff_status, pytest exit status $pytest_status"
-[ "$ruff_status" = 0 ] && [ "$pytest_status" = 0 ]
+step "done: exit status of npm test $npm_status, ruff $ruff_status, pytest $pytest_status"
+[ "$npm_status" = 0 ] && [ "$ruff_status" = 0 ] && [ "$pytest_status" = 0 ]
