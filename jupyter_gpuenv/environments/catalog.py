@@ -28,7 +28,7 @@ from .cache import ProbeCache, default_cache_path
 from .candidates import Candidate, build_environment
 from .conda_config import CondaSettings, conda_cli
 from .model import Environment
-from .probe import ProbeCounter, probe_image, probe_prefix
+from .probe import ProbeCounter, ProbeSlots, probe_image, probe_prefix
 
 Annotator = Callable[[list[Environment]], None]
 CONDA_CLI_INTERVAL = 300.0
@@ -85,6 +85,7 @@ class Catalog:
         self.log = log
         self.annotators: list[Annotator] = []
         self.probe_counter = ProbeCounter()
+        self._slots = ProbeSlots()
         self.revalidate_after = revalidate_after
         self.docker_revalidate_after = docker_revalidate_after
         self._cache = ProbeCache(default_cache_path() if cache_path is UNSET else cache_path)
@@ -314,15 +315,17 @@ class Catalog:
         self.probe_counter.add(candidate.kind)
         if candidate.kind == "docker":
             try:
-                client = self._docker_client()
+                client = self._docker_client(ping=False)
             except DockerUnavailable as exc:
                 result = {"problems": [exc.message], "transient": True}
             else:
                 image_id = candidate.location["image_id"]
-                result = probe_image(client, image_id, candidate.python, timeout)
+                with self._slots.heavy():
+                    result = probe_image(client, image_id, candidate.python, timeout)
         else:
             assert candidate.python is not None
-            result = probe_prefix(candidate.python, candidate.location["prefix"], timeout)
+            with self._slots.light():
+                result = probe_prefix(candidate.python, candidate.location["prefix"], timeout)
         self._cache.put(candidate.identity, result)
         if self.log is not None and result.get("problems"):
             self.log.info("gpuenv probe of %s: %s", candidate.id, "; ".join(result["problems"]))
@@ -361,9 +364,12 @@ class Catalog:
             except Exception:
                 pass
 
-    def _docker_client(self) -> Any:
+    def _docker_client(self, ping: bool = True) -> Any:
+        """The cached client; ``ping`` checks first that the engine still answers."""
         if self._docker is None:
             self._docker = docker_images.docker_client(timeout=max(20.0, self.config.probe_timeout))
+            return self._docker
+        if not ping:
             return self._docker
         try:
             self._docker.ping()

@@ -227,7 +227,9 @@ def run_in_image(
             timed_out = True
             _quietly(container.kill)
         stdout = container.logs(stdout=True, stderr=False)[-MAX_OUTPUT_BYTES:]
-        stderr = container.logs(stdout=False, stderr=True)[-64 * 1024 :]
+        stderr = b""
+        if exit_code != 0:  # only failures need the error output
+            stderr = container.logs(stdout=False, stderr=True)[-64 * 1024 :]
     except docker.errors.APIError as exc:
         # e.g. "executable file not found": the container never ran the interpreter
         return ContainerRun(None, "", _short(exc), False, time.monotonic() - started)

@@ -13,6 +13,8 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
@@ -20,6 +22,7 @@ from ..errors import DockerUnavailable
 from . import probe_script
 from .docker_images import ContainerRun, ImageMissing, run_in_image
 
+PROBE_NICENESS = 10
 ENV_DROP = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONSAFEPATH", "VIRTUAL_ENV")
 
 
@@ -32,6 +35,52 @@ def probe_source() -> str:
 def _scratch_dir() -> str:
     """An empty working folder for local probes (nothing there to import by accident)."""
     return tempfile.mkdtemp(prefix="gpuenv-probe-")
+
+
+def usable_cpus() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+class ProbeSlots:
+    """Keeps probes from oversubscribing the CPU.
+
+    Image probes (a container start, often ``import torch``) are few and long and bound a
+    cold listing; local probes are many and short. Each running image probe takes one
+    core away from the local ones, which run on what is left (at least one at a time).
+    """
+
+    def __init__(self, cpus: int | None = None) -> None:
+        self.cpus = cpus or usable_cpus()
+        self._cond = threading.Condition()
+        self._heavy = 0
+        self._light = 0
+
+    @contextmanager
+    def heavy(self) -> Iterator[None]:
+        with self._cond:
+            self._heavy += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._heavy -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def light(self) -> Iterator[None]:
+        with self._cond:
+            while self._light >= max(1, self.cpus - self._heavy):
+                self._cond.wait()
+            self._light += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._light -= 1
+                self._cond.notify_all()
 
 
 class ProbeCounter:
@@ -64,22 +113,25 @@ def probe_prefix(python: str, prefix: str, timeout: float) -> dict[str, Any]:
         env["VIRTUAL_ENV"] = prefix
     started = time.monotonic()
     try:
-        done = subprocess.run(
+        process = subprocess.Popen(
             [python, "-c", probe_source()],
             cwd=_scratch_dir(),
             env=env,
-            capture_output=True,
-            timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        return _interpret(
-            ContainerRun(None, _text(exc.stdout), _text(exc.stderr), True, timeout), timeout
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
     except OSError as exc:
         return _failed(f"the environment's python {python} cannot run: {exc}", transient=False)
+    _lower_priority(process.pid)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        stdout, stderr = process.communicate()
+        return _interpret(ContainerRun(None, _text(stdout), _text(stderr), True, timeout), timeout)
     run = ContainerRun(
-        done.returncode, _text(done.stdout), _text(done.stderr), False, time.monotonic() - started
+        process.returncode, _text(stdout), _text(stderr), False, time.monotonic() - started
     )
     return _interpret(run, timeout)
 
@@ -137,6 +189,15 @@ def _interpret(run: ContainerRun, timeout: float) -> dict[str, Any]:
     data.setdefault("cudnn_version", None)
     data.setdefault("torch_arch_list", [])
     return data
+
+
+def _lower_priority(pid: int) -> None:
+    """Probes are background work: running kernels (and the few long image probes, which
+    bound a cold listing) get the CPU first."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, PROBE_NICENESS)
+    except OSError:
+        pass  # the process already exited, or the platform has no priorities
 
 
 def _failed(message: str, transient: bool) -> dict[str, Any]:

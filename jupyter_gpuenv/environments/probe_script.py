@@ -10,20 +10,21 @@ tagged with ``MARKER``:
 2. ``torch``: after ``import torch`` — cuDNN version and the CUDA arch flags the build
    was compiled for (``torch._C._cuda_getArchFlags()``; ``torch.cuda.get_arch_list()`` is
    empty without a GPU). An import failure is reported as a problem.
+
+Lines are Python literals (``repr``), read back with ``ast.literal_eval``: the probe
+imports no ``json``/``re``/``typing`` unless it must, as it runs once per environment.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import platform
 import sys
 
 MARKER = "GPUENV-PROBE "
 
 
 def _emit(kind, data):
-    sys.stdout.write(MARKER + json.dumps({"kind": kind, "data": data}) + "\n")
+    sys.stdout.write(MARKER + repr({"kind": kind, "data": data}) + "\n")
     sys.stdout.flush()
 
 
@@ -48,12 +49,36 @@ def _torch_version_file():
     return None
 
 
+def _literal(text):
+    text = text.strip()
+    if text == "None":
+        return None
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"" and "\\" not in text:
+        return text[1:-1]
+    raise ValueError(text)
+
+
 def _read_torch_version(path):
-    """Execute torch/version.py on its own: plain assignments plus a typing import."""
-    namespace = {"__name__": "torch.version", "__file__": path}
+    """The assignments of torch/version.py (``cuda: Optional[str] = '12.1'``).
+
+    Read line by line; a file of another shape is executed on its own instead.
+    """
     with open(path, encoding="utf-8") as handle:
-        code = compile(handle.read(), path, "exec")
-    exec(code, namespace)
+        text = handle.read()
+    values = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition("=")
+        name = name.split(":", 1)[0].strip()
+        if not sep or not name.isidentifier() or value.startswith("="):
+            continue
+        try:
+            values[name] = _literal(value)
+        except ValueError:
+            continue
+    if "__version__" in values:
+        return values
+    namespace = {"__name__": "torch.version", "__file__": path}
+    exec(compile(text, path, "exec"), namespace)
     return namespace
 
 
@@ -62,6 +87,8 @@ def _check_conda_meta(prefix):
     problems = []
     if not os.path.isdir(folder):
         return problems
+    import json
+
     for name in sorted(os.listdir(folder)):
         if not name.endswith(".json"):
             continue
@@ -81,7 +108,7 @@ def _check_conda_meta(prefix):
 
 def facts():
     data = {
-        "python_version": platform.python_version(),
+        "python_version": sys.version.split()[0],
         "python_executable": sys.executable,
         "prefix": sys.prefix,
         "ipykernel": _find_spec("ipykernel") is not None,
@@ -155,9 +182,13 @@ def parse_output(text):
     for line in text.splitlines():
         if not line.startswith(MARKER):
             continue
+        import ast
+
         try:
-            item = json.loads(line[len(MARKER) :])
-        except ValueError:
+            item = ast.literal_eval(line[len(MARKER) :])
+        except (ValueError, SyntaxError):
+            continue
+        if not isinstance(item, dict):
             continue
         data = item.get("data") or {}
         if merged is None:
