@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -189,3 +190,29 @@ def test_disk_cache_survives_a_corrupt_file(make_catalog, envs, tmp_path: Path) 
     catalog = local_catalog(make_catalog, envs, cache_path=cache)
     assert len(catalog.list_environments_sync()) == 4
     assert json.loads(cache.read_text(encoding="utf-8"))["format"] == 1
+
+
+def test_conda_env_list_adds_environments_in_the_background(
+    make_catalog, tmp_path: Path, conda_prefix_factory, monkeypatch
+) -> None:
+    """Environments only the conda CLI knows (e.g. created with -p elsewhere) are added.
+
+    No conda can be installed on the test machine (no conda channel is reachable), so an
+    executable printing what ``conda env list --json`` prints stands in for it.
+    """
+    hidden = conda_prefix_factory(tmp_path / "elsewhere" / "hidden-env")
+    known = conda_prefix_factory(tmp_path / "envs" / "known")
+    bin_dir = tmp_path / "stand-in-conda-bin"
+    bin_dir.mkdir()
+    listing = json.dumps({"envs": [str(known), str(hidden), str(tmp_path / "gone")]})
+    script = bin_dir / "conda"
+    script.write_text(f"#!/bin/sh\ncat <<'JSON'\n{listing}\nJSON\n", encoding="utf-8")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    catalog = make_catalog(conda_envs_dirs=[str(known.parent)], revalidate_after=0.0)
+    names = {env.name for env in catalog.list_environments_sync()}
+    deadline = time.monotonic() + 30
+    while "hidden-env" not in names and time.monotonic() < deadline:
+        time.sleep(0.05)
+        names = {env.name for env in catalog.list_environments_sync()}
+    assert names == {"known", "hidden-env"}
