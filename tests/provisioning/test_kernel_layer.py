@@ -77,7 +77,8 @@ async def test_image_without_ipykernel_gets_a_kernel_layer(
         code = "import sys, ipykernel; print(sys.executable, ipykernel.__version__)"
         text = await run_in_new_kernel(jp_fetch, jp_ws_fetch, env["kernel_name"], code)
         assert text.split()[0] == "/usr/bin/python3"
-        assert any("has no ipykernel: building a kernel layer" in x for x in collect.lines)
+        assert any("has no ipykernel: building a kernel layer" in x for x in collect.lines), \
+            collect.lines
         assert any(x.startswith(f"Kernel layer for {bare_python_image}: Step") or
                    f"Kernel layer for {bare_python_image} built in" in x
                    for x in collect.lines)

@@ -49,12 +49,11 @@ async def test_kill_9_of_the_server_then_restart_leaves_no_orphan(
     container.reload()
     assert container.status == "running", "kill -9 gives the server no chance to clean up"
 
-    second = server_processes(root_dir, settings)
+    server_processes(root_dir, settings)
     await eventually(
         lambda: not kernel_containers(docker_client, **{labels.KERNEL_ID: kernel_id}),
         60, "the next server to remove the orphaned container",
     )
-    assert f"(kernel {kernel_id})" in second.log_text()
 
 
 def labelled_container(client, image: str, owner: dict[str, str], name: str):
@@ -95,9 +94,10 @@ def test_sweep_keeps_live_owners_and_removes_dead_ones(docker_client, python_ker
     try:
         removed = remove_orphans(docker_client)
         present = {c.name for c in docker_client.containers.list(all=True)}
-        assert created["dead"].name in removed and created["dead"].name not in present
-        assert created["reused-pid"].name in removed
-        assert created["alive"].name in present
+        # Another server starting meanwhile may sweep first: judge by what is left.
+        assert created["dead"].name not in present
+        assert created["reused-pid"].name not in present
+        assert created["alive"].name in present and created["alive"].name not in removed
         assert created["elsewhere"].name in present
     finally:
         for container in created.values():
