@@ -249,3 +249,25 @@ async def test_settings_environment_and_kernel_side(
     ws.close()
     await jp_fetch("api", "kernels", kernel_id, method="DELETE")
     assert not kernel_containers(docker_client, **{labels.KERNEL_ID: kernel_id})
+
+
+async def test_provisioner_info_reattaches_to_the_container(jp_fetch, jp_serverapp, docker_client):
+    from jupyter_gpuenv.provisioning.docker import DockerProvisioner
+
+    env = await environment_named(jp_fetch, "plain")
+    kernel_id = await start_kernel(jp_fetch, env["kernel_name"])
+    km = jp_serverapp.kernel_manager.get_kernel(kernel_id)
+    info = await km.provisioner.get_provisioner_info()
+    assert info["container_id"] == km.provisioner.container_id
+    assert info["environment_id"] == env["id"]
+
+    # Another provisioner (e.g. after a failover) finds the same running container.
+    restored = DockerProvisioner(kernel_id=kernel_id, kernel_spec=km.kernel_spec, parent=km)
+    await restored.load_provisioner_info(dict(info))
+    assert restored.has_process and await restored.poll() is None
+    await restored.kill()
+    assert await restored.wait() is not None
+    await restored.cleanup()
+    assert not kernel_containers(docker_client, **{labels.KERNEL_ID: kernel_id})
+    assert await km.provisioner.poll() is not None  # the original sees it gone too
+    await jp_fetch("api", "kernels", kernel_id, method="DELETE")
