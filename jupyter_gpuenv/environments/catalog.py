@@ -1,18 +1,16 @@
 """The catalog: one list of every environment, served from memory and kept fresh cheaply.
 
-Flow: sources (conda.py, venv.py, docker_images.py) yield candidates -> probe results come
-from the cache (cache.py) or a parallel probe (probe.py) -> annotators (the doctor) ->
-an immutable snapshot. Requests read the snapshot; when it is older than a few seconds
-a background scan re-stats the sources (and asks Docker less often) and probes only what
-changed. A request never probes and never calls Docker unless there is no snapshot yet or
-a refresh is asked for.
+Flow: sources (sources.py over conda.py, venv.py, docker_images.py) yield candidates ->
+probe results come from the cache (cache.py) or a parallel probe (probe.py) -> annotators
+(the doctor) -> an immutable snapshot (snapshot.py). Requests read the snapshot; when it
+is older than a few seconds a background scan re-stats the sources (and asks Docker less
+often) and probes only what changed. A request never probes and never calls Docker unless
+there is no snapshot yet or a refresh is asked for.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import json
 import os
 import threading
 import time
@@ -23,42 +21,24 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BadRequest, DockerUnavailable, EnvironmentNotFound
-from . import conda, docker_images, venv
 from .cache import ProbeCache, default_cache_path
 from .candidates import Candidate, build_environment
-from .conda_config import CondaSettings, conda_cli
 from .model import Environment
 from .probe import ProbeCounter, ProbeSlots, probe_image, probe_prefix
+from .snapshot import (
+    Snapshot,
+    environment_from_json,
+    environment_to_json,
+    keep_known_versions,
+    still_known_docker,
+)
+from .sources import Sources
 
 Annotator = Callable[[list[Environment]], None]
-CONDA_CLI_INTERVAL = 300.0
 TRANSIENT_RETRY = 60.0
 UNSET: Any = object()
 
-
-@dataclass
-class Snapshot:
-    """One published listing; never mutated after publication."""
-
-    environments: list[Environment]
-    fingerprints: dict[str, str]
-    docker_candidates: list[Candidate]
-    docker_reason: str | None
-    local_checked: float
-    docker_checked: float
-    built: float
-    transient: bool = False
-    by_id: dict[str, Environment] = field(default_factory=dict)
-    _json: str | None = None
-
-    def __post_init__(self) -> None:
-        self.by_id = {env.id: env for env in self.environments}
-
-    def listing_json(self) -> str:
-        """``{"environments": [...]}`` serialised once per snapshot (the warm REST answer)."""
-        if self._json is None:
-            self._json = json.dumps({"environments": [e.to_json() for e in self.environments]})
-        return self._json
+__all__ = ["Annotator", "Catalog", "Snapshot"]
 
 
 @dataclass
@@ -97,10 +77,7 @@ class Catalog:
         workers = probe_workers or max(4, 2 * (os.cpu_count() or 2))
         self._local_probes = ThreadPoolExecutor(workers, thread_name_prefix="gpuenv-probe")
         self._docker_work = ThreadPoolExecutor(8, thread_name_prefix="gpuenv-docker")
-        self._docker: Any = None
-        self._conda_cli_prefixes: list[Path] = []
-        self._conda_cli_checked = -CONDA_CLI_INTERVAL
-        self._conda_cli_running = False
+        self.sources = Sources(config, on_new_prefixes=lambda: self._request_scan(force=False))
 
     # ----------------------------------------------------------------- public, sync
     def list_environments_sync(self, refresh: bool = False) -> list[Environment]:
@@ -150,7 +127,7 @@ class Catalog:
             env,
             no_builds=no_builds,
             from_history=from_history,
-            docker_client=self._docker_client,
+            docker_client=self.sources.docker_client,
             timeout=self.config.probe_timeout,
         )
 
@@ -165,7 +142,7 @@ class Catalog:
             self._maybe_revalidate(snapshot)
             return snapshot.environments
         self._request_scan(force=False)
-        return [_environment_from_json(item) for item in self._cache.listing or []]
+        return [environment_from_json(item) for item in self._cache.listing or []]
 
     # ---------------------------------------------------------------- public, async
     async def list_environments(self, refresh: bool = False) -> list[Environment]:
@@ -194,7 +171,7 @@ class Catalog:
         """Stop background work (server shutdown); running probes end at their timeout."""
         for pool in (self._scans, self._local_probes, self._docker_work):
             pool.shutdown(wait=False, cancel_futures=True)
-        self._drop_docker_client()
+        self.sources.close()
 
     # ------------------------------------------------------------------- scheduling
     def _stale(self, snapshot: Snapshot | None, age: float) -> bool:
@@ -241,13 +218,14 @@ class Catalog:
         now = time.monotonic()
         if force:
             self._cache.forget_transient()
-            # an explicit refresh reconnects (DOCKER_HOST changed, daemon restarted); the old
-            # client may still serve an export in another thread, so it is not closed here
-            self._docker = None
-        self._maybe_list_conda_cli(force)
+            self.sources.reconnect_docker()
+        known = {e.location.get("prefix") for e in previous.environments} if previous else set()
+        self.sources.list_conda_cli(force, known)
         ask_docker = force or self._stale_docker(previous, now)
-        docker_future = self._docker_work.submit(self._docker_candidates) if ask_docker else None
-        local = self._local_candidates()
+        docker_future = (
+            self._docker_work.submit(self.sources.docker_candidates) if ask_docker else None
+        )
+        local = self.sources.local_candidates()
         if docker_future is not None:
             (docker_cands, docker_reason), docker_checked = docker_future.result(), time.monotonic()
         else:
@@ -258,11 +236,8 @@ class Catalog:
         fingerprints = {c.id: c.fingerprint for c in candidates}
         retry = bool(previous and previous.transient and now - previous.built > TRANSIENT_RETRY)
         if previous is not None and not (force or retry) and fingerprints == previous.fingerprints:
-            unchanged = dataclasses.replace(
-                previous, local_checked=now, docker_checked=docker_checked, _json=previous._json
-            )
-            self._snapshot = unchanged
-            return unchanged
+            self._snapshot = previous.checked(now, docker_checked)
+            return self._snapshot
         if retry:
             self._cache.forget_transient()
         results: dict[str, Future] = {}
@@ -276,10 +251,10 @@ class Catalog:
             transient = transient or bool(probe and probe.get("transient"))
             env = build_environment(candidate, probe)
             if candidate.kind == "docker" and candidate.identity is None and previous:
-                _keep_known_versions(env, previous.by_id.get(env.id))
+                keep_known_versions(env, previous.by_id.get(env.id))
             environments.append(env)
         if docker_reason and previous is not None:
-            environments += _still_known_docker(previous, docker_reason, environments)
+            environments += still_known_docker(previous, docker_reason, environments)
         self._annotate(environments)
         snapshot = Snapshot(
             environments,
@@ -292,7 +267,7 @@ class Catalog:
             transient=transient,
         )
         self._snapshot = snapshot
-        self._cache.save([_environment_to_json(env) for env in environments])
+        self._cache.save([environment_to_json(env) for env in environments])
         return snapshot
 
     def _probe_later(self, candidate: Candidate) -> Future:
@@ -315,7 +290,7 @@ class Catalog:
         self.probe_counter.add(candidate.kind)
         if candidate.kind == "docker":
             try:
-                client = self._docker_client(ping=False)
+                client = self.sources.docker_client(ping=False)
             except DockerUnavailable as exc:
                 result = {"problems": [exc.message], "transient": True}
             else:
@@ -331,78 +306,6 @@ class Catalog:
             self.log.info("gpuenv probe of %s: %s", candidate.id, "; ".join(result["problems"]))
         return result
 
-    def _local_candidates(self) -> list[Candidate]:
-        settings = CondaSettings.load()
-        dirs = [*self.config.conda_envs_dirs, *self.config.venv_dirs]
-        prefixes = conda.conda_prefixes(dirs, settings, self._conda_cli_prefixes)
-        found = [conda.conda_candidate(p, settings) for p in prefixes]
-        found += [venv.venv_candidate(p) for p in venv.venv_prefixes(self.config.venv_dirs)]
-        return found
-
-    def _docker_candidates(self) -> tuple[list[Candidate], str | None]:
-        """Image candidates, and the reason when the engine could not be asked."""
-        configured = bool(self.config.docker_images)
-        labelled = (
-            self.config.docker_label_discovery and not self.config.restrict_to_configured_images
-        )
-        if not configured and not labelled:
-            return [], None
-        try:
-            return docker_images.image_candidates(self._docker_client(), self.config), None
-        except DockerUnavailable as exc:
-            reason = exc.message
-        except Exception as exc:  # the engine went away mid-listing
-            self._docker = None
-            reason = f"Docker is not reachable: {exc}"
-        return docker_images.unreachable_candidates(self.config, reason), reason
-
-    def _drop_docker_client(self) -> None:
-        client, self._docker = self._docker, None
-        if client is not None:
-            try:
-                client.close()
-            except Exception:
-                pass
-
-    def _docker_client(self, ping: bool = True) -> Any:
-        """The cached client; ``ping`` checks first that the engine still answers."""
-        if self._docker is None:
-            self._docker = docker_images.docker_client(timeout=max(20.0, self.config.probe_timeout))
-            return self._docker
-        if not ping:
-            return self._docker
-        try:
-            self._docker.ping()
-        except Exception:
-            self._docker = None
-            self._docker = docker_images.docker_client(timeout=max(20.0, self.config.probe_timeout))
-        return self._docker
-
-    def _maybe_list_conda_cli(self, force: bool) -> None:
-        """``conda env list --json`` in the background; new prefixes trigger a rescan."""
-        cli = conda_cli()
-        now = time.monotonic()
-        if cli is None or self._conda_cli_running:
-            return
-        if not force and now - self._conda_cli_checked < CONDA_CLI_INTERVAL:
-            return
-        self._conda_cli_running = True
-        self._conda_cli_checked = now
-
-        def work() -> None:
-            try:
-                found = conda.conda_env_list(cli)
-            finally:
-                self._conda_cli_running = False
-            new = [p for p in found if p not in self._conda_cli_prefixes]
-            self._conda_cli_prefixes = found
-            snapshot = self._snapshot
-            known = {e.location.get("prefix") for e in snapshot.environments} if snapshot else set()
-            if any(str(p) not in known for p in new):
-                self._request_scan(force=False)
-
-        threading.Thread(target=work, name="gpuenv-conda-env-list", daemon=True).start()
-
     def _annotate(self, environments: list[Environment]) -> None:
         for annotator in list(self.annotators):
             try:
@@ -410,39 +313,3 @@ class Catalog:
             except Exception:
                 if self.log is not None:
                     self.log.exception("gpuenv: catalog annotator %r failed", annotator)
-
-
-def _keep_known_versions(env: Environment, known: Environment | None) -> None:
-    """Docker is down: keep what the last successful probe said, with the problem."""
-    if known is None:
-        return
-    for name in ("python_version", "torch_version", "cuda_version", "cudnn_version", "labels"):
-        setattr(env, name, getattr(known, name))
-    env.torch_arch_list = list(known.torch_arch_list)
-    env.display_name = known.display_name
-
-
-def _still_known_docker(
-    previous: Snapshot, reason: str, current: list[Environment]
-) -> list[Environment]:
-    """Labelled images seen before stay listed (with the reason) while Docker is down."""
-    present = {env.id for env in current}
-    kept = []
-    for env in previous.environments:
-        if env.kind == "docker" and env.id not in present:
-            problem = f"{reason}; docker environments cannot start until it answers"
-            copy = dataclasses.replace(env, problems=[problem], compatibility=None)
-            copy.location = {**env.location, "image_id": None}
-            kept.append(copy)
-    return kept
-
-
-def _environment_to_json(env: Environment) -> dict[str, Any]:
-    data = env.to_json()
-    data["settings"] = env.settings
-    return data
-
-
-def _environment_from_json(data: dict[str, Any]) -> Environment:
-    names = {f.name for f in dataclasses.fields(Environment)}
-    return Environment(**{k: v for k, v in data.items() if k in names})

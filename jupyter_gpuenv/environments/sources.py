@@ -1,0 +1,111 @@
+"""The three sources behind the catalog, asked for candidates without running anything.
+
+Local sources are file stats only (cheap, asked on every scan). Docker is asked through
+one cached client; when the engine cannot be reached the configured entries come back
+with the reason. ``conda env list --json`` runs only when a conda CLI exists, in a
+thread of its own at most every few minutes, and only adds prefixes to later scans.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..errors import DockerUnavailable
+from . import conda, docker_images, venv
+from .candidates import Candidate
+from .conda_config import CondaSettings, conda_cli
+
+CONDA_CLI_INTERVAL = 300.0
+
+
+class Sources:
+    """Candidates from conda prefixes, venvs and Docker images for one configuration."""
+
+    def __init__(self, config: Any, on_new_prefixes: Callable[[], None] | None = None) -> None:
+        self.config = config
+        self.on_new_prefixes = on_new_prefixes
+        self._docker: Any = None
+        self._cli_prefixes: list[Path] = []
+        self._cli_checked = -CONDA_CLI_INTERVAL
+        self._cli_running = False
+
+    def local_candidates(self) -> list[Candidate]:
+        """Conda envs (venv_dirs too: conda-meta wins) and venvs, by file stats."""
+        settings = CondaSettings.load()
+        dirs = [*self.config.conda_envs_dirs, *self.config.venv_dirs]
+        prefixes = conda.conda_prefixes(dirs, settings, self._cli_prefixes)
+        found = [conda.conda_candidate(p, settings) for p in prefixes]
+        found += [venv.venv_candidate(p) for p in venv.venv_prefixes(self.config.venv_dirs)]
+        return found
+
+    def docker_candidates(self) -> tuple[list[Candidate], str | None]:
+        """Image candidates, and the reason when the engine could not be asked."""
+        configured = bool(self.config.docker_images)
+        labelled = (
+            self.config.docker_label_discovery and not self.config.restrict_to_configured_images
+        )
+        if not configured and not labelled:
+            return [], None
+        try:
+            return docker_images.image_candidates(self.docker_client(), self.config), None
+        except DockerUnavailable as exc:
+            reason = exc.message
+        except Exception as exc:  # the engine went away mid-listing
+            self._docker = None
+            reason = f"Docker is not reachable: {exc}"
+        return docker_images.unreachable_candidates(self.config, reason), reason
+
+    def docker_client(self, ping: bool = True) -> Any:
+        """The cached client; ``ping`` checks first that the engine still answers."""
+        timeout = max(20.0, float(self.config.probe_timeout))
+        if self._docker is not None and not ping:
+            return self._docker
+        if self._docker is not None:
+            try:
+                self._docker.ping()
+                return self._docker
+            except Exception:
+                self._docker = None
+        self._docker = docker_images.docker_client(timeout=timeout)
+        return self._docker
+
+    def reconnect_docker(self) -> None:
+        """Forget the client (a refresh follows DOCKER_HOST changes and daemon restarts).
+
+        Not closed: an export in another thread may still be using it.
+        """
+        self._docker = None
+
+    def close(self) -> None:
+        client, self._docker = self._docker, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception:
+                pass
+
+    def list_conda_cli(self, force: bool, known_prefixes: set[str]) -> None:
+        """Start ``conda env list --json`` in the background when a CLI exists and is due."""
+        cli = conda_cli()
+        now = time.monotonic()
+        if cli is None or self._cli_running:
+            return
+        if not force and now - self._cli_checked < CONDA_CLI_INTERVAL:
+            return
+        self._cli_running = True
+        self._cli_checked = now
+
+        def work() -> None:
+            try:
+                found = conda.conda_env_list(cli)
+            finally:
+                self._cli_running = False
+            self._cli_prefixes = found
+            if self.on_new_prefixes and any(str(p) not in known_prefixes for p in found):
+                self.on_new_prefixes()
+
+        threading.Thread(target=work, name="gpuenv-conda-env-list", daemon=True).start()
