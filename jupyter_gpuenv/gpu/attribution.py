@@ -28,6 +28,7 @@ from .snapshot import GpuProcess, GpuSnapshot
 
 PROC_ROOT = "/proc"
 MAX_ANCESTRY = 64
+CACHE_LIMIT = 4096
 
 # A 64-hex container id as a path segment, alone or inside a systemd scope name such as
 # docker-<id>.scope, cri-containerd-<id>.scope or libpod-<id>.scope.
@@ -148,6 +149,8 @@ class DockerContainerLabels:
             self._down_until = time.monotonic() + self._retry_after
             return None
         found = dict((attrs.get("Config") or {}).get("Labels") or {})
+        if len(self._cache) >= CACHE_LIMIT:  # containers come and go over months
+            self._cache.clear()
         self._cache[container_id] = found
         return found
 
