@@ -110,6 +110,23 @@ const plugin: JupyterFrontEndPlugin<void> = {
     restorer?.add(panel, 'jupyter-gpuenv:panel');
     serviceManager.kernelspecs.specsChanged.connect(() => panel.refreshView());
     serviceManager.sessions.runningChanged.connect(() => panel.refreshView());
+    // Lab may have fetched kernelspecs before the server's first catalog scan ended:
+    // when a new listing names kernels Lab does not know yet, ask for the specs again
+    // (once per listing).
+    let checkedListing: unknown = null;
+    const checkKernelspecs = () => {
+      const envs = store.environments;
+      const specs = serviceManager.kernelspecs.specs;
+      if (!envs || !specs || envs === checkedListing) {
+        return;
+      }
+      checkedListing = envs;
+      if (envs.some(env => !(env.kernel_name in specs.kernelspecs))) {
+        void serviceManager.kernelspecs.refreshSpecs();
+      }
+    };
+    store.changed.connect(checkKernelspecs);
+    serviceManager.kernelspecs.specsChanged.connect(checkKernelspecs);
     void store.loadEnvironments();
 
     commands.addCommand(COMMAND_OPEN, {

@@ -113,6 +113,19 @@ def test_panel_lists_environments_with_versions(page: Any, envs: dict[str, Any])
     assert use.is_disabled()
 
 
+def test_refresh_rescans_on_the_server(page: Any, envs: dict[str, Any]) -> None:
+    open_panel(page)
+    with page.expect_response(
+        lambda r: "/gpuenv/api/environments/refresh" in r.url, timeout=UI_MS
+    ) as response_info:
+        page.get_by_role("button", name="Refresh environments and GPU status").click()
+    response = response_info.value
+    assert response.request.method == "POST" and response.status == 200
+    ids = {env["id"] for env in response.json()["environments"]}
+    assert {envs["vision"]["id"], envs["torch-cpu"]["id"]} <= ids
+    row(page, envs["torch-cpu"]).wait_for()
+
+
 def test_doctor_verdict_is_a_badge_with_its_findings(page: Any, envs: dict[str, Any]) -> None:
     compatibility = envs["vision"].get("compatibility") or {}
     problems = [f for f in compatibility.get("findings", []) if f["severity"] != "ok"]

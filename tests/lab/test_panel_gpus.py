@@ -136,3 +136,17 @@ def test_screenshots_with_gpus_light_and_dark(page: Any, artifacts_dir: Path) ->
     assert overflowing(page) == []
     screenshot_panel(page, artifacts_dir / "gpuenv-panel-gpus-dark-300.png")
     page.screenshot(path=str(artifacts_dir / "gpuenv-lab-gpus-dark.png"))
+
+
+def test_an_unreachable_server_is_explained_and_retried(
+    page: Any, lab: LabServer, artifacts_dir: Path
+) -> None:
+    """Last in this module: it stops the server."""
+    open_panel(page)
+    lab.stop()
+    error = page.locator(f"{PANEL} .jp-GpuEnv-error[data-status='0']")
+    error.wait_for(timeout=30_000)
+    text = error.inner_text()
+    assert "Cannot reach the Jupyter server" in text
+    assert re.search(r"retrying in \d+ (s|min)", text), text
+    screenshot_panel(page, artifacts_dir / "gpuenv-panel-unreachable-dark-300.png")
