@@ -358,7 +358,7 @@ export function describeError(error: { status: number; message: string }): Error
     case 0:
       return {
         title: 'Cannot reach the Jupyter server',
-        detail: 'Check that the server is still running; the panel retries on its own.'
+        detail: 'Check that the server is still running.'
       };
     case 401:
     case 403:

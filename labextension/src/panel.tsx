@@ -403,7 +403,10 @@ function GpuSection(props: GpuSectionProps): JSX.Element {
     );
   } else {
     content = (
-      <ul className="jp-GpuEnv-gpuList" aria-label="GPUs">
+      <ul
+        className={`jp-GpuEnv-gpuList${health.lastError ? ' jp-mod-stale' : ''}`}
+        aria-label="GPUs"
+      >
         {views.map(view => (
           <GpuCard key={view.key} view={view} />
         ))}
@@ -511,7 +514,8 @@ function ErrorBox(props: {
       <strong>{view.title}</strong>
       <span>
         {view.detail}
-        {props.retry ? ` (${props.retry})` : ''}
+        {props.compact && props.retry ? ' Showing the last figures.' : ''}
+        {props.retry ? ` ${props.retry.charAt(0).toUpperCase()}${props.retry.slice(1)}.` : ''}
       </span>
     </div>
   );

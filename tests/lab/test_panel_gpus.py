@@ -148,5 +148,5 @@ def test_an_unreachable_server_is_explained_and_retried(
     error.wait_for(timeout=30_000)
     text = error.inner_text()
     assert "Cannot reach the Jupyter server" in text
-    assert re.search(r"retrying in \d+ (s|min)", text), text
+    assert re.search(r"Retrying in \d+ (s|min)", text), text
     screenshot_panel(page, artifacts_dir / "gpuenv-panel-unreachable-dark-300.png")
