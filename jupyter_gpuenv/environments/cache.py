@@ -43,6 +43,7 @@ class ProbeCache:
         self._lock = threading.Lock()
         self._entries: dict[str, dict[str, Any]] = {}
         self._listing: list[dict[str, Any]] | None = None
+        self._listing_key: str | None = None
         self._dirty = False
         self._load()
 
@@ -62,16 +63,16 @@ class ProbeCache:
             for key in [k for k, v in self._entries.items() if v["result"].get("transient")]:
                 del self._entries[key]
 
-    @property
-    def listing(self) -> list[dict[str, Any]] | None:
-        return self._listing
+    def listing(self, key: str) -> list[dict[str, Any]] | None:
+        """The saved listing, if it was made with the same sources (``key``)."""
+        return self._listing if self._listing_key == key else None
 
-    def save(self, listing: list[dict[str, Any]] | None = None) -> None:
+    def save(self, listing: list[dict[str, Any]] | None = None, key: str | None = None) -> None:
         """Write non-transient entries (newest first, bounded) and the listing, atomically."""
         with self._lock:
             if listing is not None:
-                self._dirty = self._dirty or listing != self._listing
-                self._listing = listing
+                self._dirty = self._dirty or listing != self._listing or key != self._listing_key
+                self._listing, self._listing_key = listing, key
             if self.path is None or not self._dirty:
                 return
             kept = sorted(
@@ -79,7 +80,12 @@ class ProbeCache:
                 key=lambda item: item[1]["at"],
                 reverse=True,
             )[:MAX_ENTRIES]
-            payload = {"format": CACHE_FORMAT, "probes": dict(kept), "listing": self._listing}
+            payload = {
+                "format": CACHE_FORMAT,
+                "probes": dict(kept),
+                "listing": self._listing,
+                "listing_key": self._listing_key,
+            }
             self._dirty = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -107,3 +113,4 @@ class ProbeCache:
         listing = data.get("listing")
         if isinstance(listing, list):
             self._listing = listing
+            self._listing_key = data.get("listing_key")

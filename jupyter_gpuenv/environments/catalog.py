@@ -142,7 +142,8 @@ class Catalog:
             self._maybe_revalidate(snapshot)
             return snapshot.environments
         self._request_scan(force=False)
-        return [environment_from_json(item) for item in self._cache.listing or []]
+        saved = self._cache.listing(self.sources.config_key())
+        return [environment_from_json(item) for item in saved or []]
 
     # ---------------------------------------------------------------- public, async
     async def list_environments(self, refresh: bool = False) -> list[Environment]:
@@ -267,7 +268,8 @@ class Catalog:
             transient=transient,
         )
         self._snapshot = snapshot
-        self._cache.save([environment_to_json(env) for env in environments])
+        listing = [environment_to_json(env) for env in environments]
+        self._cache.save(listing, self.sources.config_key())
         return snapshot
 
     def _probe_later(self, candidate: Candidate) -> Future:

@@ -8,6 +8,7 @@ thread of its own at most every few minutes, and only adds prefixes to later sca
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +33,13 @@ class Sources:
         self._cli_prefixes: list[Path] = []
         self._cli_checked = -CONDA_CLI_INTERVAL
         self._cli_running = False
+
+    def config_key(self) -> str:
+        """The settings that decide what is listed (a saved listing is only valid for them)."""
+        names = ("conda_envs_dirs", "venv_dirs", "docker_images", "docker_label_discovery")
+        names += ("restrict_to_configured_images",)
+        values = {n: getattr(self.config, n) for n in names}
+        return json.dumps(values, sort_keys=True, default=str)
 
     def local_candidates(self) -> list[Candidate]:
         """Conda envs (venv_dirs too: conda-meta wins) and venvs, by file stats."""

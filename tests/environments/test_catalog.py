@@ -160,6 +160,9 @@ def test_cached_environments_never_probe(make_catalog, envs, tmp_path: Path) -> 
     assert sorted(e.name for e in cached) == ["cpu", "myvenv", "nokernel", "vision"]
     assert by_name(cached)["vision"].settings == {"prefix": str(envs["vision"])}
     assert fresh.probe_counter.total == 0
+    # a listing saved for other sources is not shown
+    other = make_catalog(cache_path=cache, conda_envs_dirs=[str(envs["vision"].parent)])
+    assert other.cached_environments() == []
 
 
 def test_broken_environments_still_list(make_catalog, tmp_path: Path, conda_prefix_factory):
