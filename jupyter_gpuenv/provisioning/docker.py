@@ -42,11 +42,7 @@ from .container_spec import (
 from .daemon import DaemonUnreachable, docker_client
 from .gpu_request import detect_runtime, plan_gpus
 from .kernel_layer import ensure_layer, image_has_ipykernel
-
-READY_POLL = 0.05
-STATE_CHECK_EVERY = 5  # readiness polls between two container state checks
-LOG_TAIL = 20
-PORT_NAMES = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
+from .readiness import PORT_NAMES, container_state, wait_until_ready
 
 
 class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type: ignore[misc]
@@ -134,7 +130,10 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
         orphans.track(container.id)
         try:
             await asyncio.to_thread(container.start)
-            await self._wait_ready(client, container)
+            await wait_until_ready(
+                client, container, self.connection_info,
+                self.gpuenv_config.kernel_start_timeout, self.image or "",
+            )
         except BaseException as err:
             await self._discard(client)
             if isinstance(err, APIError):
@@ -250,35 +249,6 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
                 f"Docker could not create the kernel container: {_explain(err)}"
             ) from err
 
-    async def _wait_ready(self, client: Any, container: Any) -> None:
-        """Until every kernel port accepts connections; fail fast if the container exits."""
-        timeout = self.gpuenv_config.kernel_start_timeout
-        deadline = time.monotonic() + timeout
-        ip = str(self.connection_info.get("ip") or "127.0.0.1")
-        waiting = [int(self.connection_info[name]) for name in PORT_NAMES]  # type: ignore[call-overload]
-        polls = 0
-        while waiting:
-            waiting = [port for port in waiting if not await _port_open(ip, port)]
-            if not waiting:
-                return
-            polls += 1
-            if polls % STATE_CHECK_EVERY == 1:
-                state = await asyncio.to_thread(_state, client, container.id)
-                if not state.get("Running"):
-                    logs = await asyncio.to_thread(_log_tail, container)
-                    raise KernelStartFailed(
-                        f"The kernel container of {self.image} exited with code "
-                        f"{state.get('ExitCode')} before the kernel was ready. Last log "
-                        f"lines:\n{logs}"
-                    )
-            if time.monotonic() > deadline:
-                logs = await asyncio.to_thread(_log_tail, container)
-                raise KernelStartFailed(
-                    f"The kernel in {self.image} was not ready within {timeout:g} s "
-                    f"(c.GpuEnv.kernel_start_timeout). Last log lines:\n{logs}"
-                )
-            await asyncio.sleep(READY_POLL)
-
     # -- life ----------------------------------------------------------------------
 
     async def poll(self) -> int | None:
@@ -286,7 +256,7 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
         if self.container_id is None:
             return 0
         try:
-            state = await asyncio.to_thread(_state, docker_client(), self.container_id)
+            state = await asyncio.to_thread(container_state, docker_client(), self.container_id)
         except NotFound:
             return -1
         except (APIError, DaemonUnreachable):
@@ -397,32 +367,6 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
         self._exited = False
         if self.container_id:
             orphans.track(self.container_id)
-
-
-async def _port_open(ip: str, port: int) -> bool:
-    try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(ip, port), 0.5)
-    except (TimeoutError, OSError):
-        return False
-    writer.close()
-    try:
-        await writer.wait_closed()
-    except OSError:
-        pass
-    return True
-
-
-def _state(client: Any, container_id: str) -> dict[str, Any]:
-    return client.api.inspect_container(container_id).get("State") or {}
-
-
-def _log_tail(container: Any) -> str:
-    try:
-        raw = container.logs(stdout=True, stderr=True, tail=LOG_TAIL)
-    except Exception as err:
-        return f"(logs unavailable: {err})"
-    text = raw.decode(errors="replace").rstrip()
-    return text or "(no output)"
 
 
 def _explain(err: APIError) -> str:
