@@ -96,6 +96,13 @@ async def test_missing_image_is_named_with_how_to_get_it(jp_fetch, docker_client
     message = await start_failure(jp_fetch, env["kernel_name"])
     assert f"Image {MISSING_IMAGE} is not present locally" in message
     assert f"docker pull {MISSING_IMAGE}" in message
+    # The Lab starts kernels through the sessions API: the same message reaches it.
+    body = {"path": "nb.ipynb", "type": "notebook", "kernel": {"name": env["kernel_name"]}}
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch("api", "sessions", method="POST", body=json.dumps(body))
+    assert f"docker pull {MISSING_IMAGE}" in json.loads(info.value.response.body)["message"]
+    sessions = json.loads((await jp_fetch("api", "sessions")).body)
+    assert sessions == []
     assert not kernel_containers(docker_client, **{labels.ENVIRONMENT_ID: env["id"]})
 
 
