@@ -70,16 +70,34 @@ async def time_raw_docker(image: str, workdir: Path) -> float:
     """``docker run`` of the image starting ipykernel, until the same client is ready."""
     from jupyter_client.asynchronous import AsyncKernelClient
 
-    connection, _ = write_connection_file(str(workdir / f"raw-{os.urandom(4).hex()}.json"),
-                                          ip="127.0.0.1")
+    connection, _ = write_connection_file(
+        str(workdir / f"raw-{os.urandom(4).hex()}.json"), ip="127.0.0.1"
+    )
     os.chmod(connection, 0o644)
     name = f"gpuenv-bench-raw-{os.urandom(4).hex()}"
     started = time.perf_counter()
     subprocess.run(
-        ["docker", "run", "-d", "--rm", "--name", name, "--network", "host",
-         "-v", f"{connection}:/connection.json:ro", "--entrypoint", "python3", image,
-         "-m", "ipykernel_launcher", "-f", "/connection.json"],
-        check=True, stdout=subprocess.DEVNULL,
+        [
+            "docker",
+            "run",
+            "-d",
+            "--rm",
+            "--name",
+            name,
+            "--network",
+            "host",
+            "-v",
+            f"{connection}:/connection.json:ro",
+            "--entrypoint",
+            "python3",
+            image,
+            "-m",
+            "ipykernel_launcher",
+            "-f",
+            "/connection.json",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
     client = AsyncKernelClient(connection_file=connection)
     client.load_connection_file()
@@ -89,15 +107,27 @@ async def time_raw_docker(image: str, workdir: Path) -> float:
         return time.perf_counter() - started
     finally:
         client.stop_channels()
-        subprocess.run(["docker", "rm", "-f", name], check=False, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
+        subprocess.run(
+            ["docker", "rm", "-f", name],
+            check=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         os.unlink(connection)
 
 
 def gpuenv_ksm(settings: dict, data_dir: Path) -> tuple[GpuEnvKernelSpecManager, list]:
     """A kernelspec manager whose catalog has already scanned (as in a running server)."""
-    config = Config({"GpuEnv": {"conda_envs_dirs": [], "venv_dirs": [],
-                                "docker_label_discovery": False, **settings}})
+    config = Config(
+        {
+            "GpuEnv": {
+                "conda_envs_dirs": [],
+                "venv_dirs": [],
+                "docker_label_discovery": False,
+                **settings,
+            }
+        }
+    )
     ksm = GpuEnvKernelSpecManager(config=config)
     catalog = Catalog(GpuEnv(config=config), cache_path=data_dir / "catalog-cache.json")
     ksm.use_catalog(catalog)
@@ -109,17 +139,20 @@ def report(label: str, ours: list[float], base: list[float], goal: float) -> Non
     mine, theirs = statistics.median(ours), statistics.median(base)
     ratio = mine / theirs
     verdict = "meets" if ratio <= goal else "misses"
-    print(f"{label}: ours median {mine * 1000:.0f} ms (min {min(ours) * 1000:.0f}), "
-          f"baseline median {theirs * 1000:.0f} ms (min {min(base) * 1000:.0f}); "
-          f"ratio {ratio:.2f} ({verdict} the {goal} x goal)")
+    print(
+        f"{label}: ours median {mine * 1000:.0f} ms (min {min(ours) * 1000:.0f}), "
+        f"baseline median {theirs * 1000:.0f} ms (min {min(base) * 1000:.0f}); "
+        f"ratio {ratio:.2f} ({verdict} the {goal} x goal)"
+    )
 
 
 async def bench_docker(image: str, runs: int, workdir: Path) -> None:
     ksm, envs = gpuenv_ksm({"docker_images": {"bench": image}}, workdir)
     (env,) = envs
     ours, raw = [], []
-    await time_manager(AsyncKernelManager(kernel_name=env.kernel_name, kernel_spec_manager=ksm),
-                       cwd=str(workdir))  # warm-up: page cache, Docker's image layers
+    await time_manager(
+        AsyncKernelManager(kernel_name=env.kernel_name, kernel_spec_manager=ksm), cwd=str(workdir)
+    )  # warm-up: page cache, Docker's image layers
     await time_raw_docker(image, workdir)
     for _ in range(runs):
         km = AsyncKernelManager(kernel_name=env.kernel_name, kernel_spec_manager=ksm)
@@ -137,10 +170,21 @@ async def bench_conda(runs: int, workdir: Path) -> None:
     (env,) = envs
     kernels = workdir / "kernels" / "plain-bench"
     kernels.mkdir(parents=True)
-    (kernels / "kernel.json").write_text(json.dumps({
-        "argv": [env.python_executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "plain", "language": "python",
-    }))
+    (kernels / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [
+                    env.python_executable,
+                    "-m",
+                    "ipykernel_launcher",
+                    "-f",
+                    "{connection_file}",
+                ],
+                "display_name": "plain",
+                "language": "python",
+            }
+        )
+    )
     plain = KernelSpecManager(kernel_dirs=[str(kernels.parent)])
     ours, base = [], []
     await time_manager(AsyncKernelManager(kernel_name=env.kernel_name, kernel_spec_manager=ksm))
@@ -156,22 +200,27 @@ async def bench_conda(runs: int, workdir: Path) -> None:
 async def bench_concurrent(image: str, count: int, workdir: Path) -> None:
     ksm, envs = gpuenv_ksm({"docker_images": {"bench": image}}, workdir)
     (env,) = envs
-    managers = [AsyncKernelManager(kernel_name=env.kernel_name, kernel_spec_manager=ksm)
-                for _ in range(count)]
+    managers = [
+        AsyncKernelManager(kernel_name=env.kernel_name, kernel_spec_manager=ksm)
+        for _ in range(count)
+    ]
     started = time.perf_counter()
-    results = await asyncio.gather(*(time_manager(km, cwd=str(workdir)) for km in managers),
-                                   return_exceptions=True)
+    results = await asyncio.gather(
+        *(time_manager(km, cwd=str(workdir)) for km in managers), return_exceptions=True
+    )
     total = time.perf_counter() - started
     ready = [r for r in results if isinstance(r, float)]
     failed = [r for r in results if not isinstance(r, float)]
-    print(f"{count} docker kernels started concurrently: {len(ready)} ready, "
-          f"{len(failed)} failed; all ready after {total:.2f} s "
-          f"(slowest {max(ready, default=0):.2f} s, median {statistics.median(ready):.2f} s)")
+    print(
+        f"{count} docker kernels started concurrently: {len(ready)} ready, "
+        f"{len(failed)} failed; all ready after {total:.2f} s "
+        f"(slowest {max(ready, default=0):.2f} s, median {statistics.median(ready):.2f} s)"
+    )
     for err in failed[:3]:
         print(f"  failure: {err}")
     left = docker.from_env().containers.list(
-        all=True, filters={"label": [f"{labels.ROLE}=kernel",
-                                     f"{labels.ENVIRONMENT_ID}={env.id}"]})
+        all=True, filters={"label": [f"{labels.ROLE}=kernel", f"{labels.ENVIRONMENT_ID}={env.id}"]}
+    )
     print(f"  containers left after shutdown: {len(left)}")
 
 

@@ -88,7 +88,9 @@ def run_install(args: argparse.Namespace, config: GpuEnv) -> int:
             shutil.copytree(RESOURCES, folder)
             (folder / "kernel.json").write_text(json.dumps(on_disk_spec(env), indent=1))
             dest = ksm.install_kernel_spec(
-                str(folder), name, user=not (args.sys_prefix or args.prefix),
+                str(folder),
+                name,
+                user=not (args.sys_prefix or args.prefix),
                 prefix=sys.prefix if args.sys_prefix else args.prefix,
             )
         print(f"{name}: {env.display_name} -> {dest}")
@@ -148,8 +150,14 @@ def run_list(args: argparse.Namespace, config: GpuEnv) -> int:
             status = "current"
         else:
             status = "stale"
-        rows.append({"name": name, "display_name": spec.get("display_name"),
-                     "status": status, "path": folder})
+        rows.append(
+            {
+                "name": name,
+                "display_name": spec.get("display_name"),
+                "status": status,
+                "path": folder,
+            }
+        )
     if args.json:
         print(json.dumps({"kernelspecs": rows}, indent=2))
     elif not rows:

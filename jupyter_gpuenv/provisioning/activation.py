@@ -179,9 +179,7 @@ def _source_scripts(scripts: list[Path], env: dict[str, str]) -> ActivationDelta
         tail = result.stderr.decode(errors="replace").strip().splitlines()[-3:]
         return ActivationDelta(problem="activate.d scripts exited early: " + " / ".join(tail))
     ignored = {"_", "SHLVL", "PWD", "OLDPWD"} | {f"GPUENV_SCRIPT_{i}" for i in range(len(scripts))}
-    changed = {
-        k: v for k, v in after.items() if k not in ignored and env.get(k) != v
-    }
+    changed = {k: v for k, v in after.items() if k not in ignored and env.get(k) != v}
     removed = tuple(sorted(k for k in env if k not in after and k not in ignored))
     return ActivationDelta(set=changed, unset=removed)
 

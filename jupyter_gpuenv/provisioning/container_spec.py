@@ -24,8 +24,25 @@ CONTAINER_HOME = "/home/gpuenv"
 NOBODY = (65534, 65534)
 # Never mounted as a kernel's working directory: they would shadow the image's system.
 SYSTEM_DIRS = frozenset(
-    {"/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/opt", "/proc", "/root",
-     "/run", "/sbin", "/sys", "/usr", "/var", "/home", "/tmp"}
+    {
+        "/",
+        "/bin",
+        "/boot",
+        "/dev",
+        "/etc",
+        "/lib",
+        "/lib64",
+        "/opt",
+        "/proc",
+        "/root",
+        "/run",
+        "/sbin",
+        "/sys",
+        "/usr",
+        "/var",
+        "/home",
+        "/tmp",
+    }
 )
 # Keys of a docker_images entry or an allowed kernelspec override the container uses.
 RESOURCE_KEYS = ("mem_limit", "cpus", "shm_size")
@@ -33,8 +50,7 @@ RESOURCE_KEYS = ("mem_limit", "cpus", "shm_size")
 # A small shell step for conda envs inside images (``conda_env``): activate like conda,
 # then exec python so the kernel is the init process's direct child and gets signals.
 CONDA_IN_IMAGE_ACTIVATE = (
-    'for f in "$CONDA_PREFIX"/etc/conda/activate.d/*.sh; do [ -r "$f" ] && . "$f"; done; '
-    'exec "$@"'
+    'for f in "$CONDA_PREFIX"/etc/conda/activate.d/*.sh; do [ -r "$f" ] && . "$f"; done; exec "$@"'
 )
 
 
@@ -170,13 +186,18 @@ def container_mounts(req: ContainerRequest) -> list[Mount]:
     package, pynvml = kernel_side_sources()
     mounts = [
         Mount(CONNECTION_FILE_IN_CONTAINER, req.connection_file, type="bind", read_only=True),
-        Mount(f"{KERNEL_SIDE_IN_CONTAINER}/jupyter_gpuenv", str(package), type="bind",
-              read_only=True),
+        Mount(
+            f"{KERNEL_SIDE_IN_CONTAINER}/jupyter_gpuenv", str(package), type="bind", read_only=True
+        ),
     ]
     if pynvml is not None:
         mounts.append(
-            Mount(f"{KERNEL_SIDE_IN_CONTAINER}/fallback/pynvml.py", str(pynvml), type="bind",
-                  read_only=True)
+            Mount(
+                f"{KERNEL_SIDE_IN_CONTAINER}/fallback/pynvml.py",
+                str(pynvml),
+                type="bind",
+                read_only=True,
+            )
         )
     cwd = working_dir(req.cwd)
     if cwd:

@@ -33,8 +33,9 @@ def daemon_address() -> str:
 
 
 def _key() -> tuple[str, ...]:
-    return tuple(os.environ.get(n, "") for n in ("DOCKER_HOST", "DOCKER_TLS_VERIFY",
-                                                  "DOCKER_CERT_PATH"))
+    return tuple(
+        os.environ.get(n, "") for n in ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH")
+    )
 
 
 def docker_client(ping: bool = False) -> Any:

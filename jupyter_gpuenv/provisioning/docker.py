@@ -131,8 +131,11 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
         try:
             await asyncio.to_thread(container.start)
             await wait_until_ready(
-                client, container, self.connection_info,
-                self.gpuenv_config.kernel_start_timeout, self.image or "",
+                client,
+                container,
+                self.connection_info,
+                self.gpuenv_config.kernel_start_timeout,
+                self.image or "",
             )
         except BaseException as err:
             await self._discard(client)
@@ -143,7 +146,10 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
             raise
         self.log.info(
             "Kernel %s: container %s of %s ready in %.2f s",
-            self.kernel_id, self.container_name, self.image, time.monotonic() - started,
+            self.kernel_id,
+            self.container_name,
+            self.image,
+            time.monotonic() - started,
         )
         return self.connection_info
 
@@ -173,8 +179,9 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
             image_has_ipykernel, client, image.id, python, timeout
         ):
             return image.id, python
-        layer = await asyncio.to_thread(ensure_layer, client, image.id, ref, python, timeout,
-                                        self.log)
+        layer = await asyncio.to_thread(
+            ensure_layer, client, image.id, ref, python, timeout, self.log
+        )
         return layer, python
 
     def _container_request(
@@ -186,19 +193,25 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
             if key in launch.overrides:
                 settings[key] = launch.overrides[key]
         if "environment" in launch.overrides:
-            settings["environment"] = {**(settings.get("environment") or {}),
-                                       **launch.overrides["environment"]}
+            settings["environment"] = {
+                **(settings.get("environment") or {}),
+                **launch.overrides["environment"],
+            }
         ignored = sorted(set(launch.overrides) - set(settings) - {"environment_id", "gpus"})
         if ignored:
-            self.log.warning("Kernel %s: kernelspec settings %s are not used by Docker "
-                             "kernels", self.kernel_id, ignored)
+            self.log.warning(
+                "Kernel %s: kernelspec settings %s are not used by Docker kernels",
+                self.kernel_id,
+                ignored,
+            )
         gpu_plan = plan_gpus(launch.gpus, detect_runtime(client))
         for note in gpu_plan.notes:
             self.log.warning("Kernel %s (%s): %s", self.kernel_id, env.name, note)
         user = container_user(self.cwd, config.docker_allow_root, settings.get("user"))
         original = os.path.realpath(self.parent.connection_file)
-        connection = connection_file_for(user, original, jupyter_runtime_dir(),
-                                         self.kernel_id or "kernel")
+        connection = connection_file_for(
+            user, original, jupyter_runtime_dir(), self.kernel_id or "kernel"
+        )
         self._connection_copy = connection if connection != original else None
         conda_env = env.location.get("conda_env")
         image_attrs = client.images.get(image_id).attrs.get("Config") or {}
@@ -218,8 +231,7 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
             gpu_environment=gpu_plan.environment,
             device_requests=gpu_plan.device_requests,
             allow_root=config.docker_allow_root,
-            conda_prefix_in_image=os.path.dirname(os.path.dirname(python)) if conda_env
-            else None,
+            conda_prefix_in_image=os.path.dirname(os.path.dirname(python)) if conda_env else None,
             session_name=server_env.get("JPY_SESSION_NAME"),
             extra_arguments=self._extra_arguments,
         )
@@ -297,8 +309,9 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
         try:
             client = docker_client()
         except DaemonUnreachable as err:
-            self.log.warning("Kernel %s: container %s not removed: %s", self.kernel_id,
-                             self.container_name, err)
+            self.log.warning(
+                "Kernel %s: container %s not removed: %s", self.kernel_id, self.container_name, err
+            )
             client = None
         if client is not None:
             await self._discard(client)
@@ -318,8 +331,12 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
             except NotFound:
                 pass
             except APIError as err:
-                self.log.warning("Kernel %s: could not remove container %s: %s",
-                                 self.kernel_id, self.container_name, _explain(err))
+                self.log.warning(
+                    "Kernel %s: could not remove container %s: %s",
+                    self.kernel_id,
+                    self.container_name,
+                    _explain(err),
+                )
             else:
                 orphans.untrack(container_id)
         self.container_id = None

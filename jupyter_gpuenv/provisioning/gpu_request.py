@@ -97,7 +97,7 @@ def plan_gpus(gpus: str | list[str], runtime: GpuRuntime) -> GpuPlan:
         raise KernelStartFailed(
             f"GPUs {', '.join(gpus)} are configured for this environment but Docker cannot "
             f"provide GPUs ({runtime.detail}). Install the NVIDIA container toolkit and "
-            "restart Docker, or set gpus to \"none\" for this environment."
+            'restart Docker, or set gpus to "none" for this environment.'
         )
     ids = None if gpus == "all" else [str(g) for g in gpus]
     if runtime.kind == "cdi":

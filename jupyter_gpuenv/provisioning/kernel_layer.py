@@ -79,8 +79,15 @@ class ImagePython:
 
     def pip_target_options(self) -> list[str]:
         nodot = self.major_minor.replace(".", "")
-        options = ["--python-version", self.major_minor, "--implementation", "cp",
-                   "--abi", f"cp{nodot}", "--only-binary=:all:"]
+        options = [
+            "--python-version",
+            self.major_minor,
+            "--implementation",
+            "cp",
+            "--abi",
+            f"cp{nodot}",
+            "--only-binary=:all:",
+        ]
         for platform_tag in self.platform_tags():
             options += ["--platform", platform_tag]
         return options
@@ -151,8 +158,12 @@ def ensure_layer(
         with tempfile.TemporaryDirectory(prefix="gpuenv-layer-") as context:
             wheels = Path(context, WHEELS_DIR)
             wheels.mkdir()
-            log.info("Kernel layer for %s: downloading ipykernel wheels for Python %s (%s)",
-                     image_ref, target.version, target.machine)
+            log.info(
+                "Kernel layer for %s: downloading ipykernel wheels for Python %s (%s)",
+                image_ref,
+                target.version,
+                target.machine,
+            )
             download_wheels(target, wheels, deadline)
             write_dockerfile(Path(context), base_id, target, client)
             return build_layer(client, Path(context), base_id, image_ref, deadline, log)
@@ -204,14 +215,31 @@ def _pip_download(target: ImagePython, dest: Path, reqs: list[str], deadline: fl
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise KernelStartFailed("The kernel layer build ran past image_build_timeout.")
-    cmd = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check",
-           "--no-input", "--dest", str(dest), *target.pip_target_options(), *reqs]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--disable-pip-version-check",
+        "--no-input",
+        "--dest",
+        str(dest),
+        *target.pip_target_options(),
+        *reqs,
+    ]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=remaining,
-                              check=False, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=remaining,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
     except subprocess.TimeoutExpired as err:
-        raise KernelStartFailed("Downloading ipykernel wheels ran past image_build_timeout.") \
-            from err
+        raise KernelStartFailed(
+            "Downloading ipykernel wheels ran past image_build_timeout."
+        ) from err
     if proc.returncode != 0:
         raise KernelStartFailed(
             f"pip download of {', '.join(reqs)} for Python {target.major_minor} failed: "
@@ -249,12 +277,26 @@ def write_dockerfile(context: Path, base_id: str, target: ImagePython, client: A
     """FROM the base image id, install from the wheels as root, restore the image's user."""
     pip_wheel = sorted(context.joinpath(WHEELS_DIR).glob("pip-*.whl"))[-1].name
     user = (client.images.get(base_id).attrs.get("Config") or {}).get("User") or ""
-    install = [target.python, f"/tmp/{WHEELS_DIR}/{pip_wheel}/pip", "install", "--no-index",
-               "--find-links", f"/tmp/{WHEELS_DIR}", "--no-cache-dir",
-               "--disable-pip-version-check", "--no-warn-script-location",
-               "--root-user-action=ignore", "--break-system-packages", "ipykernel"]
-    lines = [f"FROM {base_id}", "USER 0:0", f"COPY {WHEELS_DIR} /tmp/{WHEELS_DIR}",
-             "RUN " + json.dumps(install)]
+    install = [
+        target.python,
+        f"/tmp/{WHEELS_DIR}/{pip_wheel}/pip",
+        "install",
+        "--no-index",
+        "--find-links",
+        f"/tmp/{WHEELS_DIR}",
+        "--no-cache-dir",
+        "--disable-pip-version-check",
+        "--no-warn-script-location",
+        "--root-user-action=ignore",
+        "--break-system-packages",
+        "ipykernel",
+    ]
+    lines = [
+        f"FROM {base_id}",
+        "USER 0:0",
+        f"COPY {WHEELS_DIR} /tmp/{WHEELS_DIR}",
+        "RUN " + json.dumps(install),
+    ]
     if user:
         lines.append(f"USER {user}")
     context.joinpath("Dockerfile").write_text("\n".join(lines) + "\n")
@@ -269,7 +311,12 @@ def build_layer(
     image_id = None
     try:
         stream = client.api.build(
-            path=str(context), tag=tag, rm=True, forcerm=True, pull=False, decode=True,
+            path=str(context),
+            tag=tag,
+            rm=True,
+            forcerm=True,
+            pull=False,
+            decode=True,
             labels={labels.LAYER_BASE_ID: base_id, labels.ROLE: "kernel-layer"},
             timeout=max(1, int(deadline - started)),
         )
@@ -290,13 +337,13 @@ def build_layer(
     except KernelStartFailed:
         raise
     except Exception as err:
-        raise KernelStartFailed(f"Building the ipykernel layer for {image_ref} failed: {err}") \
-            from err
+        raise KernelStartFailed(
+            f"Building the ipykernel layer for {image_ref} failed: {err}"
+        ) from err
     layer = image_id or find_layer(client, base_id)
     if not layer:
         raise KernelStartFailed(f"Building the ipykernel layer for {image_ref} gave no image.")
-    log.info("Kernel layer for %s built in %.1f s (%s)", image_ref,
-             time.monotonic() - started, tag)
+    log.info("Kernel layer for %s built in %.1f s (%s)", image_ref, time.monotonic() - started, tag)
     return layer
 
 
@@ -313,4 +360,3 @@ def image_has_ipykernel(client: Any, image_id: str, python: str, timeout: float)
 
 def _tail(text: str, lines: int = 8) -> str:
     return " | ".join(line for line in text.strip().splitlines()[-lines:] if line.strip())
-

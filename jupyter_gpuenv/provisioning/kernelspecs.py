@@ -118,8 +118,15 @@ class GpuEnvKernelSpecManager(KernelSpecManager):
         """Kernel name -> spec for every catalog environment a kernel can run in."""
         envs = [env for env in self._environments(wait) if has_kernel(env)]
         key = tuple(
-            (e.id, e.display_name, e.kind, e.python_executable,
-             e.python_version, e.ipykernel, str(e.location.get("prefix")))
+            (
+                e.id,
+                e.display_name,
+                e.kind,
+                e.python_executable,
+                e.python_version,
+                e.ipykernel,
+                str(e.location.get("prefix")),
+            )
             for e in envs
         )
         with self._lock:

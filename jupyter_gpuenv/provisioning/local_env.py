@@ -65,9 +65,7 @@ class LocalEnvProvisioner(GpuEnvProvisionerMixin, LocalProvisioner):
         kernel_env.update(local_gpu_environment(self.gpuenv_config, launch_gpus(self, launch)))
         kernel_side = await asyncio.to_thread(local_kernel_side_dir)
         kernel_env.update(
-            kernel_side_env(
-                env.id, self.kernel_id or "", kernel_side, kernel_env.get("PYTHONPATH")
-            )
+            kernel_side_env(env.id, self.kernel_id or "", kernel_side, kernel_env.get("PYTHONPATH"))
         )
         kwargs["env"] = kernel_env
         kwargs["cmd"] = ipykernel_argv(python, self._connection_file(), extra)

@@ -24,13 +24,23 @@ def jupyter_dirs(tmp_path, monkeypatch, conda_prefix_factory):
     prefix = conda_prefix_factory(tmp_path / "envs" / "vision")
     config = tmp_path / "config"
     config.mkdir()
-    (config / "jupyter_server_config.json").write_text(json.dumps({"GpuEnv": {
-        "conda_envs_dirs": [str(prefix.parent)], "venv_dirs": [], "docker_images": {},
-        "docker_label_discovery": False,
-    }}))
+    (config / "jupyter_server_config.json").write_text(
+        json.dumps(
+            {
+                "GpuEnv": {
+                    "conda_envs_dirs": [str(prefix.parent)],
+                    "venv_dirs": [],
+                    "docker_images": {},
+                    "docker_label_discovery": False,
+                }
+            }
+        )
+    )
     env = {
-        "JUPYTER_CONFIG_DIR": str(config), "JUPYTER_DATA_DIR": str(tmp_path / "data"),
-        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "JUPYTER_PATH": "",
+        "JUPYTER_CONFIG_DIR": str(config),
+        "JUPYTER_DATA_DIR": str(tmp_path / "data"),
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+        "JUPYTER_PATH": "",
         "JUPYTER_PLATFORM_DIRS": "0",
     }
     for key, value in env.items():
@@ -41,7 +51,10 @@ def jupyter_dirs(tmp_path, monkeypatch, conda_prefix_factory):
 def cli(*args: str) -> str:
     proc = subprocess.run(
         [sys.executable, "-m", "jupyter_gpuenv.cli.main", "kernelspecs", *args],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
@@ -68,7 +81,8 @@ async def test_install_list_remove_and_use_with_plain_jupyter_client(jupyter_dir
     try:
         await client.wait_for_ready(timeout=60)
         reply = await client.execute_interactive(
-            "import os, sys; assert sys.prefix == os.environ['CONDA_PREFIX']", timeout=60)
+            "import os, sys; assert sys.prefix == os.environ['CONDA_PREFIX']", timeout=60
+        )
         assert reply["content"]["status"] == "ok"
     finally:
         client.stop_channels()
@@ -76,8 +90,10 @@ async def test_install_list_remove_and_use_with_plain_jupyter_client(jupyter_dir
 
     # The environment changes (PyTorch installed): the spec on disk is stale.
     site = next(jupyter_dirs["prefix"].glob("lib/python3*/site-packages"))
-    write_fake_torch(site, TorchSpec.from_dict({"version": "2.9.0+cu121", "cuda": "12.1"},
-                                               default_installer="conda"))
+    write_fake_torch(
+        site,
+        TorchSpec.from_dict({"version": "2.9.0+cu121", "cuda": "12.1"}, default_installer="conda"),
+    )
     assert listed() == {name: "stale"}
     cli("install")
     assert listed() == {name: "current"}

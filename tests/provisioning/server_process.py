@@ -137,24 +137,38 @@ def start_server(
             ),
         },
         # Only what the test configures: no host conda envs, venvs or labelled images.
-        "GpuEnv": {"conda_envs_dirs": [], "venv_dirs": [], "docker_label_discovery": False,
-                   **gpuenv},
+        "GpuEnv": {
+            "conda_envs_dirs": [],
+            "venv_dirs": [],
+            "docker_label_discovery": False,
+            **gpuenv,
+        },
     }
     (home / "config" / "jupyter_server_config.json").write_text(json.dumps(config))
     port, token = free_port(), uuid.uuid4().hex
     argv = [
-        sys.executable, "-m", "jupyter_server", "--no-browser", f"--port={port}",
-        "--ServerApp.port_retries=0", "--ServerApp.ip=127.0.0.1",
-        f"--ServerApp.root_dir={root_dir}", f"--IdentityProvider.token={token}",
+        sys.executable,
+        "-m",
+        "jupyter_server",
+        "--no-browser",
+        f"--port={port}",
+        "--ServerApp.port_retries=0",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.root_dir={root_dir}",
+        f"--IdentityProvider.token={token}",
     ]
     env = {
-        k: v for k, v in os.environ.items()
+        k: v
+        for k, v in os.environ.items()
         if not k.startswith(("JUPYTER", "JPY_", "CONDA", "VIRTUAL_ENV"))
     }
     env.update(
-        HOME=str(home), JUPYTER_CONFIG_DIR=str(home / "config"),
-        JUPYTER_DATA_DIR=str(home / "data"), JUPYTER_RUNTIME_DIR=str(home / "runtime"),
-        XDG_CACHE_HOME=str(home / "cache"), JUPYTER_PLATFORM_DIRS="0",
+        HOME=str(home),
+        JUPYTER_CONFIG_DIR=str(home / "config"),
+        JUPYTER_DATA_DIR=str(home / "data"),
+        JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+        XDG_CACHE_HOME=str(home / "cache"),
+        JUPYTER_PLATFORM_DIRS="0",
         PYTHONPATH=str(REPO),
     )
     if uid == 0:
@@ -162,8 +176,14 @@ def start_server(
     log_path = home / "server.log"
     command = argv if uid == os.getuid() else as_user(argv, uid, gid, home)
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                cwd=str(home), stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            command,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=str(home),
+            stdin=subprocess.DEVNULL,
+        )
     server = ServerProcess(proc, f"http://127.0.0.1:{port}", token, home, log_path, uid, gid)
     _wait_listening(server, port)
     return server
@@ -189,9 +209,8 @@ def as_user(argv: list[str], uid: int, gid: int, scratch: Path) -> list[str]:
     sock = Path("/var/run/docker.sock")
     if sock.exists():
         groups.append(str(sock.stat().st_gid))
-    drop = ["setpriv", f"--reuid={uid}", f"--regid={gid}", f"--groups={','.join(groups)}",
-            "--"]
-    needed = [Path(sys.prefix), Path(sys.executable).resolve(), REPO]
+    drop = ["setpriv", f"--reuid={uid}", f"--regid={gid}", f"--groups={','.join(groups)}", "--"]
+    needed = [Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve(), REPO]
     blocked = _blocked_ancestors(needed)
     if not blocked:
         return drop + argv

@@ -63,7 +63,9 @@ def test_mount_forms(tmp_path):
 
 def test_limits():
     assert resource_limits({"mem_limit": "8g", "cpus": 2.5, "shm_size": "2g"}) == {
-        "mem_limit": "8g", "nano_cpus": 2_500_000_000, "shm_size": "2g",
+        "mem_limit": "8g",
+        "nano_cpus": 2_500_000_000,
+        "shm_size": "2g",
     }
     with pytest.raises(KernelStartFailed, match="cpus must be a number"):
         resource_limits({"cpus": "lots"})
@@ -78,9 +80,14 @@ def request(tmp_path, **overrides) -> ContainerRequest:
     connection = tmp_path / "kernel.json"
     connection.write_text("{}")
     values = dict(
-        kernel_id="k" * 32, environment_id="docker-plain-12345678", image="sha256:abc",
-        python="/usr/bin/python3", connection_file=str(connection), cwd=str(tmp_path),
-        settings={}, instance=ServerInstance("sid", 123, "host", "99"),
+        kernel_id="k" * 32,
+        environment_id="docker-plain-12345678",
+        image="sha256:abc",
+        python="/usr/bin/python3",
+        connection_file=str(connection),
+        cwd=str(tmp_path),
+        settings={},
+        instance=ServerInstance("sid", 123, "host", "99"),
         server_env={"LANG": "C.UTF-8", "JUPYTERHUB_API_TOKEN": "secret", "TOKEN": "x"},
         env_allowlist=["LANG", "NOT_SET"],
     )
@@ -109,10 +116,14 @@ def test_create_arguments(tmp_path):
 
 
 def test_conda_env_inside_an_image_is_activated(tmp_path):
-    args = create_arguments(request(
-        tmp_path, python="/opt/conda/envs/vision/bin/python",
-        conda_prefix_in_image="/opt/conda/envs/vision", image_env=["PATH=/usr/bin:/bin"],
-    ))
+    args = create_arguments(
+        request(
+            tmp_path,
+            python="/opt/conda/envs/vision/bin/python",
+            conda_prefix_in_image="/opt/conda/envs/vision",
+            image_env=["PATH=/usr/bin:/bin"],
+        )
+    )
     assert args["entrypoint"] == ["/bin/sh"]
     assert args["command"][2:4] == ["gpuenv-activate", "/opt/conda/envs/vision/bin/python"]
     env = args["environment"]
@@ -124,8 +135,10 @@ def test_gpu_plans():
     plan = plan_gpus("all", NVIDIA)
     (req,) = plan.device_requests
     assert req == DeviceRequest(count=-1, capabilities=[["gpu"]])
-    assert plan.environment == {"NVIDIA_VISIBLE_DEVICES": "all",
-                                "NVIDIA_DRIVER_CAPABILITIES": "compute,utility"}
+    assert plan.environment == {
+        "NVIDIA_VISIBLE_DEVICES": "all",
+        "NVIDIA_DRIVER_CAPABILITIES": "compute,utility",
+    }
     plan = plan_gpus(["0", MIG], NVIDIA)
     assert plan.device_requests[0]["DeviceIDs"] == ["0", MIG]
     assert plan.environment["NVIDIA_VISIBLE_DEVICES"] == f"0,{MIG}"

@@ -40,23 +40,25 @@ def conda_env_image(docker_client, python_kernel_image):
         info.size = len(dockerfile)
         tar.addfile(info, io.BytesIO(dockerfile))
     context.seek(0)
-    docker_client.images.build(fileobj=context, custom_context=True, tag=tag, pull=False,
-                               rm=True)
+    docker_client.images.build(fileobj=context, custom_context=True, tag=tag, pull=False, rm=True)
     return tag
 
 
 @pytest.fixture
 def jp_server_config(conda_env_image):
-    return server_config(docker_images={
-        "vision-in-image": {"image": conda_env_image, "conda_env": "vision"},
-    })
+    return server_config(
+        docker_images={
+            "vision-in-image": {"image": conda_env_image, "conda_env": "vision"},
+        }
+    )
 
 
 async def test_conda_env_inside_an_image_runs_activated(jp_fetch, jp_ws_fetch, docker_client):
     env = await environment_named(jp_fetch, "vision-in-image")
     assert env["python_executable"] == "/opt/conda/envs/vision/bin/python"
-    response = await jp_fetch("api", "kernels", method="POST",
-                              body=json.dumps({"name": env["kernel_name"]}))
+    response = await jp_fetch(
+        "api", "kernels", method="POST", body=json.dumps({"name": env["kernel_name"]})
+    )
     kernel_id = json.loads(response.body)["id"]
     ws = KernelSocket(await jp_ws_fetch("api", "kernels", kernel_id, "channels"))
     result = await ws.run(
@@ -66,7 +68,8 @@ async def test_conda_env_inside_an_image_runs_activated(jp_fetch, jp_ws_fetch, d
         "print(os.environ['VISION_TOOLKIT'], os.environ['PATH'].split(':')[0])\n"
     )
     executable, (prefix, name), (toolkit, path0) = (
-        result.text.splitlines()[0], *(line.split() for line in result.text.splitlines()[1:])
+        result.text.splitlines()[0],
+        *(line.split() for line in result.text.splitlines()[1:]),
     )
     assert executable == "/opt/conda/envs/vision/bin/python"
     assert (prefix, name) == ("/opt/conda/envs/vision", "vision")

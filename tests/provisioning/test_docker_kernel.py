@@ -36,8 +36,12 @@ async def test_torch_kernel_in_a_container(
 ):
     server = server_processes(
         notebook_dir,
-        {"docker_images": {"torch": torch_cpu_image}, "docker_label_discovery": False,
-         "conda_envs_dirs": [], "venv_dirs": []},
+        {
+            "docker_images": {"torch": torch_cpu_image},
+            "docker_label_discovery": False,
+            "conda_envs_dirs": [],
+            "venv_dirs": [],
+        },
         uid=SERVER_UID,
         gid=SERVER_GID,
     )
@@ -55,7 +59,8 @@ async def test_torch_kernel_in_a_container(
     }
 
     code, session = await server.request(
-        "POST", "/api/sessions",
+        "POST",
+        "/api/sessions",
         {"path": "analysis.ipynb", "type": "notebook", "kernel": {"name": env["kernel_name"]}},
     )
     assert code == 201, session
@@ -114,7 +119,8 @@ async def test_torch_kernel_in_a_container(
     assert code == 204
     await eventually(
         lambda: not kernel_containers(docker_client, **{labels.KERNEL_ID: kernel_id}),
-        30, "the kernel container to be removed",
+        30,
+        "the kernel container to be removed",
     )
     assert "ready in" in server.log_text()
     assert os.path.exists(written)

@@ -141,8 +141,9 @@ async def test_explicit_gpu_ids_need_an_nvidia_runtime(jp_fetch, docker_client):
     if detect_runtime(docker_client).kind is None:
         assert any("kernels cannot start" in p for p in env["problems"])
         message = await start_failure(jp_fetch, env["kernel_name"])
-        assert "GPUs 0 are configured for this environment but Docker cannot provide GPUs" \
-            in message
+        assert (
+            "GPUs 0 are configured for this environment but Docker cannot provide GPUs" in message
+        )
         assert not kernel_containers(docker_client, **{labels.ENVIRONMENT_ID: env["id"]})
     else:
         kernel_id = await start_kernel(jp_fetch, env["kernel_name"])

@@ -36,8 +36,11 @@ class Collect(logging.Handler):
 def has_ipykernel(client, image: str) -> bool:
     output = client.containers.run(
         image,
-        entrypoint=["python3", "-c",
-                    "import importlib.util as u; print(u.find_spec('ipykernel') is not None)"],
+        entrypoint=[
+            "python3",
+            "-c",
+            "import importlib.util as u; print(u.find_spec('ipykernel') is not None)",
+        ],
         remove=True,
         network_mode="none",
     )
@@ -46,8 +49,9 @@ def has_ipykernel(client, image: str) -> bool:
 
 async def run_in_new_kernel(jp_fetch, jp_ws_fetch, kernel_name: str, code: str) -> str:
     # The first start builds the layer (pip download + docker build): allow for it.
-    response = await jp_fetch("api", "kernels", method="POST",
-                              body=json.dumps({"name": kernel_name}), request_timeout=600)
+    response = await jp_fetch(
+        "api", "kernels", method="POST", body=json.dumps({"name": kernel_name}), request_timeout=600
+    )
     kernel_id = json.loads(response.body)["id"]
     ws = KernelSocket(await jp_ws_fetch("api", "kernels", kernel_id, "channels"))
     text = (await ws.run(code)).text
@@ -77,11 +81,14 @@ async def test_image_without_ipykernel_gets_a_kernel_layer(
         code = "import sys, ipykernel; print(sys.executable, ipykernel.__version__)"
         text = await run_in_new_kernel(jp_fetch, jp_ws_fetch, env["kernel_name"], code)
         assert text.split()[0] == "/usr/bin/python3"
-        assert any("has no ipykernel: building a kernel layer" in x for x in collect.lines), \
+        assert any("has no ipykernel: building a kernel layer" in x for x in collect.lines), (
             collect.lines
-        assert any(x.startswith(f"Kernel layer for {bare_python_image}: Step") or
-                   f"Kernel layer for {bare_python_image} built in" in x
-                   for x in collect.lines)
+        )
+        assert any(
+            x.startswith(f"Kernel layer for {bare_python_image}: Step")
+            or f"Kernel layer for {bare_python_image} built in" in x
+            for x in collect.lines
+        )
 
         layer = find_layer(docker_client, base.id)
         assert layer is not None

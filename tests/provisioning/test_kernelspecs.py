@@ -35,8 +35,10 @@ def jp_server_config(prefixes):
 async def test_specs_for_catalog_environments_beside_the_normal_ones(jp_fetch, prefixes):
     specs = json.loads((await jp_fetch("api", "kernelspecs")).body)["kernelspecs"]
     assert "python3" in specs
-    for name, provisioner in (("vision", "gpuenv-local-provisioner"),
-                              ("tools", "gpuenv-local-provisioner")):
+    for name, provisioner in (
+        ("vision", "gpuenv-local-provisioner"),
+        ("tools", "gpuenv-local-provisioner"),
+    ):
         env = await environment_named(jp_fetch, name)
         assert env["kernel_name"] == kernel_name_for(env["id"])
         spec = specs[env["kernel_name"]]["spec"]
@@ -58,9 +60,13 @@ async def test_on_disk_spec_of_the_same_name_is_not_listed_twice(
     env = await environment_named(jp_fetch, "vision")
     folder = jp_data_dir / "kernels" / env["kernel_name"]
     folder.mkdir(parents=True)
-    on_disk = kernelspec_dict(Environment(**{
-        **{k: v for k, v in env.items() if k in Environment.__dataclass_fields__},
-    }))
+    on_disk = kernelspec_dict(
+        Environment(
+            **{
+                **{k: v for k, v in env.items() if k in Environment.__dataclass_fields__},
+            }
+        )
+    )
     on_disk["display_name"] = "written by an older install"
     (folder / "kernel.json").write_text(json.dumps(on_disk))
     ksm = jp_serverapp.kernel_spec_manager
@@ -74,9 +80,14 @@ async def test_on_disk_spec_of_the_same_name_is_not_listed_twice(
 
 def docker_env(**fields) -> Environment:
     env_id = environment_id("docker", "img", "img")
-    values = dict(id=env_id, name="img", kind="docker", display_name="img (docker)",
-                  kernel_name=kernel_name_for(env_id),
-                  location={"image": "img:1", "image_id": "sha256:1", "conda_env": None})
+    values = dict(
+        id=env_id,
+        name="img",
+        kind="docker",
+        display_name="img (docker)",
+        kernel_name=kernel_name_for(env_id),
+        location={"image": "img:1", "image_id": "sha256:1", "conda_env": None},
+    )
     values.update(fields)
     return Environment(**values)
 
@@ -85,8 +96,14 @@ def test_which_environments_get_a_kernel():
     assert has_kernel(docker_env(python_version="3.11", ipykernel=False))  # kernel layer
     assert has_kernel(docker_env(location={"image": "missing:1", "image_id": None}))
     assert not has_kernel(docker_env())  # probed: no python in the image
-    local = dict(id="venv-x-1", name="x", kind="venv", display_name="x (venv)",
-                 kernel_name="gpuenv-venv-x-1", location={"prefix": "/p"})
+    local = dict(
+        id="venv-x-1",
+        name="x",
+        kind="venv",
+        display_name="x (venv)",
+        kernel_name="gpuenv-venv-x-1",
+        location={"prefix": "/p"},
+    )
     assert not has_kernel(Environment(**local, ipykernel=False))
     assert has_kernel(Environment(**local, ipykernel=True, python_executable="/p/bin/python"))
 
@@ -96,9 +113,9 @@ def test_manager_without_a_server_builds_its_catalog_from_config_files(
 ):
     config_dir = tmp_path / "jupyter-config"
     config_dir.mkdir()
-    (config_dir / "jupyter_server_config.json").write_text(json.dumps(
-        server_config(venv_dirs=[str(prefixes["venv"].parent)])
-    ))
+    (config_dir / "jupyter_server_config.json").write_text(
+        json.dumps(server_config(venv_dirs=[str(prefixes["venv"].parent)]))
+    )
     monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(config_dir))
     monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "data"))
     ksm = GpuEnvKernelSpecManager()

@@ -61,8 +61,9 @@ def jp_server_config(prefixes):
 
 
 async def kernel_report(jp_fetch, jp_ws_fetch, kernel_name: str):
-    response = await jp_fetch("api", "kernels", method="POST",
-                              body=json.dumps({"name": kernel_name}))
+    response = await jp_fetch(
+        "api", "kernels", method="POST", body=json.dumps({"name": kernel_name})
+    )
     kernel_id = json.loads(response.body)["id"]
     ws = KernelSocket(await jp_ws_fetch("api", "kernels", kernel_id, "channels"))
     return kernel_id, ws, json.loads((await ws.run(REPORT)).text)
@@ -124,14 +125,12 @@ async def test_env_without_ipykernel_has_no_kernelspec(jp_fetch):
     assert (await environment_named(jp_fetch, "vision"))["kernel_name"] in specs
 
 
-async def test_plain_jupyter_client_reads_the_server_config_files(
-    tmp_path, prefixes, monkeypatch
-):
+async def test_plain_jupyter_client_reads_the_server_config_files(tmp_path, prefixes, monkeypatch):
     config_dir = tmp_path / "jupyter-config"
     config_dir.mkdir()
-    (config_dir / "jupyter_server_config.json").write_text(json.dumps(
-        server_config(conda_envs_dirs=[str(prefixes["conda"].parent)])
-    ))
+    (config_dir / "jupyter_server_config.json").write_text(
+        json.dumps(server_config(conda_envs_dirs=[str(prefixes["conda"].parent)]))
+    )
     monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(config_dir))
     monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
@@ -145,7 +144,8 @@ async def test_plain_jupyter_client_reads_the_server_config_files(
         await client.wait_for_ready(timeout=60)
         reply = await client.execute_interactive(
             "import os, sys; assert sys.prefix == os.environ['CONDA_PREFIX']\n"
-            "assert os.environ['CUDA_HOME'].endswith('/cuda')", timeout=60
+            "assert os.environ['CUDA_HOME'].endswith('/cuda')",
+            timeout=60,
         )
         assert reply["content"]["status"] == "ok", reply["content"]
         assert km.provisioner.pid and km.provisioner.environment_id in name

@@ -52,7 +52,8 @@ async def test_kill_9_of_the_server_then_restart_leaves_no_orphan(
     server_processes(root_dir, settings)
     await eventually(
         lambda: not kernel_containers(docker_client, **{labels.KERNEL_ID: kernel_id}),
-        60, "the next server to remove the orphaned container",
+        60,
+        "the next server to remove the orphaned container",
     )
 
 
@@ -77,18 +78,35 @@ def test_sweep_keeps_live_owners_and_removes_dead_ones(docker_client, python_ker
     started = process_start_time(os.getpid()) or ""
     tag = os.urandom(3).hex()
     owners = {
-        "alive": {labels.SERVER_ID: "other-alive", labels.SERVER_PID: me,
-                  labels.SERVER_HOST: host, labels.SERVER_STARTED: started},
-        "elsewhere": {labels.SERVER_ID: "other-host", labels.SERVER_PID: "1",
-                      labels.SERVER_HOST: f"not-{host}", labels.SERVER_STARTED: "1"},
-        "dead": {labels.SERVER_ID: "dead", labels.SERVER_PID: str(finished_pid()),
-                 labels.SERVER_HOST: host, labels.SERVER_STARTED: "1"},
-        "reused-pid": {labels.SERVER_ID: "reused", labels.SERVER_PID: me,
-                       labels.SERVER_HOST: host, labels.SERVER_STARTED: "1"},
+        "alive": {
+            labels.SERVER_ID: "other-alive",
+            labels.SERVER_PID: me,
+            labels.SERVER_HOST: host,
+            labels.SERVER_STARTED: started,
+        },
+        "elsewhere": {
+            labels.SERVER_ID: "other-host",
+            labels.SERVER_PID: "1",
+            labels.SERVER_HOST: f"not-{host}",
+            labels.SERVER_STARTED: "1",
+        },
+        "dead": {
+            labels.SERVER_ID: "dead",
+            labels.SERVER_PID: str(finished_pid()),
+            labels.SERVER_HOST: host,
+            labels.SERVER_STARTED: "1",
+        },
+        "reused-pid": {
+            labels.SERVER_ID: "reused",
+            labels.SERVER_PID: me,
+            labels.SERVER_HOST: host,
+            labels.SERVER_STARTED: "1",
+        },
     }
     created = {
-        kind: labelled_container(docker_client, python_kernel_image, owner,
-                                 f"gpuenv-orphan-test-{kind}-{tag}")
+        kind: labelled_container(
+            docker_client, python_kernel_image, owner, f"gpuenv-orphan-test-{kind}-{tag}"
+        )
         for kind, owner in owners.items()
     }
     try:
@@ -135,18 +153,32 @@ def test_plain_jupyter_client_reads_config_files_and_cleans_up_at_exit(
 ):
     config_dir = tmp_path / "config"
     config_dir.mkdir()
-    (config_dir / "jupyter_server_config.json").write_text(json.dumps({
-        "GpuEnv": {"docker_images": {"plain": python_kernel_image}, "conda_envs_dirs": [],
-                   "venv_dirs": [], "docker_label_discovery": False},
-    }))
+    (config_dir / "jupyter_server_config.json").write_text(
+        json.dumps(
+            {
+                "GpuEnv": {
+                    "docker_images": {"plain": python_kernel_image},
+                    "conda_envs_dirs": [],
+                    "venv_dirs": [],
+                    "docker_label_discovery": False,
+                },
+            }
+        )
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTER")}
     env.update(
-        JUPYTER_CONFIG_DIR=str(config_dir), JUPYTER_DATA_DIR=str(tmp_path / "data"),
-        JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"), PYTHONPATH=str(REPO),
+        JUPYTER_CONFIG_DIR=str(config_dir),
+        JUPYTER_DATA_DIR=str(tmp_path / "data"),
+        JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
+        PYTHONPATH=str(REPO),
     )
     proc = subprocess.run(
-        [sys.executable, "-c", PLAIN_CLIENT], env=env, cwd=tmp_path, capture_output=True,
-        text=True, timeout=300,
+        [sys.executable, "-c", PLAIN_CLIENT],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout.strip().splitlines()[-1])
