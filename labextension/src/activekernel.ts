@@ -8,7 +8,7 @@ import { ISessionContext } from '@jupyterlab/apputils';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { ISignal, Signal } from '@lumino/signaling';
 
-import type { ActiveKernel } from './model';
+import type { ActiveKernel } from './gpumodel';
 
 export class ActiveKernelWatcher {
   constructor(private readonly _tracker: INotebookTracker) {

@@ -9,7 +9,8 @@ import * as React from 'react';
 
 import type { ActiveKernelWatcher } from './activekernel';
 import { gpuIcon } from './icons';
-import { environmentForKernel, statusBarView } from './model';
+import { statusBarView } from './gpumodel';
+import { environmentForKernel } from './model';
 import type { GpuEnvStore } from './store';
 
 export class GpuEnvStatus extends ReactWidget {

@@ -1,110 +1,20 @@
-/** Pure view rules of the panel and status bar, on payloads shaped like the REST API's. */
+/** Environment cards, formatting, errors and poll health, on REST-shaped payloads. */
 import { describe, expect, it } from 'vitest';
 
-import type { Environment, GpuSnapshot } from '../src/api';
 import {
   compatibilityBadge,
   describeError,
-  driverSummary,
   environmentForKernel,
   formatBytes,
   formatPercent,
   formatRetry,
-  gpuViews,
   INITIAL_POLL_HEALTH,
-  kernelGpuUsage,
   locationText,
   nextPollHealth,
-  noGpuMessage,
   notebookName,
-  statusBarView,
   versionFacts
 } from '../src/model';
-
-const GIB = 1024 ** 3;
-
-function env(overrides: Partial<Environment>): Environment {
-  return {
-    id: 'conda-vision-1a2b3c4d',
-    name: 'vision',
-    kind: 'conda',
-    display_name: 'vision (conda) · PyTorch 2.9 · CUDA 12.1',
-    kernel_name: 'gpuenv-conda-vision-1a2b3c4d',
-    location: { prefix: '/opt/conda/envs/vision' },
-    python_version: '3.11.7',
-    torch_version: '2.9.0+cu121',
-    cuda_version: '12.1',
-    cudnn_version: '90100',
-    ipykernel: true,
-    labels: {},
-    problems: [],
-    compatibility: null,
-    ...overrides
-  };
-}
-
-const vision = env({});
-const cpuImage = env({
-  id: 'docker-torch-cpu-99887766',
-  name: 'torch-cpu',
-  kind: 'docker',
-  display_name: 'PyTorch 2.13 · CPU (docker)',
-  kernel_name: 'gpuenv-docker-torch-cpu-99887766',
-  location: { image: 'gpuenv-test/torch-cpu:abc', image_id: 'sha256:1', conda_env: null },
-  torch_version: '2.13.0+cpu',
-  cuda_version: null,
-  cudnn_version: null
-});
-
-function snapshot(overrides: Partial<GpuSnapshot> = {}): GpuSnapshot {
-  return {
-    available: true,
-    reason: null,
-    state: 'ok',
-    driver_version: '550.54.15',
-    cuda_driver_version: '12.4',
-    gpu_count: 2,
-    sampled_at: 1700000000,
-    gpus: [
-      {
-        index: 1,
-        uuid: 'GPU-bbbb',
-        name: 'NVIDIA L4',
-        memory_total: 24 * GIB,
-        memory_used: 0,
-        utilization_gpu: 0,
-        temperature: 35,
-        processes: []
-      },
-      {
-        index: 0,
-        uuid: 'GPU-aaaa',
-        name: 'NVIDIA A100-SXM4-80GB',
-        memory_total: 80 * GIB,
-        memory_used: 20 * GIB,
-        utilization_gpu: 37,
-        temperature: 45,
-        power_draw: 123.4,
-        power_limit: 400,
-        compute_capability: '8.0',
-        processes: [
-          { pid: 4242, used_memory: 2 * GIB, name: 'python' },
-          {
-            pid: 101,
-            used_memory: 12 * GIB,
-            kernel_id: 'k-1',
-            environment_id: vision.id,
-            notebook_path: 'work/train.ipynb',
-            own: true
-          },
-          { pid: 102, used_memory: 6 * GIB, kernel_id: 'k-2', environment_id: cpuImage.id }
-        ],
-        hidden_processes: 1
-      }
-    ],
-    ...overrides
-  };
-}
+import { cpuImage, env, GIB, vision } from './payloads';
 
 describe('formatting', () => {
   it('formats bytes in binary units and marks unknowns', () => {
@@ -198,90 +108,6 @@ describe('compatibility badge', () => {
     })!;
     expect(badge.severity).toBe('warning');
     expect(badge.label).toBe('Warning');
-  });
-});
-
-describe('GPU section', () => {
-  const sessions = [
-    { kernelId: 'k-2', path: 'experiments/cpu-check.ipynb' },
-    { kernelId: 'k-1', path: 'elsewhere.ipynb' }
-  ];
-
-  it('orders GPUs by index with memory figures and fraction', () => {
-    const views = gpuViews(snapshot(), [vision, cpuImage], sessions);
-    expect(views.map(v => v.title)).toEqual(['GPU 0', 'GPU 1']);
-    expect(views[0].memoryText).toBe('20.0 GiB / 80.0 GiB');
-    expect(views[0].memoryFraction).toBeCloseTo(0.25);
-    expect(views[0].utilization).toBe(37);
-    expect(views[0].details).toBe('compute 8.0 · 123 / 400 W');
-    expect(views[0].hiddenProcesses).toBe(1);
-    expect(views[1].processes).toEqual([]);
-  });
-
-  it('names kernel processes by notebook, biggest first, falling back to sessions', () => {
-    const procs = gpuViews(snapshot(), [vision, cpuImage], sessions)[0].processes;
-    expect(procs.map(p => p.label)).toEqual(['train.ipynb', 'cpu-check.ipynb', 'PID 4242 · python']);
-    expect(procs[0]).toMatchObject({
-      path: 'work/train.ipynb',
-      environment: 'vision (conda)',
-      memory: '12.0 GiB',
-      isKernel: true,
-      own: true
-    });
-    expect(procs[1].environment).toBe('torch-cpu (docker)');
-    expect(procs[2]).toMatchObject({ isKernel: false, environment: '' });
-  });
-
-  it('keeps unknown metrics unknown instead of inventing zeros', () => {
-    const snap = snapshot({
-      gpus: [{ index: 0, memory_total: null, memory_used: null, processes: [{ pid: 7, used_memory: null, kernel_id: 'abcdef123456' }] }]
-    });
-    const [view] = gpuViews(snap, [], []);
-    expect(view.memoryFraction).toBeNull();
-    expect(view.memoryText).toBe('— / —');
-    expect(view.name).toBe('Unknown GPU');
-    expect(view.processes[0].label).toBe('Kernel abcdef12');
-  });
-
-  it('has no cards without GPUs and explains why', () => {
-    const none = snapshot({ available: false, state: 'unavailable', gpus: [], reason: 'No NVIDIA driver is installed on this machine' });
-    expect(gpuViews(none, [], [])).toEqual([]);
-    expect(noGpuMessage(none)).toEqual({ title: 'No GPU visible', reason: 'No NVIDIA driver is installed on this machine' });
-    expect(noGpuMessage(snapshot({ available: false, state: 'sampling', gpus: [], reason: 'sampling' })).title).toBe(
-      'Reading GPU status…'
-    );
-    expect(noGpuMessage(snapshot({ gpus: [] })).title).toBe('No GPU visible');
-  });
-
-  it('summarises the driver', () => {
-    expect(driverSummary(snapshot())).toBe('Driver 550.54.15 · CUDA 12.4');
-    expect(driverSummary(snapshot({ driver_version: null, cuda_driver_version: null }))).toBe('');
-    expect(driverSummary(null)).toBe('');
-  });
-});
-
-describe('status bar', () => {
-  it('sums a kernel’s GPU memory over every GPU it uses', () => {
-    const snap = snapshot();
-    snap.gpus[0].processes.push({ pid: 103, used_memory: 1 * GIB, kernel_id: 'k-1' });
-    snap.gpus[1].processes.push({ pid: 104, used_memory: 3 * GIB, kernel_id: 'k-1' });
-    expect(kernelGpuUsage(snap, 'k-1')).toEqual({ bytes: 16 * GIB, gpus: [0, 1] });
-    expect(kernelGpuUsage(snap, 'k-9')).toBeNull();
-    expect(kernelGpuUsage(snapshot({ available: false, gpus: [] }), 'k-1')).toBeNull();
-  });
-
-  it('names the environment and its GPU memory, or nothing for other kernels', () => {
-    const active = { kernelName: vision.kernel_name, kernelId: 'k-1', path: 'work/train.ipynb' };
-    expect(statusBarView(active, [vision], snapshot())!.text).toBe('vision · 12.0 GiB on GPU 0');
-    expect(statusBarView({ ...active, kernelId: 'k-7' }, [vision], snapshot())!.text).toBe(
-      'vision · no GPU memory'
-    );
-    const noGpu = snapshot({ available: false, state: 'unavailable', gpus: [], reason: 'no driver' });
-    expect(statusBarView(active, [vision], noGpu)!.text).toBe('vision · no GPU');
-    expect(statusBarView(active, [vision], null)!.text).toBe('vision');
-    expect(statusBarView(active, [vision], snapshot())!.title).toContain(vision.display_name);
-    expect(statusBarView({ ...active, kernelName: 'python3' }, [vision], snapshot())).toBeNull();
-    expect(statusBarView(null, [vision], snapshot())).toBeNull();
   });
 });
 

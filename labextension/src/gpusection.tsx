@@ -1,0 +1,124 @@
+/** The GPU section: one card per GPU, or why there is none. */
+import * as React from 'react';
+
+import type { GpuSnapshot } from './api';
+import { ErrorBox, Loading } from './feedback';
+import { driverSummary, GpuView, gpuViews, noGpuMessage, SessionRef } from './gpumodel';
+import { gpuIcon } from './icons';
+import { formatPercent, formatRetry } from './model';
+import type { GpuEnvStore } from './store';
+
+export interface GpuSectionProps {
+  snapshot: GpuSnapshot | null;
+  store: GpuEnvStore;
+  sessions: SessionRef[];
+}
+
+export function GpuSection(props: GpuSectionProps): JSX.Element {
+  const { snapshot, store } = props;
+  const health = store.gpuHealth;
+  const views = gpuViews(snapshot, store.environments, props.sessions);
+  let content: JSX.Element;
+  if (!snapshot && health.lastError) {
+    content = <ErrorBox error={health.lastError} retry={formatRetry(health.retryInMs)} />;
+  } else if (!snapshot) {
+    content = <Loading text="Reading GPU status…" />;
+  } else if (!views.length) {
+    const { title, reason } = noGpuMessage(snapshot);
+    content = (
+      <div className="jp-GpuEnv-noGpu" role="status">
+        <gpuIcon.react tag="span" className="jp-GpuEnv-noGpuIcon" />
+        <div>
+          <strong>{title}</strong>
+          {reason ? <p>{reason}</p> : null}
+        </div>
+      </div>
+    );
+  } else {
+    content = (
+      <ul
+        className={`jp-GpuEnv-gpuList${health.lastError ? ' jp-mod-stale' : ''}`}
+        aria-label="GPUs"
+      >
+        {views.map(view => (
+          <GpuCard key={view.key} view={view} />
+        ))}
+      </ul>
+    );
+  }
+  const summary = driverSummary(snapshot);
+  return (
+    <section className="jp-GpuEnv-section" aria-labelledby="gpuenv-gpus-heading">
+      <h3 id="gpuenv-gpus-heading" className="jp-GpuEnv-sectionTitle">
+        GPUs
+        {summary ? <span className="jp-GpuEnv-sectionNote">{summary}</span> : null}
+      </h3>
+      {snapshot && health.lastError ? (
+        <ErrorBox error={health.lastError} retry={formatRetry(health.retryInMs)} compact />
+      ) : null}
+      {content}
+    </section>
+  );
+}
+
+function GpuCard({ view }: { view: GpuView }): JSX.Element {
+  const percent = view.memoryFraction === null ? null : Math.round(view.memoryFraction * 100);
+  const level = percent === null ? '' : percent >= 90 ? ' jp-mod-high' : percent >= 70 ? ' jp-mod-mid' : '';
+  return (
+    <li className="jp-GpuEnv-gpu" data-gpu-index={view.title}>
+      <div className="jp-GpuEnv-gpuHead">
+        <span className="jp-GpuEnv-gpuTitle">{view.title}</span>
+        <span className="jp-GpuEnv-gpuName" title={view.name}>
+          {view.name}
+        </span>
+        {view.temperature !== null ? (
+          <span className="jp-GpuEnv-gpuTemp" title="Temperature">
+            {view.temperature} °C
+          </span>
+        ) : null}
+      </div>
+      <div
+        className="jp-GpuEnv-meter"
+        role="meter"
+        aria-label={`${view.title} memory used`}
+        aria-valuemin={0}
+        aria-valuemax={100}
+        aria-valuenow={percent ?? undefined}
+        aria-valuetext={view.memoryText}
+      >
+        <div className={`jp-GpuEnv-meterFill${level}`} style={{ width: `${percent ?? 0}%` }} />
+      </div>
+      <div className="jp-GpuEnv-gpuFigures">
+        <span>Memory {view.memoryText}</span>
+        <span>Util {formatPercent(view.utilization)}</span>
+      </div>
+      {view.details ? <div className="jp-GpuEnv-gpuDetails">{view.details}</div> : null}
+      {view.processes.length ? (
+        <ul className="jp-GpuEnv-procs" aria-label={`Processes on ${view.title}`}>
+          {view.processes.map(proc => (
+            <li
+              key={proc.key}
+              className={proc.isKernel ? 'jp-GpuEnv-proc jp-mod-kernel' : 'jp-GpuEnv-proc'}
+              title={proc.path || proc.label}
+            >
+              <div className="jp-GpuEnv-procMain">
+                <span className="jp-GpuEnv-procName">{proc.label}</span>
+                <span className="jp-GpuEnv-procMem">{proc.memory}</span>
+              </div>
+              {proc.environment ? (
+                <div className="jp-GpuEnv-procEnv">{proc.environment}</div>
+              ) : null}
+            </li>
+          ))}
+        </ul>
+      ) : (
+        <div className="jp-GpuEnv-muted jp-GpuEnv-noProcs">No kernels on this GPU</div>
+      )}
+      {view.hiddenProcesses ? (
+        <div className="jp-GpuEnv-hidden">
+          + {view.hiddenProcesses} process{view.hiddenProcesses === 1 ? '' : 'es'} of other users
+        </div>
+      ) : null}
+    </li>
+  );
+}
