@@ -81,10 +81,13 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
         if km.transport != "tcp":
             raise KernelStartFailed("Docker kernels need the tcp transport.")
         self._provision_curve_keys(km, kwargs.pop("transport_encryption", None))
-        if km.cache_ports and not self.ports_cached:
+        if not self.ports_cached:
+            # Ports are fixed before the start: the kernel cannot write the ports it
+            # picked into the read-only connection file.
             cache = LocalPortCache.instance()
             for name in PORT_NAMES:
-                setattr(km, name, cache.find_available_port(km.ip))
+                if km.cache_ports or not getattr(km, name):
+                    setattr(km, name, cache.find_available_port(km.ip))
             self.ports_cached = True
         session = (kwargs.get("env") or {}).get("JPY_SESSION_NAME", "")
         km.write_connection_file(jupyter_session=session)
