@@ -193,6 +193,7 @@ def _wait_listening(server: ServerProcess, port: int) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if server.proc.poll() is not None:
+            server.stop()
             raise RuntimeError(f"jupyter server exited early:\n{server.log_text()[-3000:]}")
         with socket.socket() as sock:
             sock.settimeout(0.5)
