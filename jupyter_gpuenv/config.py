@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from traitlets import Bool, Dict, Float, Integer, List, Unicode, Union, default, validate
+from traitlets import Bool, Dict, Float, List, Unicode, Union, default, validate
 from traitlets.config import LoggingConfigurable
 
 GPU_KEYWORDS = ("all", "none")
