@@ -7,7 +7,10 @@ Docker image list; it never runs code inside an environment. Its output carries 
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .model import Environment, EnvironmentKind, environment_id, kernel_name_for
@@ -54,6 +57,34 @@ class Candidate:
     @property
     def sort_key(self) -> tuple[int, str, str]:
         return (KIND_ORDER[self.kind], self.name.lower(), self.discriminator)
+
+
+def prefix_candidate(
+    kind: EnvironmentKind, name: str, prefix: Path, identity: str, problems: list[str]
+) -> Candidate:
+    """A conda prefix or venv: known by its path, its kernel runs its ``bin/python``."""
+    python = prefix / "bin" / "python"
+    return Candidate(
+        kind=kind,
+        name=name,
+        discriminator=str(prefix),
+        location={"prefix": str(prefix)},
+        identity=identity,
+        python=str(python) if python.exists() else None,
+        settings={"prefix": str(prefix)},
+        problems=problems,
+    )
+
+
+def mtimes_identity(kind: str, prefix: Path, paths: Iterable[Path]) -> str:
+    """``kind:prefix|mtime|...``: changes whenever one of ``paths`` is written ("-": absent)."""
+    parts = [str(prefix)]
+    for path in paths:
+        try:
+            parts.append(str(os.stat(path).st_mtime_ns))
+        except OSError:
+            parts.append("-")
+    return f"{kind}:" + "|".join(parts)
 
 
 def display_name_for(

@@ -13,7 +13,7 @@ import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
-from .candidates import Candidate
+from .candidates import Candidate, mtimes_identity, prefix_candidate
 from .conda_config import CondaSettings
 
 CONDA_ENV_LIST_TIMEOUT = 60.0
@@ -64,16 +64,7 @@ def conda_candidate(prefix: Path, settings: CondaSettings) -> Candidate:
             f"no Python interpreter in this environment ({python} is missing); "
             f"install one with `conda install -p {prefix} python ipykernel`"
         )
-    return Candidate(
-        kind="conda",
-        name=name,
-        discriminator=str(prefix),
-        location={"prefix": str(prefix)},
-        identity=conda_identity(prefix),
-        python=str(python) if python.exists() else None,
-        settings={"prefix": str(prefix)},
-        problems=problems,
-    )
+    return prefix_candidate("conda", name, prefix, conda_identity(prefix), problems)
 
 
 def conda_identity(prefix: Path) -> str:
@@ -82,10 +73,8 @@ def conda_identity(prefix: Path) -> str:
     conda adds/removes ``conda-meta/*.json`` records (the folder's mtime) and appends to
     ``conda-meta/history``; pip adds/removes ``*.dist-info`` folders in site-packages.
     """
-    parts = [str(prefix)]
-    for path in (prefix / "conda-meta", prefix / "conda-meta" / "history", site_packages(prefix)):
-        parts.append(_mtime(path))
-    return "conda:" + "|".join(parts)
+    meta = prefix / "conda-meta"
+    return mtimes_identity("conda", prefix, (meta, meta / "history", site_packages(prefix)))
 
 
 def site_packages(prefix: Path) -> Path:
@@ -116,13 +105,6 @@ def conda_env_list(cli: str, timeout: float = CONDA_ENV_LIST_TIMEOUT) -> list[Pa
     except (OSError, subprocess.SubprocessError, ValueError):
         return []
     return [Path(p) for p in data.get("envs", []) if isinstance(p, str)]
-
-
-def _mtime(path: Path) -> str:
-    try:
-        return str(os.stat(path).st_mtime_ns)
-    except OSError:
-        return "-"
 
 
 def _same(a: Path, b: Path) -> bool:

@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from .candidates import Candidate
+from .candidates import Candidate, mtimes_identity, prefix_candidate
 
 
 def is_venv_prefix(path: Path) -> bool:
@@ -84,24 +84,9 @@ def venv_candidate(prefix: Path) -> Candidate:
         target = os.readlink(python) if python.is_symlink() else None
         reason = f"it points to {target}, which no longer exists" if target else "it is missing"
         problems.append(f"the venv's interpreter {python} cannot run ({reason}); recreate the venv")
-    return Candidate(
-        kind="venv",
-        name=venv_name(prefix),
-        discriminator=str(prefix),
-        location={"prefix": str(prefix)},
-        identity=venv_identity(prefix),
-        python=str(python) if python.exists() else None,
-        settings={"prefix": str(prefix)},
-        problems=problems,
-    )
+    return prefix_candidate("venv", venv_name(prefix), prefix, venv_identity(prefix), problems)
 
 
 def venv_identity(prefix: Path) -> str:
     """pyvenv.cfg changes when the venv is recreated, site-packages when pip changes it."""
-    parts = [str(prefix)]
-    for path in (prefix / "pyvenv.cfg", venv_site_packages(prefix)):
-        try:
-            parts.append(str(os.stat(path).st_mtime_ns))
-        except OSError:
-            parts.append("-")
-    return "venv:" + "|".join(parts)
+    return mtimes_identity("venv", prefix, (prefix / "pyvenv.cfg", venv_site_packages(prefix)))
