@@ -18,6 +18,7 @@ from jupyter_gpuenv.gpu.attribution import read_container_id
 from tests.gpu.kernel_session import child_pids
 from tests.gpu.test_gpus_api import get_gpus, use_fake_nvml
 from tests.support.fake_nvml import FakeGpu, FakeNvml, FakeProcess
+from tests.support.server_config import server_config
 
 pytestmark = pytest.mark.docker
 
@@ -26,21 +27,7 @@ NOTEBOOK = "experiments/train.ipynb"
 
 @pytest.fixture
 def jp_server_config(torch_cpu_image: str) -> dict[str, Any]:
-    return {
-        "ServerApp": {
-            "jpserver_extensions": {"jupyter_gpuenv": True},
-            "kernel_spec_manager_class": (
-                "jupyter_gpuenv.provisioning.kernelspecs.GpuEnvKernelSpecManager"
-            ),
-        },
-        "GpuEnv": {
-            "conda_envs_dirs": [],
-            "venv_dirs": [],
-            "docker_images": {"torchcpu": torch_cpu_image},
-            "docker_label_discovery": False,
-            "gpu_sample_interval": 0.2,
-        },
-    }
+    return server_config(docker_images={"torchcpu": torch_cpu_image}, gpu_sample_interval=0.2)
 
 
 async def test_process_in_a_kernel_container_is_attributed(

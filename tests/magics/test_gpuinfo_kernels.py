@@ -21,6 +21,7 @@ from jupyter_client.manager import AsyncKernelManager
 import jupyter_gpuenv
 from jupyter_gpuenv.magics.kernel_view import NO_GPU_SENTENCE
 from tests.gpu.kernel_session import Outputs, run_cell
+from tests.support.server_config import server_config
 
 REPO = Path(jupyter_gpuenv.__file__).parent.parent
 
@@ -109,20 +110,7 @@ async def test_gpuinfo_in_a_conda_kernel_with_a_cuda_build(
 
 @pytest.fixture
 def jp_server_config(torch_cpu_image: str) -> dict[str, Any]:
-    return {
-        "ServerApp": {
-            "jpserver_extensions": {"jupyter_gpuenv": True},
-            "kernel_spec_manager_class": (
-                "jupyter_gpuenv.provisioning.kernelspecs.GpuEnvKernelSpecManager"
-            ),
-        },
-        "GpuEnv": {
-            "conda_envs_dirs": [],
-            "venv_dirs": [],
-            "docker_images": {"torchcpu": torch_cpu_image},
-            "docker_label_discovery": False,
-        },
-    }
+    return server_config(docker_images={"torchcpu": torch_cpu_image})
 
 
 @pytest.mark.docker

@@ -1,4 +1,4 @@
-"""Shared pieces of the provisioner tests: server configs, kernel containers, bounded waits."""
+"""Shared pieces of the provisioner tests: catalog lookups, kernel containers, bounded waits."""
 
 from __future__ import annotations
 
@@ -12,26 +12,7 @@ import pytest
 
 from jupyter_gpuenv.provisioning import labels
 from tests.provisioning.server_process import ServerProcess, start_server
-
-KSM_CLASS = "jupyter_gpuenv.provisioning.kernelspecs.GpuEnvKernelSpecManager"
-
-
-def server_config(**gpuenv: Any) -> dict[str, Any]:
-    """jp_server_config for a server with the extension, our kernelspecs and ``c.GpuEnv``."""
-    settings = {
-        "conda_envs_dirs": [],
-        "venv_dirs": [],
-        "docker_images": {},
-        "docker_label_discovery": False,
-    }
-    settings.update(gpuenv)
-    return {
-        "ServerApp": {
-            "jpserver_extensions": {"jupyter_gpuenv": True},
-            "kernel_spec_manager_class": KSM_CLASS,
-        },
-        "GpuEnv": settings,
-    }
+from tests.support.server_config import server_config as server_config  # re-exported
 
 
 async def eventually(predicate: Callable[[], Any], timeout: float, what: str) -> Any:

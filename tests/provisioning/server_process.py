@@ -31,6 +31,7 @@ import tornado.websocket
 
 import jupyter_gpuenv
 from tests.provisioning.kernel_ws import KernelSocket
+from tests.support.server_config import server_config
 
 REPO = Path(jupyter_gpuenv.__file__).resolve().parent.parent
 START_TIMEOUT = 60.0
@@ -129,21 +130,7 @@ def start_server(
     for sub in ("config", "data", "runtime", "cache"):
         (home / sub).mkdir()
         os.chown(home / sub, uid, gid)
-    config = {
-        "ServerApp": {
-            "jpserver_extensions": {"jupyter_gpuenv": True},
-            "kernel_spec_manager_class": (
-                "jupyter_gpuenv.provisioning.kernelspecs.GpuEnvKernelSpecManager"
-            ),
-        },
-        # Only what the test configures: no host conda envs, venvs or labelled images.
-        "GpuEnv": {
-            "conda_envs_dirs": [],
-            "venv_dirs": [],
-            "docker_label_discovery": False,
-            **gpuenv,
-        },
-    }
+    config = server_config(**gpuenv)
     (home / "config" / "jupyter_server_config.json").write_text(json.dumps(config))
     port, token = free_port(), uuid.uuid4().hex
     argv = [

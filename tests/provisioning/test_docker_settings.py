@@ -15,7 +15,8 @@ from tornado.httpclient import HTTPClientError
 
 from jupyter_gpuenv.provisioning import labels
 from jupyter_gpuenv.provisioning.gpu_request import detect_runtime
-from tests.provisioning.conftest import environment_named, kernel_containers, server_config
+from tests.provisioning.conftest import environment_named, kernel_containers
+from tests.support.server_config import server_config
 
 pytestmark = pytest.mark.docker
 

@@ -13,8 +13,9 @@ import pytest
 
 from jupyter_gpuenv.provisioning import labels
 from jupyter_gpuenv.provisioning.kernel_layer import find_layer
-from tests.provisioning.conftest import environment_named, kernel_containers, server_config
+from tests.provisioning.conftest import environment_named, kernel_containers
 from tests.provisioning.kernel_ws import KernelSocket
+from tests.support.server_config import server_config
 
 pytestmark = pytest.mark.docker
 

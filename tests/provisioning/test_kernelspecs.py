@@ -13,7 +13,8 @@ from jupyter_gpuenv.provisioning.kernelspecs import (
     has_kernel,
     kernelspec_dict,
 )
-from tests.provisioning.conftest import environment_named, server_config
+from tests.provisioning.conftest import environment_named
+from tests.support.server_config import server_config
 
 
 @pytest.fixture

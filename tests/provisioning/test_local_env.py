@@ -12,8 +12,9 @@ import pytest
 from jupyter_client.manager import AsyncKernelManager
 
 from jupyter_gpuenv.provisioning.kernelspecs import GpuEnvKernelSpecManager
-from tests.provisioning.conftest import environment_named, server_config
+from tests.provisioning.conftest import environment_named
 from tests.provisioning.kernel_ws import KernelSocket
+from tests.support.server_config import server_config
 
 ACTIVATE_SCRIPTS = {
     # Sourced in name order; the second relies on the first, as real packages' scripts do.
