@@ -22,22 +22,14 @@ from jupyter_gpuenv.server.gpus_api import SAMPLER_SERVICE
 from jupyter_gpuenv.server.openapi_api import openapi_document
 from tests.gpu.kernel_session import run_cell
 from tests.support.fake_nvml import FakeGpu, FakeNvml, FakeProcess
+from tests.support.server_config import server_config
 
 NOTEBOOK = "work/analysis.ipynb"
 
 
 @pytest.fixture
 def jp_server_config() -> dict[str, Any]:
-    return {
-        "ServerApp": {"jpserver_extensions": {"jupyter_gpuenv": True}},
-        "GpuEnv": {
-            "conda_envs_dirs": [],
-            "venv_dirs": [],
-            "docker_images": {},
-            "docker_label_discovery": False,
-            "gpu_sample_interval": 0.2,
-        },
-    }
+    return server_config(kernelspecs=False, gpu_sample_interval=0.2)
 
 
 async def get_gpus(jp_fetch: Any) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from tornado.httpclient import HTTPClientError
 
 import jupyter_gpuenv.server
 from jupyter_gpuenv.server.openapi_api import SPEC_PATH
+from tests.support.server_config import server_config
 
 METHODS = ("get", "post", "put", "patch", "delete")
 API = ("gpuenv", "api")
@@ -27,15 +28,7 @@ API = ("gpuenv", "api")
 @pytest.fixture
 def jp_server_config(tmp_path):
     # No sources at all: the answers do not depend on this machine's environments.
-    return {
-        "ServerApp": {"jpserver_extensions": {"jupyter_gpuenv": True}},
-        "GpuEnv": {
-            "conda_envs_dirs": [],
-            "venv_dirs": [],
-            "docker_images": {},
-            "docker_label_discovery": False,
-        },
-    }
+    return server_config(kernelspecs=False)
 
 
 def extension_routes(serverapp) -> list[tuple[str, type]]:
