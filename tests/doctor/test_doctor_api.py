@@ -11,27 +11,14 @@ from tornado.httpclient import HTTPClientError
 
 from jupyter_gpuenv.doctor.host_probe import read_gpu_status
 from jupyter_gpuenv.server.openapi_api import openapi_document
-
-TORCH_CU121 = {
-    "version": "2.9.0+cu121",
-    "cuda": "12.1",
-    "cudnn": "90100",
-    "arch_list": ["sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90"],
-}
+from tests.support.fake_torch import TORCH_CU121
+from tests.support.server_config import server_config
 
 
 @pytest.fixture
 def jp_server_config(tmp_path, conda_prefix_factory):
     prefix = conda_prefix_factory(tmp_path / "envs" / "torch121", torch=TORCH_CU121)
-    return {
-        "ServerApp": {"jpserver_extensions": {"jupyter_gpuenv": True}},
-        "GpuEnv": {
-            "conda_envs_dirs": [str(prefix.parent)],
-            "venv_dirs": [],
-            "docker_images": {},
-            "docker_label_discovery": False,
-        },
-    }
+    return server_config(kernelspecs=False, conda_envs_dirs=[str(prefix.parent)])
 
 
 async def get_json(jp_fetch, *parts, **query):

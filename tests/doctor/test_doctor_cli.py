@@ -12,13 +12,7 @@ from pathlib import Path
 import pytest
 
 from jupyter_gpuenv.doctor.host_probe import read_gpu_status
-
-TORCH_CU121 = {
-    "version": "2.9.0+cu121",
-    "cuda": "12.1",
-    "cudnn": "90100",
-    "arch_list": ["sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90"],
-}
+from tests.support.fake_torch import TORCH_CU121
 
 
 @pytest.fixture

@@ -21,16 +21,10 @@ from jupyter_client.manager import AsyncKernelManager
 import jupyter_gpuenv
 from jupyter_gpuenv.magics.kernel_view import NO_GPU_SENTENCE
 from tests.gpu.kernel_session import Outputs, run_cell
+from tests.support.fake_torch import TORCH_CU121
 from tests.support.server_config import server_config
 
 REPO = Path(jupyter_gpuenv.__file__).parent.parent
-
-TORCH_CU121 = {
-    "version": "2.9.0+cu121",
-    "cuda": "12.1",
-    "cudnn": "90100",
-    "arch_list": ["sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90"],
-}
 
 
 def write_kernelspec(root: Path, name: str, python: str) -> KernelSpecManager:

@@ -17,6 +17,13 @@ from typing import Any
 from .dist_info import write_dist_info
 
 DEFAULT_CUDA_ARCHS = ["sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90"]
+# What a CUDA 12.1 / cuDNN 9.1 wheel of PyTorch 2.9 reports (conda_prefix_factory(torch=...)).
+TORCH_CU121 = {
+    "version": "2.9.0+cu121",
+    "cuda": "12.1",
+    "cudnn": "90100",
+    "arch_list": list(DEFAULT_CUDA_ARCHS),
+}
 GIT_VERSION = "0f1f0d3b6d4a5b7c8e9f0a1b2c3d4e5f6a7b8c9d"
 
 
