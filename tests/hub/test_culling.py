@@ -9,12 +9,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from jupyter_gpuenv.provisioning import labels
+from tests.support.waits import eventually
 
 pytestmark = [pytest.mark.hub, pytest.mark.docker]
 
@@ -35,17 +35,6 @@ def jp_server_config(python_kernel_image: str) -> dict[str, Any]:
             "hub_user": HUB_USER,
         },
     }
-
-
-async def eventually(what: str, predicate: Callable[[], Any], timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        await asyncio.sleep(0.5)
 
 
 async def test_culled_docker_kernel_leaves_no_container(
@@ -79,4 +68,4 @@ async def test_culled_docker_kernel_leaves_no_container(
     while kernel_id in await kernel_ids():
         assert time.monotonic() < deadline, "the idle kernel was not culled within 120 s"
         await asyncio.sleep(0.5)
-    await eventually("the culled kernel's container removed", lambda: containers() == [], 60)
+    await eventually(lambda: containers() == [], 60, "the culled kernel's container removed")

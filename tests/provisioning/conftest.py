@@ -1,10 +1,8 @@
-"""Shared pieces of the provisioner tests: catalog lookups, kernel containers, bounded waits."""
+"""Shared pieces of the provisioner tests: catalog lookups, kernel containers, servers."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -13,18 +11,6 @@ import pytest
 from jupyter_gpuenv.provisioning import labels
 from tests.provisioning.server_process import ServerProcess, start_server
 from tests.support.server_config import server_config as server_config  # re-exported
-
-
-async def eventually(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll ``predicate`` (bounded, without blocking the loop) until it is truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.2)
 
 
 def kernel_containers(client: Any, **match: str) -> list[Any]:

@@ -14,8 +14,9 @@ import os
 import pytest
 
 from jupyter_gpuenv.provisioning import labels
-from tests.provisioning.conftest import eventually, kernel_containers
+from tests.provisioning.conftest import kernel_containers
 from tests.provisioning.server_process import make_shared_dir
+from tests.support.waits import eventually
 
 pytestmark = pytest.mark.docker
 
