@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -11,6 +12,17 @@ import pytest
 from jupyter_gpuenv.provisioning import labels
 from tests.provisioning.server_process import ServerProcess, start_server
 from tests.support.server_config import server_config as server_config  # re-exported
+
+
+class Collect(logging.Handler):
+    """Every message a logger emits (added to the server's log to read what it said)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
 
 
 def kernel_containers(client: Any, **match: str) -> list[Any]:

@@ -8,14 +8,13 @@ container behind.
 from __future__ import annotations
 
 import json
-import logging
 
 import pytest
 from tornado.httpclient import HTTPClientError
 
 from jupyter_gpuenv.provisioning import labels
 from jupyter_gpuenv.provisioning.gpu_request import detect_runtime
-from tests.provisioning.conftest import environment_named, kernel_containers
+from tests.provisioning.conftest import Collect, environment_named, kernel_containers
 from tests.support.server_config import server_config
 
 pytestmark = pytest.mark.docker
@@ -152,15 +151,6 @@ async def test_explicit_gpu_ids_need_an_nvidia_runtime(jp_fetch, docker_client):
         (device_request,) = container.attrs["HostConfig"]["DeviceRequests"]
         assert device_request["DeviceIDs"] == ["0"]
         await jp_fetch("api", "kernels", kernel_id, method="DELETE")
-
-
-class Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
 
 
 async def test_all_gpus_without_runtime_start_without_them(

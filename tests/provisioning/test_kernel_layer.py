@@ -7,13 +7,12 @@ found again by the base image id, and the user's image is left exactly as it was
 from __future__ import annotations
 
 import json
-import logging
 
 import pytest
 
 from jupyter_gpuenv.provisioning import labels
 from jupyter_gpuenv.provisioning.kernel_layer import find_layer
-from tests.provisioning.conftest import environment_named, kernel_containers
+from tests.provisioning.conftest import Collect, environment_named, kernel_containers
 from tests.provisioning.kernel_ws import KernelSocket
 from tests.support.server_config import server_config
 
@@ -23,15 +22,6 @@ pytestmark = pytest.mark.docker
 @pytest.fixture
 def jp_server_config(bare_python_image):
     return server_config(docker_images={"bare": bare_python_image})
-
-
-class Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
 
 
 def has_ipykernel(client, image: str) -> bool:
