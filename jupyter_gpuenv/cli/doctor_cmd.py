@@ -8,7 +8,6 @@ gate on it.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
@@ -20,7 +19,7 @@ from ..doctor.report import (
     hypothetical_host_or_none,
     select_environments,
 )
-from ..environments.catalog import Catalog
+from .output import open_catalog, print_json
 
 MARKS = {"ok": "ok", "warning": "WARNING", "error": "ERROR"}
 
@@ -54,10 +53,11 @@ def run(args: argparse.Namespace, config: GpuEnv) -> int:
     host = hypothetical_host_or_none(args.driver_version, args.compute_capability)
     if host is None:
         host = HostProbe()()
-    envs = select_environments(Catalog(config).list_environments_sync(), args.env)
+    with open_catalog(config) as catalog:
+        envs = select_environments(catalog.list_environments_sync(), args.env)
     report = doctor_report(envs, host, config)
     if args.json:
-        print(json.dumps(report, indent=2))
+        print_json(report)
     else:
         print(_printable(format_report(report)))
     return 1 if has_errors(report) else 0

@@ -7,14 +7,13 @@ so after a server (or an earlier command) has probed, they answer without probin
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from ..config import GpuEnv
-from ..environments.catalog import Catalog
 from ..environments.model import Environment
+from .output import open_catalog, print_json
 
 COLUMNS = ("ID", "KIND", "PYTHON", "PYTORCH", "CUDA", "IPYKERNEL", "DISPLAY NAME")
 
@@ -57,26 +56,20 @@ def register(subparsers: Any) -> None:
 
 
 def run_list(args: argparse.Namespace, config: GpuEnv) -> int:
-    catalog = Catalog(config)
-    try:
+    with open_catalog(config) as catalog:
         envs = catalog.list_environments_sync(refresh=args.refresh)
-    finally:
-        catalog.stop()
     if args.json:
-        print(json.dumps({"environments": [env.to_json() for env in envs]}, indent=2))
+        print_json({"environments": [env.to_json() for env in envs]})
     else:
         print(format_table(envs))
     return 0
 
 
 def run_export(args: argparse.Namespace, config: GpuEnv) -> int:
-    catalog = Catalog(config)
-    try:
+    with open_catalog(config) as catalog:
         _filename, text = catalog.export_sync(
             args.env, no_builds=args.no_builds, from_history=args.from_history
         )
-    finally:
-        catalog.stop()
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
         print(f"wrote {args.output}", file=sys.stderr)

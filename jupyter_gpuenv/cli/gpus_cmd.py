@@ -8,7 +8,6 @@ this account can see). ``--json`` prints exactly the ``GET /gpuenv/api/gpus`` do
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from typing import Any
 
@@ -16,6 +15,7 @@ from ..config import GpuEnv
 from ..gpu.sampler import build_gpu_sampler
 from ..gpu.snapshot import GpuDevice, GpuSnapshot, human_bytes
 from ..gpu.view import GpuView
+from .output import print_json
 
 NO_GPU_SENTENCE = "No NVIDIA GPU is available"
 
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace, config: GpuEnv, nvml: Any = None) -> int:
     finally:
         sampler.stop()
     if args.json:
-        print(json.dumps(sample.snapshot.to_json(), indent=2))
+        print_json(sample.snapshot.to_json())
     else:
         print(render_table(sample.snapshot))
     return 0

@@ -26,6 +26,7 @@ from ..environments.catalog import Catalog
 from ..environments.model import KERNEL_NAME_PREFIX, Environment, kernel_name_for
 from ..errors import BadRequest
 from ..provisioning.kernelspecs import RESOURCES, has_kernel, kernelspec_dict
+from .output import open_catalog, print_json
 
 
 def register(subparsers: Any) -> None:
@@ -75,11 +76,8 @@ def _chosen(catalog: Catalog, names: list[str]) -> list[Environment]:
 
 
 def run_install(args: argparse.Namespace, config: GpuEnv) -> int:
-    catalog = Catalog(config)
-    try:
+    with open_catalog(config) as catalog:
         envs = _chosen(catalog, args.envs)
-    finally:
-        catalog.stop()
     ksm = KernelSpecManager()
     for env in envs:
         name = kernel_name_for(env.id)
@@ -118,16 +116,13 @@ def run_remove(args: argparse.Namespace, config: GpuEnv) -> int:
     ours = installed()
     wanted = set(ours)
     if args.envs:
-        catalog = Catalog(config)
-        try:
+        with open_catalog(config) as catalog:
             wanted = set()
             for ref in args.envs:
                 if ref in ours:
                     wanted.add(ref)
                     continue
                 wanted.add(kernel_name_for(catalog.resolve_sync(ref).id))
-        finally:
-            catalog.stop()
     for name in sorted(wanted & set(ours)):
         shutil.rmtree(ours[name][0])
         print(f"removed {name} ({ours[name][0]})")
@@ -135,11 +130,8 @@ def run_remove(args: argparse.Namespace, config: GpuEnv) -> int:
 
 
 def run_list(args: argparse.Namespace, config: GpuEnv) -> int:
-    catalog = Catalog(config)
-    try:
+    with open_catalog(config) as catalog:
         current = {kernel_name_for(e.id): e for e in catalog.list_environments_sync()}
-    finally:
-        catalog.stop()
     rows = []
     for name, (folder, spec) in sorted(installed().items()):
         env = current.get(name)
@@ -159,7 +151,7 @@ def run_list(args: argparse.Namespace, config: GpuEnv) -> int:
             }
         )
     if args.json:
-        print(json.dumps({"kernelspecs": rows}, indent=2))
+        print_json({"kernelspecs": rows})
     elif not rows:
         print("No gpuenv kernelspecs installed (`jupyter gpuenv kernelspecs install`).")
     for row in rows if not args.json else []:
