@@ -8,7 +8,7 @@ Docker image list; it never runs code inside an environment. Its output carries 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,3 +162,33 @@ def _major_minor(version: str) -> str:
 
 def _unique(items: list[str]) -> list[str]:
     return list(dict.fromkeys(items))
+
+
+def prefixes_in(
+    dirs: Iterable[str | os.PathLike[str]], is_prefix: Callable[[Path], bool]
+) -> list[Path]:
+    """Subfolders of ``dirs`` that ``is_prefix`` accepts; an entry that is one counts too."""
+    found: list[Path] = []
+    for folder in dirs:
+        base = Path(folder).expanduser().absolute()
+        if is_prefix(base):
+            found.append(base)
+            continue
+        try:
+            entries = sorted(os.scandir(base), key=lambda e: e.name)
+        except OSError:
+            continue
+        found += [Path(e.path) for e in entries if e.is_dir() and is_prefix(Path(e.path))]
+    return found
+
+
+def unique_prefixes(paths: Iterable[Path]) -> list[Path]:
+    """Absolute paths, deduplicated by real path; the first occurrence wins."""
+    seen: set[str] = set()
+    out: list[Path] = []
+    for path in paths:
+        key = os.path.realpath(path)
+        if key not in seen:
+            seen.add(key)
+            out.append(Path(os.path.abspath(path)))
+    return out

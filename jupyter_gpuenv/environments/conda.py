@@ -13,7 +13,13 @@ import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
-from .candidates import Candidate, mtimes_identity, prefix_candidate
+from .candidates import (
+    Candidate,
+    mtimes_identity,
+    prefix_candidate,
+    prefixes_in,
+    unique_prefixes,
+)
 from .conda_config import CondaSettings
 
 CONDA_ENV_LIST_TIMEOUT = 60.0
@@ -36,21 +42,10 @@ def conda_prefixes(
     found: list[Path] = []
     if settings.root_prefix is not None:
         found.append(settings.root_prefix)
-    for folder in envs_dirs:
-        base = Path(folder).expanduser()
-        if is_conda_prefix(base):
-            found.append(base)
-            continue
-        try:
-            entries = sorted(os.scandir(base), key=lambda e: e.name)
-        except OSError:
-            continue
-        for entry in entries:
-            if entry.is_dir() and os.path.isdir(os.path.join(entry.path, "conda-meta")):
-                found.append(Path(entry.path))
+    found += prefixes_in(envs_dirs, is_conda_prefix)
     found += [p for p in settings.listed_prefixes if is_conda_prefix(p)]
     found += [Path(p) for p in extra_prefixes if is_conda_prefix(Path(p))]
-    return _dedupe(found)
+    return unique_prefixes(found)
 
 
 def conda_candidate(prefix: Path, settings: CondaSettings) -> Candidate:
@@ -112,14 +107,3 @@ def _same(a: Path, b: Path) -> bool:
         return os.path.samefile(a, b)
     except OSError:
         return os.path.abspath(a) == os.path.abspath(b)
-
-
-def _dedupe(paths: Iterable[Path]) -> list[Path]:
-    seen: set[str] = set()
-    out: list[Path] = []
-    for path in paths:
-        key = os.path.realpath(path)
-        if key not in seen:
-            seen.add(key)
-            out.append(Path(os.path.abspath(path)))
-    return out

@@ -9,7 +9,13 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from .candidates import Candidate, mtimes_identity, prefix_candidate
+from .candidates import (
+    Candidate,
+    mtimes_identity,
+    prefix_candidate,
+    prefixes_in,
+    unique_prefixes,
+)
 
 
 def is_venv_prefix(path: Path) -> bool:
@@ -18,27 +24,7 @@ def is_venv_prefix(path: Path) -> bool:
 
 def venv_prefixes(venv_dirs: Iterable[str | os.PathLike[str]]) -> list[Path]:
     """Subfolders of ``venv_dirs`` that are venvs; an entry that is itself a venv counts too."""
-    found: list[Path] = []
-    for folder in venv_dirs:
-        base = Path(folder).expanduser().absolute()
-        if is_venv_prefix(base):
-            found.append(base)
-            continue
-        try:
-            entries = sorted(os.scandir(base), key=lambda e: e.name)
-        except OSError:
-            continue
-        for entry in entries:
-            if entry.is_dir() and is_venv_prefix(Path(entry.path)):
-                found.append(Path(entry.path))
-    seen: set[str] = set()
-    out = []
-    for path in found:
-        key = os.path.realpath(path)
-        if key not in seen:
-            seen.add(key)
-            out.append(path)
-    return out
+    return unique_prefixes(prefixes_in(venv_dirs, is_venv_prefix))
 
 
 def venv_name(prefix: Path) -> str:
