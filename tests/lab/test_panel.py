@@ -33,15 +33,10 @@ from tests.lab.panel_page import (
     wait_for_kernel,
 )
 from tests.support.conda_prefix import make_conda_prefix
+from tests.support.fake_torch import TORCH_CU121
 
 pytestmark = [pytest.mark.browser, pytest.mark.docker]
 
-TORCH_CU121 = {
-    "version": "2.9.0+cu121",
-    "cuda": "12.1",
-    "cudnn": "90100",
-    "arch_list": ["sm_70", "sm_75", "sm_80", "sm_86", "sm_90"],
-}
 NUMPY = ("numpy", "1.26.4", "py311h64a7726_0", "conda-forge")
 
 

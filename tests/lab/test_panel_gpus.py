@@ -28,10 +28,10 @@ from tests.lab.panel_page import (
     wait_for_kernel,
 )
 from tests.support.conda_prefix import make_conda_prefix
+from tests.support.fake_torch import TORCH_CU121
 
 pytestmark = [pytest.mark.browser]
 
-TORCH_CU121 = {"version": "2.9.0+cu121", "cuda": "12.1", "cudnn": "90100"}
 CARD = f"{PANEL} li.jp-GpuEnv-gpu"
 
 
