@@ -10,30 +10,22 @@ from traitlets.config.loader import JSONFileConfigLoader, PyFileConfigLoader
 
 
 def load_server_config(config_file: str | None = None) -> Config:
-    """Merge jupyter_server_config.{json,py} (and .d folders) from the Jupyter config path.
+    """Merge jupyter_server_config.{py,json} from the Jupyter config path.
 
-    The order mirrors jupyter_server: system paths first, user paths last, so user files
-    win; an explicit ``config_file`` wins over all of them.
+    The precedence is jupyter_server's: system folders first, the user's last, and in each
+    folder the .json file after the .py one, so later files win; an explicit
+    ``config_file`` wins over all of them. jupyter_server_config.d/ drop-ins are not read:
+    the server takes only the extension switches from them, so settings there would
+    apply here and not in the server.
     """
     config = Config()
     for folder in reversed(jupyter_config_path()):
-        config.merge(_load_folder(folder))
+        for name in ("jupyter_server_config.py", "jupyter_server_config.json"):
+            path = os.path.join(folder, name)
+            if os.path.isfile(path):
+                config.merge(_load_file(path))
     if config_file:
         config.merge(_load_file(os.path.abspath(config_file)))
-    return config
-
-
-def _load_folder(folder: str) -> Config:
-    config = Config()
-    drop_in = os.path.join(folder, "jupyter_server_config.d")
-    if os.path.isdir(drop_in):
-        for name in sorted(os.listdir(drop_in)):
-            if name.endswith(".json"):
-                config.merge(_load_file(os.path.join(drop_in, name)))
-    for name in ("jupyter_server_config.json", "jupyter_server_config.py"):
-        path = os.path.join(folder, name)
-        if os.path.isfile(path):
-            config.merge(_load_file(path))
     return config
 
 

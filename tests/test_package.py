@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from jupyter_client.provisioning import KernelProvisionerBase
+from jupyter_server.serverapp import ServerApp
 
 from jupyter_gpuenv.config import load_gpuenv_config
 
@@ -123,10 +124,22 @@ def test_jupyter_config_dir_is_read_like_jupyter_server(tmp_path, monkeypatch):
     config = load_gpuenv_config()
     assert (config.venv_dirs, config.probe_timeout) == (["/from/json"], 5)
 
-    # The .py file is read after the .json one in the same folder, as jupyter_server does.
-    (config_dir / "jupyter_server_config.py").write_text("c.GpuEnv.venv_dirs = ['/from/py']\n")
+    # In one folder the .json file wins over the .py one, as in jupyter_server itself.
+    (config_dir / "jupyter_server_config.py").write_text(
+        "c.GpuEnv.venv_dirs = ['/from/py']\nc.GpuEnv.gpus = 'none'\n"
+    )
     config = load_gpuenv_config()
-    assert (config.venv_dirs, config.probe_timeout) == (["/from/py"], 5)
+    assert (config.venv_dirs, config.probe_timeout, config.gpus) == (["/from/json"], 5, "none")
+    server = ServerApp()
+    server.load_config_file()
+    assert server.config.GpuEnv.venv_dirs == config.venv_dirs
+
+    # Drop-in folders only switch extensions on in jupyter_server; their settings are not
+    # read here either.
+    drop_in = config_dir / "jupyter_server_config.d"
+    drop_in.mkdir()
+    (drop_in / "other.json").write_text(json.dumps({"GpuEnv": {"venv_dirs": ["/drop-in"]}}))
+    assert load_gpuenv_config().venv_dirs == ["/from/json"]
 
     # --config FILE wins over the config path.
     explicit = tmp_path / "explicit.py"
