@@ -79,7 +79,7 @@ class GpuEnvKernelSpecManager(KernelSpecManager):
         self.catalog: Any = None
         self._lock = threading.Lock()
         self._specs: dict[str, KernelSpec] = {}
-        self._specs_key: tuple[Any, ...] | None = None
+        self._spec_dicts: dict[str, dict[str, Any]] | None = None
         self._first_scan_done = False
 
     def use_catalog(self, catalog: Any) -> None:
@@ -91,7 +91,7 @@ class GpuEnvKernelSpecManager(KernelSpecManager):
 
             annotators.append(runtime_annotator(catalog.config, self.log))
         with self._lock:
-            self._specs_key = None
+            self._spec_dicts = None
 
     def _get_catalog(self) -> Any:
         if self.catalog is None:
@@ -116,28 +116,17 @@ class GpuEnvKernelSpecManager(KernelSpecManager):
 
     def gpuenv_specs(self, wait: bool = False) -> dict[str, KernelSpec]:
         """Kernel name -> spec for every catalog environment a kernel can run in."""
-        envs = [env for env in self._environments(wait) if has_kernel(env)]
-        key = tuple(
-            (
-                e.id,
-                e.display_name,
-                e.kind,
-                e.python_executable,
-                e.python_version,
-                e.ipykernel,
-                str(e.location.get("prefix")),
-            )
-            for e in envs
-        )
+        dicts = {
+            kernel_name_for(env.id): kernelspec_dict(env)
+            for env in self._environments(wait)
+            if has_kernel(env)
+        }
         with self._lock:
-            if key != self._specs_key:
+            if dicts != self._spec_dicts:
                 self._specs = {
-                    kernel_name_for(env.id): KernelSpec(
-                        resource_dir=RESOURCES, **kernelspec_dict(env)
-                    )
-                    for env in envs
+                    name: KernelSpec(resource_dir=RESOURCES, **spec) for name, spec in dicts.items()
                 }
-                self._specs_key = key
+                self._spec_dicts = dicts
             return self._specs
 
     def find_kernel_specs(self) -> dict[str, str]:
