@@ -38,8 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from jupyter_gpuenv.config import GpuEnv  # noqa: E402
+from jupyter_gpuenv.docker.client import docker_client  # noqa: E402
 from jupyter_gpuenv.environments.catalog import Catalog  # noqa: E402
-from jupyter_gpuenv.environments.docker_images import docker_client  # noqa: E402
 from jupyter_gpuenv.environments.probe import probe_image, probe_prefix  # noqa: E402
 from tests.support.conda_prefix import make_conda_prefix  # noqa: E402
 from tests.support.images import ensure_image  # noqa: E402

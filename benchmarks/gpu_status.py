@@ -38,7 +38,6 @@ from traitlets.config import Config  # noqa: E402
 
 from jupyter_gpuenv.gpu.sampler import build_gpu_sampler  # noqa: E402
 from jupyter_gpuenv.server.base import GpuEnvHandler, authorized, web  # noqa: E402
-from jupyter_gpuenv.server.gpus_api import SAMPLER_SERVICE  # noqa: E402
 from tests.support.fake_nvml import FakeGpu, FakeNvml, FakeProcess  # noqa: E402
 
 GOAL_MS = 5.0
@@ -149,9 +148,9 @@ async def run(args: argparse.Namespace) -> None:
     app.web_app.settings["log_function"] = record
     app.web_app.add_handlers(".*$", [(BASELINE_PATH, TrivialHandler, {"name": "jupyter_gpuenv"})])
     state = app.web_app.settings["gpuenv"]
-    state.services[SAMPLER_SERVICE].stop()
+    state.gpu_sampler.stop()
     sampler = build_gpu_sampler(state.config, app, nvml=fake_host(args.gpus, args.processes))
-    state.services[SAMPLER_SERVICE] = sampler
+    state.gpu_sampler = sampler
     client = KeepAliveClient(port, token)
     try:
         first = await sampler.current(max_wait=30)

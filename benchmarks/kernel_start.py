@@ -43,9 +43,9 @@ from jupyter_client.manager import AsyncKernelManager  # noqa: E402
 from traitlets.config import Config  # noqa: E402
 
 from jupyter_gpuenv.config import GpuEnv  # noqa: E402
-from jupyter_gpuenv.environments.catalog import Catalog  # noqa: E402
-from jupyter_gpuenv.provisioning import labels  # noqa: E402
+from jupyter_gpuenv.docker import labels  # noqa: E402
 from jupyter_gpuenv.provisioning.kernelspecs import GpuEnvKernelSpecManager  # noqa: E402
+from jupyter_gpuenv.services import Services  # noqa: E402
 from tests.support.conda_prefix import make_conda_prefix  # noqa: E402
 from tests.support.images import ensure_image  # noqa: E402
 
@@ -129,9 +129,9 @@ def gpuenv_ksm(settings: dict, data_dir: Path) -> tuple[GpuEnvKernelSpecManager,
         }
     )
     ksm = GpuEnvKernelSpecManager(config=config)
-    catalog = Catalog(GpuEnv(config=config), cache_path=data_dir / "catalog-cache.json")
-    ksm.use_catalog(catalog)
-    envs = catalog.list_environments_sync()
+    services = Services.build(GpuEnv(config=config), cache_path=data_dir / "catalog-cache.json")
+    ksm.use_services(services)
+    envs = services.catalog.list_environments_sync()
     return ksm, envs
 
 

@@ -21,6 +21,6 @@ def _jupyter_labextension_paths() -> list[dict[str, str]]:
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext jupyter_gpuenv`` registers the ``%gpuinfo`` magic."""
-    from .magics.gpuinfo import load_ipython_extension as _load
+    from .kernel.gpuinfo import load_ipython_extension as _load
 
     _load(ipython)

@@ -10,10 +10,21 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from traitlets import Bool, Dict, Float, List, Unicode, Union, default, validate
+from traitlets import (
+    Bool,
+    Dict,
+    Float,
+    List,
+    TraitError,
+    TraitType,
+    Unicode,
+    default,
+    validate,
+)
 from traitlets.config import LoggingConfigurable
 
-GPU_KEYWORDS = ("all", "none")
+from .config_files import load_server_config
+from .gpu_set import GpuSet, GpuSetError
 
 DOCKER_ENTRY_KEYS = {
     "image",
@@ -26,6 +37,19 @@ DOCKER_ENTRY_KEYS = {
     "shm_size",
     "conda_env",
 }
+
+
+class GpuSetTrait(TraitType[GpuSet, Any]):
+    """A trait holding a :class:`GpuSet`, set from "all", "none", ids or a count."""
+
+    default_value = GpuSet()
+    info_text = '"all", "none", a list of GPU indexes/UUIDs, or a count'
+
+    def validate(self, obj: Any, value: Any) -> GpuSet:
+        try:
+            return GpuSet.parse(value)
+        except GpuSetError as err:
+            raise TraitError(f"c.GpuEnv.gpus: {err}") from err
 
 
 class GpuEnv(LoggingConfigurable):
@@ -60,12 +84,17 @@ class GpuEnv(LoggingConfigurable):
         ~/.venvs when they exist.""",
     ).tag(config=True)
 
-    gpus = Union(
-        [Unicode(), List()],
-        default_value="all",
-        help="""GPUs given to kernels: "all", "none", or a list of GPU indexes or UUIDs
-        (MIG UUIDs included). A per-environment "gpus" entry overrides it. On JupyterHub the
-        per-user grant (see user_gpus_env) narrows it further.""",
+    gpus = GpuSetTrait(
+        help="""GPUs given to kernels: "all", "none", a list of GPU indexes or UUIDs (MIG
+        UUIDs included), or a count (any N GPUs, chosen by Docker or the scheduler). A
+        per-environment "gpus" entry overrides it. On JupyterHub the per-user grant (see
+        user_gpus_env) narrows it further.""",
+    ).tag(config=True)
+
+    docker_host = Unicode(
+        help="""The Docker engine kernels and image probes use, e.g.
+        unix:///var/run/docker.sock or tcp://manager:2376 (with DOCKER_TLS_VERIFY and
+        DOCKER_CERT_PATH). Default: $DOCKER_HOST, else the local socket.""",
     ).tag(config=True)
 
     probe_timeout = Float(
@@ -129,6 +158,10 @@ class GpuEnv(LoggingConfigurable):
         help="JupyterHub user name used to label containers; default $JUPYTERHUB_USER."
     ).tag(config=True)
 
+    @default("docker_host")
+    def _docker_host_default(self) -> str:
+        return os.environ.get("DOCKER_HOST", "")
+
     @default("hub_user")
     def _hub_user_default(self) -> str:
         return os.environ.get("JUPYTERHUB_USER", "")
@@ -143,10 +176,6 @@ class GpuEnv(LoggingConfigurable):
     def _venv_dirs_default(self) -> list[str]:
         home = os.path.expanduser("~")
         return [p for p in (f"{home}/.virtualenvs", f"{home}/.venvs") if os.path.isdir(p)]
-
-    @validate("gpus")
-    def _validate_gpus(self, proposal: Any) -> Any:
-        return validate_gpus_value(proposal["value"])
 
     @validate("docker_images")
     def _validate_docker_images(self, proposal: Any) -> dict[str, Any]:
@@ -166,7 +195,10 @@ class GpuEnv(LoggingConfigurable):
                     f"allowed: {sorted(DOCKER_ENTRY_KEYS)}"
                 )
             if "gpus" in entry:
-                validate_gpus_value(entry["gpus"])
+                try:
+                    GpuSet.parse(entry["gpus"])
+                except GpuSetError as err:
+                    raise ValueError(f"c.GpuEnv.docker_images[{name!r}]: {err}") from err
         return images
 
     def docker_entry(self, name: str) -> dict[str, Any]:
@@ -174,21 +206,10 @@ class GpuEnv(LoggingConfigurable):
         entry = self.docker_images[name]
         return {"image": entry} if isinstance(entry, str) else dict(entry)
 
-
-def validate_gpus_value(value: Any) -> Any:
-    """Accept "all", "none", a comma-separated string, or a list of indexes/UUIDs."""
-    if isinstance(value, str):
-        if value.strip().lower() in GPU_KEYWORDS:
-            return value.strip().lower()
-        return [part.strip() for part in value.split(",") if part.strip()]
-    if isinstance(value, (list, tuple)):
-        out: list[str] = []
-        for item in value:
-            if isinstance(item, bool) or not isinstance(item, (int, str)):
-                raise ValueError(f"GPU id {item!r} must be an index or a UUID")
-            out.append(str(item).strip())
-        return out
-    raise ValueError(f'gpus must be "all", "none" or a list of indexes/UUIDs, not {value!r}')
+    def environment_gpus(self, settings: dict[str, Any] | None) -> GpuSet:
+        """An environment's own "gpus" entry when it has one, else ``gpus``."""
+        configured = (settings or {}).get("gpus")
+        return GpuSet.parse(configured) if configured is not None else self.gpus
 
 
 def load_gpuenv_config(config_file: str | None = None, parent: Any = None) -> GpuEnv:
@@ -197,8 +218,6 @@ def load_gpuenv_config(config_file: str | None = None, parent: Any = None) -> Gp
     Used where no server hands us its config: the CLI and provisioners started by plain
     jupyter_client (nbclient, papermill, jupyter console).
     """
-    from .config_files import load_server_config
-
     config = load_server_config(config_file)
     if parent is not None and getattr(parent, "config", None) is not None:
         # Explicit settings of the caller win over the files.

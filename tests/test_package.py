@@ -104,7 +104,7 @@ def test_config_file_is_honoured(tmp_path, monkeypatch):
     py_config.write_text("c.GpuEnv.venv_dirs = ['/srv/venvs']\nc.GpuEnv.gpus = [0]\n")
     config = load_gpuenv_config(str(py_config))
     assert config.venv_dirs == ["/srv/venvs"]
-    assert config.gpus == ["0"]
+    assert config.gpus.to_json() == ["0"]
 
     json_config = tmp_path / "admin_config.json"
     json_config.write_text(json.dumps({"GpuEnv": {"venv_dirs": ["/opt/venvs"]}}))
@@ -129,7 +129,7 @@ def test_jupyter_config_dir_is_read_like_jupyter_server(tmp_path, monkeypatch):
         "c.GpuEnv.venv_dirs = ['/from/py']\nc.GpuEnv.gpus = 'none'\n"
     )
     config = load_gpuenv_config()
-    assert (config.venv_dirs, config.probe_timeout, config.gpus) == (["/from/json"], 5, "none")
+    assert (config.venv_dirs, config.probe_timeout, config.gpus.to_json()) == (["/from/json"], 5, "none")
     server = ServerApp()
     server.load_config_file()
     assert server.config.GpuEnv.venv_dirs == config.venv_dirs

@@ -12,14 +12,13 @@ import sys
 from typing import Any
 
 from ..config import GpuEnv
-from ..doctor.host_probe import HostProbe
 from ..doctor.report import (
     doctor_report,
     has_errors,
     hypothetical_host_or_none,
     select_environments,
 )
-from .output import open_catalog, print_json
+from .output import open_services, print_json
 
 MARKS = {"ok": "ok", "warning": "WARNING", "error": "ERROR"}
 
@@ -51,10 +50,10 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace, config: GpuEnv) -> int:
     host = hypothetical_host_or_none(args.driver_version, args.compute_capability)
-    if host is None:
-        host = HostProbe()()
-    with open_catalog(config) as catalog:
-        envs = select_environments(catalog.list_environments_sync(), args.env)
+    with open_services(config) as services:
+        if host is None:
+            host = services.host()
+        envs = select_environments(services.catalog.list_environments_sync(), args.env)
     report = doctor_report(envs, host, config)
     if args.json:
         print_json(report)

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..config import GpuEnv
 from ..environments.model import Environment
-from .output import open_catalog, print_json
+from .output import open_services, print_json
 
 COLUMNS = ("ID", "KIND", "PYTHON", "PYTORCH", "CUDA", "IPYKERNEL", "DISPLAY NAME")
 
@@ -56,7 +56,8 @@ def register(subparsers: Any) -> None:
 
 
 def run_list(args: argparse.Namespace, config: GpuEnv) -> int:
-    with open_catalog(config) as catalog:
+    with open_services(config) as services:
+        catalog = services.catalog
         envs = catalog.list_environments_sync(refresh=args.refresh)
     if args.json:
         print_json({"environments": [env.to_json() for env in envs]})
@@ -66,7 +67,8 @@ def run_list(args: argparse.Namespace, config: GpuEnv) -> int:
 
 
 def run_export(args: argparse.Namespace, config: GpuEnv) -> int:
-    with open_catalog(config) as catalog:
+    with open_services(config) as services:
+        catalog = services.catalog
         _filename, text = catalog.export_sync(
             args.env, no_builds=args.no_builds, from_history=args.from_history
         )

@@ -13,8 +13,8 @@ from typing import Any
 
 from ..config import GpuEnv
 from ..gpu.sampler import build_gpu_sampler
-from ..gpu.snapshot import GpuDevice, GpuSnapshot, human_bytes
 from ..gpu.view import GpuView
+from ..kernel.gpu_snapshot import GpuDevice, GpuSnapshot, human_bytes
 from .output import print_json
 
 NO_GPU_SENTENCE = "No NVIDIA GPU is available"

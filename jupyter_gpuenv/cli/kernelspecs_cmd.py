@@ -26,7 +26,7 @@ from ..environments.catalog import Catalog
 from ..environments.model import KERNEL_NAME_PREFIX, Environment, kernel_name_for
 from ..errors import BadRequest
 from ..provisioning.kernelspecs import RESOURCES, has_kernel, kernelspec_dict
-from .output import open_catalog, print_json
+from .output import open_services, print_json
 
 
 def register(subparsers: Any) -> None:
@@ -76,7 +76,8 @@ def _chosen(catalog: Catalog, names: list[str]) -> list[Environment]:
 
 
 def run_install(args: argparse.Namespace, config: GpuEnv) -> int:
-    with open_catalog(config) as catalog:
+    with open_services(config) as services:
+        catalog = services.catalog
         envs = _chosen(catalog, args.envs)
     ksm = KernelSpecManager()
     for env in envs:
@@ -116,7 +117,8 @@ def run_remove(args: argparse.Namespace, config: GpuEnv) -> int:
     ours = installed()
     wanted = set(ours)
     if args.envs:
-        with open_catalog(config) as catalog:
+        with open_services(config) as services:
+            catalog = services.catalog
             wanted = set()
             for ref in args.envs:
                 if ref in ours:
@@ -130,7 +132,8 @@ def run_remove(args: argparse.Namespace, config: GpuEnv) -> int:
 
 
 def run_list(args: argparse.Namespace, config: GpuEnv) -> int:
-    with open_catalog(config) as catalog:
+    with open_services(config) as services:
+        catalog = services.catalog
         current = {kernel_name_for(e.id): e for e in catalog.list_environments_sync()}
     rows = []
     for name, (folder, spec) in sorted(installed().items()):

@@ -27,12 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="GPU deep-learning environments for Jupyter: list, export, GPU status, "
         "compatibility doctor and kernelspecs.",
     )
-    parser.add_argument(
-        "--config",
-        metavar="FILE",
-        help="extra jupyter_server_config.py/.json read after the ones on the Jupyter "
-        "config path (the same files `jupyter server` reads)",
-    )
+    add_global_options(parser, default=None)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in SUBCOMMAND_MODULES:
         try:
@@ -42,7 +37,31 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register(subparsers)
+    for sub in _all_subparsers(parser):
+        # Also after the subcommand (`jupyter gpuenv doctor --config FILE`); SUPPRESS
+        # keeps a value given before the subcommand.
+        add_global_options(sub, default=argparse.SUPPRESS)
     return parser
+
+
+def add_global_options(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        default=default,
+        help="extra jupyter_server_config.py/.json read after the ones on the Jupyter "
+        "config path (the same files `jupyter server` reads)",
+    )
+
+
+def _all_subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found.append(sub)
+                found.extend(_all_subparsers(sub))
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""What the subcommands share: a catalog that is stopped after use, and JSON on stdout."""
+"""What the subcommands share: services that are stopped after use, and JSON on stdout."""
 
 from __future__ import annotations
 
@@ -8,17 +8,17 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..config import GpuEnv
-from ..environments.catalog import Catalog
+from ..services import Services
 
 
 @contextmanager
-def open_catalog(config: GpuEnv) -> Iterator[Catalog]:
-    """The server's catalog for one command; its worker pools are shut down afterwards."""
-    catalog = Catalog(config)
+def open_services(config: GpuEnv) -> Iterator[Services]:
+    """The server's services for one command; worker pools are shut down afterwards."""
+    services = Services.build(config)
     try:
-        yield catalog
+        yield services
     finally:
-        catalog.stop()
+        services.stop()
 
 
 def print_json(document: Any) -> None:

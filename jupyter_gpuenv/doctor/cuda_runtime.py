@@ -22,7 +22,7 @@ import re
 import threading
 from typing import Any
 
-from .versions import format_major_minor, major_minor
+from ..kernel.versions import format_major_minor, major_minor
 
 # conda package names, most telling first.
 CONDA_PACKAGES = ("cuda-version", "cuda-cudart", "cudatoolkit")

@@ -7,20 +7,17 @@ and a driver does not change between two requests.
 
 from __future__ import annotations
 
-import glob
-import os
-import shutil
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from ..gpu.grant import GpuGrant
-from ..gpu.nvml_adapter import NvmlAdapter
-from .host_info import HostInfo
-
-NVIDIA_CDI_KIND = "nvidia.com/gpu"
-DOCKER_INFO_TIMEOUT = 5
+from ..docker.client import docker_client
+from ..docker.nvidia_runtime import read_runtime
+from ..errors import DockerUnavailable
+from ..gpu_set import GpuSet
+from ..kernel.host_info import HostInfo
+from ..kernel.nvml import NvmlAdapter
 
 
 def read_gpu_status(adapter: NvmlAdapter | None = None) -> dict[str, Any]:
@@ -31,7 +28,7 @@ def read_gpu_status(adapter: NvmlAdapter | None = None) -> dict[str, Any]:
         return own.read().to_json()
 
 
-def restrict_to_grant(status: dict[str, Any], grant: GpuGrant) -> dict[str, Any]:
+def restrict_to_grant(status: dict[str, Any], grant: GpuSet) -> dict[str, Any]:
     """The GPU status as one JupyterHub user sees it: only the GPUs granted to them.
 
     A GPU counts as granted when its index, its UUID or one of its MIG devices is.
@@ -53,47 +50,18 @@ def restrict_to_grant(status: dict[str, Any], grant: GpuGrant) -> dict[str, Any]
     return restricted
 
 
-def docker_nvidia_runtime(client: Any = None) -> bool | None:
-    """Whether containers of the local Docker engine can get NVIDIA GPUs.
+def docker_nvidia_runtime(client: Any = None, docker_host: str | None = None) -> bool | None:
+    """Whether containers of the Docker engine can get NVIDIA GPUs; None when it is down.
 
-    True when ``docker info`` lists an ``nvidia`` runtime (or it is the default), when a
-    CDI spec for ``nvidia.com/gpu`` sits in the engine's CDI folders, or, for a local
-    engine, when ``nvidia-container-runtime-hook`` (what ``docker run --gpus`` calls) is
-    installed. None when Docker cannot be asked (not installed, not running).
+    The same detector the provisioners use (:mod:`jupyter_gpuenv.docker.nvidia_runtime`),
+    uncached: ``HostProbe`` keeps the reading for its own interval.
     """
-    try:
-        if client is None:
-            import docker
-
-            client = docker.from_env(timeout=DOCKER_INFO_TIMEOUT)
-        info = client.info()
-    except Exception:
-        return None
-    runtimes = info.get("Runtimes") or {}
-    if "nvidia" in runtimes or info.get("DefaultRuntime") == "nvidia":
-        return True
-    if _local_engine() and _nvidia_cdi_spec(info.get("CDISpecDirs") or []):
-        return True
-    return bool(_local_engine() and shutil.which("nvidia-container-runtime-hook"))
-
-
-def _local_engine() -> bool:
-    host = os.environ.get("DOCKER_HOST", "")
-    return host == "" or host.startswith("unix://")
-
-
-def _nvidia_cdi_spec(folders: list[str]) -> bool:
-    for folder in folders:
-        for path in glob.glob(os.path.join(folder, "*.json")) + glob.glob(
-            os.path.join(folder, "*.yaml")
-        ):
-            try:
-                with open(path, encoding="utf-8") as handle:
-                    if NVIDIA_CDI_KIND in handle.read(65536):
-                        return True
-            except OSError:
-                continue
-    return False
+    if client is None:
+        try:
+            client = docker_client(docker_host)
+        except DockerUnavailable:
+            return None
+    return read_runtime(client).supported
 
 
 class HostProbe:
@@ -109,10 +77,10 @@ class HostProbe:
         gpu_status: Callable[[], dict[str, Any]] | None = None,
         docker_runtime: Callable[[], bool | None] | None = None,
         ttl: float = 60.0,
-        grant: GpuGrant | None = None,
+        grant: GpuSet | None = None,
     ) -> None:
         self._gpu_status = gpu_status or read_gpu_status
-        self._grant = grant or GpuGrant()
+        self._grant = grant or GpuSet()
         self._docker_runtime = docker_runtime or docker_nvidia_runtime
         self._ttl = ttl
         self._lock = threading.Lock()

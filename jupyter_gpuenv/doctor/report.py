@@ -10,35 +10,30 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..errors import BadRequest, EnvironmentNotFound
-from .checks import Compatibility, evaluate
+from ..config import GpuEnv
+from ..docker.client import docker_client
+from ..environments.model import Environment
+from ..errors import BadRequest, DockerUnavailable, EnvironmentNotFound
+from ..gpu.grant import read_user_grant
+from ..gpu_set import GpuSet
+from ..kernel.compatibility import Compatibility, evaluate
+from ..kernel.host_info import HostInfo
 from .cuda_runtime import cuda_runtime_of
-from .host_info import HostInfo
-
-_docker: Any = None
 
 
-def _docker_client() -> Any:
-    """One docker-py client for reading image metadata (None when docker-py is missing)."""
-    global _docker
-    if _docker is None:
-        try:
-            import docker
+def evaluate_environment(
+    env: Environment, host: HostInfo, config: GpuEnv | None = None
+) -> Compatibility:
+    """``evaluate`` with the admin's settings: the env's GPUs and minor-version policy.
 
-            _docker = docker.from_env(timeout=5)
-        except Exception:
-            return None
-    return _docker
-
-
-def evaluate_environment(env: Any, host: HostInfo, config: Any = None) -> Compatibility:
-    """``evaluate`` with the admin's settings: the env's GPU grant and minor-version policy."""
-    settings = getattr(env, "settings", None) or {}
-    requested = settings.get("gpus", getattr(config, "gpus", None))
+    The GPUs are the admin's setting for the environment narrowed by the user's grant,
+    as a launch would get them.
+    """
+    requested = launch_gpus(env, config).to_json() if config is not None else None
     minor_compat = bool(getattr(config, "cuda_minor_version_compatibility", True))
     runtime = None
     if not env.torch_version and not env.cuda_version:
-        runtime = cuda_runtime_of(env, _docker_client() if env.kind == "docker" else None)
+        runtime = cuda_runtime_of(env, _image_reader(config) if env.kind == "docker" else None)
     return evaluate(
         env,
         host,
@@ -46,6 +41,20 @@ def evaluate_environment(env: Any, host: HostInfo, config: Any = None) -> Compat
         minor_version_compatibility=minor_compat,
         cuda_runtime=runtime,
     )
+
+
+def launch_gpus(env: Environment, config: GpuEnv) -> GpuSet:
+    """The GPUs a kernel of ``env`` would get: the admin's setting ∩ the user's grant."""
+    configured = (env.settings or {}).get("gpus")
+    base = GpuSet.parse(configured) if configured is not None else config.gpus
+    return base.intersect(read_user_grant(config.user_gpus_env))
+
+
+def _image_reader(config: GpuEnv | None) -> Any:
+    try:
+        return docker_client(config.docker_host or None if config is not None else None)
+    except DockerUnavailable:
+        return None
 
 
 def environment_entry(env: Any, compatibility: Compatibility) -> dict[str, Any]:

@@ -1,40 +1,21 @@
 """Docker images as environments: the configured ``docker_images`` and opt-in labelled images.
 
-Discovery asks the engine for image metadata only. Code runs inside an image only through
-:func:`run_in_image`: a short-lived container (labelled with its role, network disabled,
-a non-root user, a time limit) that is always removed afterwards.
+Discovery asks the engine for image metadata only; code runs inside an image only through
+:func:`jupyter_gpuenv.docker.runs.run_in_image`.
 """
 
 from __future__ import annotations
 
-import os
-import socket
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from ..errors import DockerUnavailable, EnvironmentNotFound
-from ..provisioning import labels
+import docker.errors
+
+from ..docker import labels
+from ..docker.runs import short_error
 from .candidates import Candidate
 
 DEFAULT_CONDA_ROOT = "/opt/conda"
-UNPRIVILEGED_UID = "65534:65534"  # nobody:nogroup
-MAX_OUTPUT_BYTES = 8 * 1024 * 1024
-
-
-class ImageMissing(EnvironmentNotFound):
-    """The image was removed after it was listed."""
-
-
-def docker_client(timeout: float = 20.0) -> Any:
-    """A docker-py client, or DockerUnavailable with the reason the engine did not answer."""
-    try:
-        import docker
-
-        return docker.from_env(timeout=int(max(1, timeout)))
-    except Exception as exc:  # docker-py raises DockerException, requests errors, OSError
-        raise DockerUnavailable(f"Docker is not reachable: {_short(exc)}") from exc
 
 
 def conda_python(conda_env: str | None, image_env: Sequence[str] = ()) -> str | None:
@@ -84,15 +65,13 @@ def unreachable_candidates(config: Any, reason: str) -> list[Candidate]:
                 image_id=None,
                 image_env=(),
                 image_labels={},
-                problems=[f"{reason}; docker environments cannot start until it answers"],
+                problems=[f"{reason} Docker environments cannot start until it answers."],
             )
         )
     return out
 
 
 def _configured_candidate(client: Any, name: str, entry: dict[str, Any]) -> Candidate:
-    import docker.errors
-
     reference = entry["image"]
     try:
         info = client.api.inspect_image(reference)
@@ -103,7 +82,7 @@ def _configured_candidate(client: Any, name: str, entry: dict[str, Any]) -> Cand
         )
         return _candidate(name, name, entry, None, (), {}, [problem])
     except docker.errors.APIError as exc:
-        return _candidate(name, name, entry, None, (), {}, [f"Docker error: {_short(exc)}"])
+        return _candidate(name, name, entry, None, (), {}, [f"Docker error: {short_error(exc)}"])
     config = info.get("Config") or {}
     return _candidate(
         name, name, entry, info["Id"], config.get("Env") or (), config.get("Labels") or {}, []
@@ -159,98 +138,3 @@ def _candidate(
         problems=problems,
         display_name=entry.get("display_name"),
     )
-
-
-@dataclass
-class ContainerRun:
-    """What a short-lived container left: exit status, output, and whether it ran out of time."""
-
-    exit_code: int | None
-    stdout: str
-    stderr: str
-    timed_out: bool
-    seconds: float
-
-
-def probe_user() -> str:
-    """Run probes as the server's own uid:gid, or as nobody when the server runs as root."""
-    uid, gid = os.getuid(), os.getgid()
-    return f"{uid}:{gid}" if uid != 0 else UNPRIVILEGED_UID
-
-
-def run_in_image(
-    client: Any,
-    image: str,
-    argv: Sequence[str],
-    role: str,
-    timeout: float,
-    environment: dict[str, str] | None = None,
-) -> ContainerRun:
-    """Run ``argv`` (argv[0] is the interpreter) in a throw-away container of ``image``.
-
-    The container is labelled ``ROLE=<role>`` and with this process's pid and host (so
-    ``docker ps --filter label=...`` tells whose it is), has no network, runs as a non-root user, is
-    killed after ``timeout`` seconds and is removed in every case.
-    """
-    import docker.errors
-    import requests
-
-    started = time.monotonic()
-    try:
-        container = client.containers.create(
-            image,
-            entrypoint=[argv[0]],
-            command=list(argv[1:]),
-            labels={
-                labels.ROLE: role,
-                labels.SERVER_PID: str(os.getpid()),
-                labels.SERVER_HOST: socket.gethostname(),
-            },
-            network_disabled=True,
-            user=probe_user(),
-            environment=environment or {},
-            working_dir="/",
-            detach=True,
-        )
-    except docker.errors.ImageNotFound as exc:
-        raise ImageMissing(f"image {image} is no longer present locally") from exc
-    except (docker.errors.DockerException, requests.RequestException) as exc:
-        raise DockerUnavailable(f"Docker is not reachable: {_short(exc)}") from exc
-    timed_out = False
-    exit_code: int | None = None
-    try:
-        container.start()
-        try:
-            result = container.wait(timeout=max(1, timeout))
-            exit_code = int(result.get("StatusCode", -1))
-        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
-            timed_out = True
-            _quietly(container.kill)
-        stdout = container.logs(stdout=True, stderr=False)[-MAX_OUTPUT_BYTES:]
-        stderr = b""
-        if exit_code != 0:  # only failures need the error output
-            stderr = container.logs(stdout=False, stderr=True)[-64 * 1024 :]
-    except docker.errors.APIError as exc:
-        # e.g. "executable file not found": the container never ran the interpreter
-        return ContainerRun(None, "", _short(exc), False, time.monotonic() - started)
-    finally:
-        _quietly(lambda: container.remove(force=True))
-    return ContainerRun(
-        exit_code,
-        stdout.decode("utf-8", "replace"),
-        stderr.decode("utf-8", "replace"),
-        timed_out,
-        time.monotonic() - started,
-    )
-
-
-def _quietly(action: Any) -> None:
-    try:
-        action()
-    except Exception:  # cleanup of a container that is already gone
-        pass
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text if len(text) < 300 else text[:297] + "..."

@@ -25,11 +25,12 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from ..docker.runs import ImageMissing, run_in_image
 from ..errors import DockerUnavailable, EnvironmentNotFound, GpuEnvError
 from . import prefix_reader
 from .conda_config import CondaSettings, conda_cli
 from .conda_history import requested_specs
-from .docker_images import ImageMissing, conda_root, run_in_image
+from .docker_images import conda_root
 from .model import Environment
 from .venv import read_pyvenv_cfg, venv_site_packages
 

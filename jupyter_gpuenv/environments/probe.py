@@ -18,9 +18,9 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
+from ..docker.runs import ContainerRun, ImageMissing, run_in_image
 from ..errors import DockerUnavailable
-from . import probe_script
-from .docker_images import ContainerRun, ImageMissing, run_in_image
+from ..kernel import probe_script
 
 PROBE_NICENESS = 10
 ENV_DROP = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONSAFEPATH", "VIRTUAL_ENV")

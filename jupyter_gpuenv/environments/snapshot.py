@@ -62,7 +62,7 @@ def still_known_docker(
     kept = []
     for env in previous.environments:
         if env.kind == "docker" and env.id not in present:
-            problem = f"{reason}; docker environments cannot start until it answers"
+            problem = f"{reason} Docker environments cannot start until it answers."
             copy = dataclasses.replace(env, problems=[problem], compatibility=None)
             copy.location = {**env.location, "image_id": None}
             kept.append(copy)

@@ -1,8 +1,8 @@
 """The three sources behind the catalog, asked for candidates without running anything.
 
 Local sources are file stats only (cheap, asked on every scan). Docker is asked through
-one cached client; when the engine cannot be reached the configured entries come back
-with the reason. ``conda env list --json`` runs only when a conda CLI exists, in a
+the shared client of the configured engine; when it cannot be reached the configured
+entries come back with the reason. ``conda env list --json`` runs only when a conda CLI exists, in a
 thread of its own at most every few minutes, and only adds prefixes to later scans.
 """
 
@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..docker.client import docker_client, forget, unreachable_message
 from ..errors import DockerUnavailable
 from . import conda, docker_images, venv
 from .candidates import Candidate
@@ -29,7 +30,6 @@ class Sources:
     def __init__(self, config: Any, on_new_prefixes: Callable[[], None] | None = None) -> None:
         self.config = config
         self.on_new_prefixes = on_new_prefixes
-        self._docker: Any = None
         self._cli_prefixes: list[Path] = []
         self._cli_checked = -CONDA_CLI_INTERVAL
         self._cli_running = False
@@ -37,7 +37,7 @@ class Sources:
     def config_key(self) -> str:
         """The settings that decide what is listed (a saved listing is only valid for them)."""
         names = ("conda_envs_dirs", "venv_dirs", "docker_images", "docker_label_discovery")
-        names += ("restrict_to_configured_images",)
+        names += ("restrict_to_configured_images", "docker_host")
         values = {n: getattr(self.config, n) for n in names}
         return json.dumps(values, sort_keys=True, default=str)
 
@@ -63,38 +63,20 @@ class Sources:
         except DockerUnavailable as exc:
             reason = exc.message
         except Exception as exc:  # the engine went away mid-listing
-            self._docker = None
-            reason = f"Docker is not reachable: {exc}"
+            self.reconnect_docker()
+            reason = unreachable_message(exc, self.config.docker_host or None)
         return docker_images.unreachable_candidates(self.config, reason), reason
 
     def docker_client(self, ping: bool = True) -> Any:
-        """The cached client; ``ping`` checks first that the engine still answers."""
-        timeout = max(20.0, float(self.config.probe_timeout))
-        if self._docker is not None and not ping:
-            return self._docker
-        if self._docker is not None:
-            try:
-                self._docker.ping()
-                return self._docker
-            except Exception:
-                self._docker = None
-        self._docker = docker_images.docker_client(timeout=timeout)
-        return self._docker
+        """The shared client of the configured engine; ``ping`` checks it still answers."""
+        return docker_client(self.config.docker_host or None, ping=ping)
 
     def reconnect_docker(self) -> None:
-        """Forget the client (a refresh follows DOCKER_HOST changes and daemon restarts).
-
-        Not closed: an export in another thread may still be using it.
-        """
-        self._docker = None
+        """Forget the client (a refresh follows DOCKER_HOST changes and daemon restarts)."""
+        forget(self.config.docker_host or None)
 
     def close(self) -> None:
-        client, self._docker = self._docker, None
-        if client is not None:
-            try:
-                client.close()
-            except Exception:
-                pass
+        """Nothing of its own to close: Docker clients are shared per process."""
 
     def list_conda_cli(self, force: bool, known_prefixes: set[str]) -> None:
         """Start ``conda env list --json`` in the background when a CLI exists and is due."""

@@ -23,8 +23,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..provisioning import labels
-from .snapshot import GpuProcess, GpuSnapshot
+import docker.errors
+
+from ..docker import labels
+from ..docker.client import docker_client
+from ..kernel.gpu_snapshot import GpuProcess, GpuSnapshot
 
 PROC_ROOT = "/proc"
 MAX_ANCESTRY = 64
@@ -119,8 +122,11 @@ class DockerContainerLabels:
     sample never stalls on a dead socket.
     """
 
-    def __init__(self, client: Any = None, retry_after: float = 30.0) -> None:
+    def __init__(
+        self, client: Any = None, retry_after: float = 30.0, docker_host: str | None = None
+    ) -> None:
         self._client = client
+        self._docker_host = docker_host
         self._cache: dict[str, dict[str, str] | None] = {}
         self._retry_after = retry_after
         self._down_until = 0.0
@@ -135,13 +141,9 @@ class DockerContainerLabels:
             return self._lookup(container_id)
 
     def _lookup(self, container_id: str) -> dict[str, str] | None:
-        import docker
-        import docker.errors
-
         try:
-            if self._client is None:
-                self._client = docker.from_env(timeout=3)
-            attrs = self._client.api.inspect_container(container_id)
+            client = self._client or docker_client(self._docker_host)
+            attrs = client.api.inspect_container(container_id)
         except docker.errors.NotFound:
             self._cache[container_id] = None
             return None

@@ -19,10 +19,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..kernel.gpu_snapshot import GpuSnapshot
+from ..kernel.nvml import NvmlAdapter
 from .attribution import DockerContainerLabels, KernelRecord, ProcessAttributor
 from .grant import read_user_grant
-from .nvml_adapter import NvmlAdapter
-from .snapshot import GpuSnapshot
 from .view import GpuView
 
 KernelRecords = Callable[[], Awaitable[list[KernelRecord]]]
@@ -235,7 +235,8 @@ def build_gpu_sampler(
     """
     grant = read_user_grant(config.user_gpus_env, environ)
     attributor = ProcessAttributor(
-        container_labels=DockerContainerLabels(), hub_user=config.hub_user
+        container_labels=DockerContainerLabels(docker_host=config.docker_host or None),
+        hub_user=config.hub_user
     )
     kernel_records: KernelRecords | None = None
     if serverapp is not None:

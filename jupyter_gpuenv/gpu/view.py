@@ -1,7 +1,8 @@
 """The per-user view of GPU status: the user's granted GPUs and the user's own processes.
 
 On JupyterHub each user's server gets a GPU grant from the spawner (see
-:mod:`jupyter_gpuenv.gpu.grant`); GPU status then shows only those GPUs (or MIG slices)
+:mod:`jupyter_gpuenv.gpu.grant`, a :class:`~jupyter_gpuenv.gpu_set.GpuSet`); GPU status
+then shows only those GPUs (or MIG slices)
 and only processes of that user, unless the admin sets
 ``c.GpuEnv.show_all_gpu_processes``. Hidden processes still count in a GPU's used memory;
 ``hidden_processes`` says how many there were so the numbers add up for the reader.
@@ -12,15 +13,15 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
-from .grant import GpuGrant
-from .snapshot import GpuDevice, GpuSnapshot
+from ..gpu_set import GpuSet
+from ..kernel.gpu_snapshot import GpuDevice, GpuSnapshot
 
 
 @dataclass(frozen=True)
 class GpuView:
     """What one server's user may see. ``grant.is_all`` and ``show_all`` see everything."""
 
-    grant: GpuGrant = GpuGrant()
+    grant: GpuSet = GpuSet()
     show_all: bool = False
 
     def apply(self, snapshot: GpuSnapshot) -> GpuSnapshot:
@@ -60,7 +61,7 @@ def _own_processes(gpu: GpuDevice) -> GpuDevice:
     return out
 
 
-def _granted_part(gpu: GpuDevice, grant: GpuGrant) -> GpuDevice | None:
+def _granted_part(gpu: GpuDevice, grant: GpuSet) -> GpuDevice | None:
     """The whole GPU when granted; only its granted MIG slices when those are named."""
     if grant.allows(gpu.index, gpu.uuid):
         return gpu

@@ -15,8 +15,15 @@ from typing import Any
 
 from docker.types import Mount
 
-from . import labels
-from .base import KERNEL_SIDE_IN_CONTAINER, KernelStartFailed, kernel_side_env, kernel_side_sources
+from ..docker import labels
+from ..kernel import KERNEL_PACKAGE
+from .errors import KernelStartFailed
+from .kernel_side import (
+    KERNEL_SIDE_IN_CONTAINER,
+    ipykernel_argv,
+    kernel_side_env,
+    kernel_side_sources,
+)
 from .orphans import ServerInstance, container_user_label
 
 CONNECTION_FILE_IN_CONTAINER = f"{KERNEL_SIDE_IN_CONTAINER}/run/connection.json"
@@ -134,8 +141,6 @@ def parse_mount(spec: Any) -> Mount:
 
 def kernel_command(req: ContainerRequest) -> list[str]:
     """ipykernel in the image's python, reading the mounted connection file."""
-    from .base import ipykernel_argv
-
     argv = ipykernel_argv(req.python, CONNECTION_FILE_IN_CONTAINER, req.extra_arguments)
     if req.conda_prefix_in_image:
         return ["/bin/sh", "-c", CONDA_IN_IMAGE_ACTIVATE, "gpuenv-activate"] + argv
@@ -187,7 +192,10 @@ def container_mounts(req: ContainerRequest) -> list[Mount]:
     mounts = [
         Mount(CONNECTION_FILE_IN_CONTAINER, req.connection_file, type="bind", read_only=True),
         Mount(
-            f"{KERNEL_SIDE_IN_CONTAINER}/jupyter_gpuenv", str(package), type="bind", read_only=True
+            f"{KERNEL_SIDE_IN_CONTAINER}/{KERNEL_PACKAGE}",
+            str(package),
+            type="bind",
+            read_only=True,
         ),
     ]
     if pynvml is not None:

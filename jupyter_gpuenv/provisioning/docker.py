@@ -31,17 +31,22 @@ from jupyter_client.connect import KernelConnectionInfo, LocalPortCache
 from jupyter_client.provisioning import KernelProvisionerBase
 from jupyter_core.paths import jupyter_runtime_dir
 
-from . import labels, orphans
-from .base import GpuEnvProvisionerMixin, KernelStartFailed
+from ..docker import labels
+from ..docker.client import DaemonUnreachable
+from ..docker.nvidia_runtime import detect_runtime
+from ..environments.model import Environment
+from . import orphans
+from .base import GpuEnvProvisionerMixin
 from .container_spec import (
     ContainerRequest,
     connection_file_for,
     container_user,
     create_arguments,
 )
-from .daemon import DaemonUnreachable, docker_client
-from .gpu_request import detect_runtime, plan_gpus
+from .errors import KernelStartFailed
+from .gpu_request import plan_gpus
 from .kernel_layer import ensure_layer, image_has_ipykernel
+from .policy import EffectiveLaunch
 from .readiness import PORT_NAMES, container_state, wait_until_ready
 
 
@@ -55,8 +60,8 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
     ports_cached = False
     _exited = False
     _connection_copy: str | None = None
-    _env: Any = None
-    _launch: Any = None
+    _env: Environment | None = None
+    _launch: EffectiveLaunch | None = None
     _extra_arguments: tuple[str, ...] | list[str] = ()
 
     @property
@@ -93,9 +98,9 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
         km.write_connection_file(jupyter_session=session)
         self.connection_info = km.get_connection_info()
         self._extra_arguments = list(kwargs.pop("extra_arguments", None) or [])
+        # The command is the container's (container_spec.kernel_command), not a host argv.
         kwargs = await super().pre_launch(**kwargs)
-        python = env.python_executable or "python3"
-        kwargs["cmd"] = [python, "-m", "ipykernel_launcher", "-f", km.connection_file]
+        kwargs["cmd"] = []
         return kwargs
 
     @staticmethod
@@ -119,7 +124,7 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
         self._exited = False
         self.cwd = kwargs.get("cwd") or os.getcwd()
         try:
-            client = await asyncio.to_thread(docker_client, True)
+            client = await asyncio.to_thread(self.services.docker, True)
         except DaemonUnreachable as err:
             raise KernelStartFailed(err.message) from err
         await asyncio.to_thread(orphans.remove_orphans_once, client, self.log)
@@ -130,7 +135,7 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
         started = time.monotonic()
         container = await asyncio.to_thread(self._create, client, request)
         self.container_id, self.container_name = container.id, container.name
-        orphans.track(container.id)
+        orphans.track(container.id, self.gpuenv_config.docker_host or None)
         try:
             await asyncio.to_thread(container.start)
             await wait_until_ready(
@@ -156,9 +161,14 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
         )
         return self.connection_info
 
+    def _prepared(self) -> tuple[Environment, EffectiveLaunch]:
+        if self._env is None or self._launch is None:
+            raise KernelStartFailed("The kernel was launched before pre_launch resolved it.")
+        return self._env, self._launch
+
     async def _kernel_image(self, client: Any) -> tuple[str, str]:
         """The image to run (a kernel layer when it lacks ipykernel) and its python."""
-        env, launch = self._env, self._launch
+        env, launch = self._prepared()
         ref = launch.image or env.location.get("image")
         if not ref:
             raise KernelStartFailed(f"Environment {env.id!r} names no image.")
@@ -190,7 +200,7 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
     def _container_request(
         self, client: Any, image_id: str, python: str, server_env: dict[str, str]
     ) -> ContainerRequest:
-        env, launch, config = self._env, self._launch, self.gpuenv_config
+        (env, launch), config = self._prepared(), self.gpuenv_config
         settings = dict(env.settings or {})
         for key in ("mounts", "mem_limit", "cpus", "shm_size", "user", "cap_drop"):
             if key in launch.overrides:
@@ -271,7 +281,8 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
         if self.container_id is None:
             return 0
         try:
-            state = await asyncio.to_thread(container_state, docker_client(), self.container_id)
+            client = self.services.docker()
+            state = await asyncio.to_thread(container_state, client, self.container_id)
         except NotFound:
             return -1
         except (APIError, DaemonUnreachable):
@@ -293,7 +304,7 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
             return
         try:
             await asyncio.to_thread(
-                docker_client().api.kill, self.container_id, signal.Signals(signum).name
+                self.services.docker().api.kill, self.container_id, signal.Signals(signum).name
             )
         except NotFound:
             pass
@@ -310,7 +321,7 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
     async def cleanup(self, restart: bool = False) -> None:
         """Remove the container (every time: a restart starts a new one) and free ports."""
         try:
-            client = docker_client()
+            client = self.services.docker()
         except DaemonUnreachable as err:
             self.log.warning(
                 "Kernel %s: container %s not removed: %s", self.kernel_id, self.container_name, err
@@ -386,7 +397,7 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
         self.ports_cached = bool(provisioner_info.get("ports_cached"))
         self._exited = False
         if self.container_id:
-            orphans.track(self.container_id)
+            orphans.track(self.container_id, self.gpuenv_config.docker_host or None)
 
 
 def _explain(err: APIError) -> str:

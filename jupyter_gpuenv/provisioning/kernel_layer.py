@@ -30,8 +30,11 @@ from packaging.markers import default_environment
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from . import labels
-from .base import KernelStartFailed
+from ..docker import labels
+from ..docker.runs import run_in_image
+from ..errors import GpuEnvError
+from ..kernel import interpreter_facts
+from .errors import KernelStartFailed
 
 LAYER_REPOSITORY = "gpuenv-kernel-layer"
 WHEELS_DIR = "gpuenv-wheels"
@@ -40,28 +43,6 @@ MAX_DEPENDENCY_ROUNDS = 6
 _log = logging.getLogger(__name__)
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
-
-# Runs inside the image with only the standard library: what pip needs to pick wheels.
-PROBE = r"""
-import importlib.util, json, os, platform, sys
-try:
-    libc = os.confstr("CS_GNU_LIBC_VERSION") or ""
-except (AttributeError, ValueError, OSError):
-    libc = ""
-impl = sys.implementation
-iv = impl.version
-print(json.dumps({
-    "version": platform.python_version(),
-    "major_minor": "%d.%d" % sys.version_info[:2],
-    "implementation": impl.name,
-    "implementation_version": "%d.%d.%d" % (iv.major, iv.minor, iv.micro),
-    "machine": platform.machine(),
-    "libc": libc,
-    "musl": not libc and os.path.exists("/lib/ld-musl-" + platform.machine() + ".so.1"),
-    "ipykernel": importlib.util.find_spec("ipykernel") is not None,
-}))
-"""
-
 
 @dataclass(frozen=True)
 class ImagePython:
@@ -76,6 +57,7 @@ class ImagePython:
     libc: str
     musl: bool
     ipykernel: bool
+    pip: bool = False
 
     def pip_target_options(self) -> list[str]:
         nodot = self.major_minor.replace(".", "")
@@ -170,33 +152,29 @@ def ensure_layer(
 
 
 def probe_image_python(client: Any, image: str, python: str, timeout: float) -> ImagePython:
-    """Run the probe in a short-lived container of the image (removed afterwards)."""
-    container = client.containers.create(
-        image,
-        entrypoint=[python],
-        command=["-c", PROBE],
-        network_mode="none",
-        labels={labels.ROLE: "kernel-layer"},
-        user="0:0",
-        detach=True,
-    )
+    """The image's interpreter facts, from a short-lived container (removed afterwards)."""
     try:
-        container.start()
-        result = container.wait(timeout=max(5.0, min(timeout, 120.0)))
-        output = container.logs(stdout=True, stderr=True).decode(errors="replace")
-    except Exception as err:
-        raise KernelStartFailed(f"Could not run {python} in image {image}: {err}") from err
-    finally:
-        container.remove(force=True)
-    if result.get("StatusCode") != 0:
+        run = run_in_image(
+            client,
+            image,
+            [python, "-c", interpreter_facts.source()],
+            "kernel-layer",
+            max(5.0, min(timeout, 120.0)),
+        )
+    except GpuEnvError as err:
+        raise KernelStartFailed(f"Could not run {python} in image {image}: {err.message}") from err
+    if run.exit_code != 0:
+        reason = "timed out" if run.timed_out else f"exit {run.exit_code}"
         raise KernelStartFailed(
-            f"{python} does not run in image {image} (exit {result.get('StatusCode')}): "
-            + _tail(output)
+            f"{python} does not run in image {image} ({reason}): "
+            + _tail(run.stderr or run.stdout)
         )
     try:
-        data = json.loads(output.strip().splitlines()[-1])
+        data = json.loads(run.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError) as err:
-        raise KernelStartFailed(f"Unexpected probe output from {image}: {_tail(output)}") from err
+        raise KernelStartFailed(
+            f"Unexpected probe output from {image}: {_tail(run.stdout)}"
+        ) from err
     return ImagePython(python=python, **data)
 
 

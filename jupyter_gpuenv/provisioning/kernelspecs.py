@@ -21,7 +21,9 @@ from typing import Any
 
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager, NoSuchKernel
 
+from ..environments.catalog import Catalog
 from ..environments.model import KERNEL_NAME_PREFIX, Environment, kernel_name_for
+from ..services import Services, shared_services
 from .base import gpuenv_config_for
 
 RESOURCES = str(Path(__file__).with_name("kernelspec_resources"))
@@ -76,33 +78,31 @@ class GpuEnvKernelSpecManager(KernelSpecManager):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.catalog: Any = None
+        self.services: Services | None = None
         self._lock = threading.Lock()
         self._specs: dict[str, KernelSpec] = {}
         self._spec_dicts: dict[str, dict[str, Any]] | None = None
         self._first_scan_done = False
 
-    def use_catalog(self, catalog: Any) -> None:
-        """Share the server's catalog; its Docker envs learn whether GPUs can be given."""
-        self.catalog = catalog
-        annotators = getattr(catalog, "annotators", None)
-        if isinstance(annotators, list):
-            from .gpu_request import runtime_annotator
-
-            annotators.append(runtime_annotator(catalog.config, self.log))
+    def use_services(self, services: Services) -> None:
+        """Share the server's services (its catalog); provisioners find them here."""
+        self.services = services
         with self._lock:
             self._spec_dicts = None
 
-    def _get_catalog(self) -> Any:
-        if self.catalog is None:
-            from ..environments.catalog import Catalog
+    @property
+    def catalog(self) -> Catalog:
+        return self._get_services().catalog
 
-            self.use_catalog(Catalog(gpuenv_config_for(self), log=self.log))
-        return self.catalog
+    def _get_services(self) -> Services:
+        if self.services is None:
+            self.use_services(shared_services(gpuenv_config_for(self), self.log))
+        assert self.services is not None
+        return self.services
 
     def _environments(self, wait: bool = False) -> list[Environment]:
         """The catalog's cached list; ``wait`` (or a first use with nothing cached) scans."""
-        catalog = self._get_catalog()
+        catalog = self.catalog
         if not wait:
             envs = list(catalog.cached_environments())
             if envs or self._first_scan_done:

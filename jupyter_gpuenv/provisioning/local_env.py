@@ -16,15 +16,12 @@ from typing import Any
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning import LocalProvisioner
 
+from ..gpu_set import GpuSet
 from .activation import activated_env
-from .base import (
-    GpuEnvProvisionerMixin,
-    KernelStartFailed,
-    ipykernel_argv,
-    kernel_side_env,
-    local_kernel_side_dir,
-)
-from .policy import local_gpu_environment
+from .base import GpuEnvProvisionerMixin
+from .errors import KernelStartFailed
+from .kernel_side import ipykernel_argv, kernel_side_env, local_kernel_side_dir
+from .policy import EffectiveLaunch, local_gpu_environment
 
 
 class LocalEnvProvisioner(GpuEnvProvisionerMixin, LocalProvisioner):
@@ -97,6 +94,6 @@ class LocalEnvProvisioner(GpuEnvProvisionerMixin, LocalProvisioner):
         self.environment_id = provisioner_info.get("environment_id", self.environment_id)
 
 
-def launch_gpus(provisioner: LocalEnvProvisioner, launch: Any) -> Any:
+def launch_gpus(provisioner: LocalEnvProvisioner, launch: EffectiveLaunch) -> GpuSet | None:
     """The kernelspec's own (policy-checked) GPU narrowing, else None for the admin's."""
     return launch.gpus if "gpus" in provisioner.requested_config else None

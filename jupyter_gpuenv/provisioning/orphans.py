@@ -25,7 +25,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from . import labels
+from ..docker import labels
+from ..docker.client import DaemonUnreachable, docker_client
 
 _log = logging.getLogger(__name__)
 
@@ -157,14 +158,12 @@ def remove_orphans_once(client: Any, log: Any = None) -> None:
         (log or _log).warning("Orphaned kernel containers could not be listed: %s", err)
 
 
-def start_orphan_sweep(log: Any = None) -> threading.Thread:
+def start_orphan_sweep(log: Any = None, docker_host: str | None = None) -> threading.Thread:
     """Sweep in a background thread so a slow or absent daemon never delays startup."""
 
     def sweep() -> None:
-        from .daemon import DaemonUnreachable, docker_client
-
         try:
-            client = docker_client()
+            client = docker_client(docker_host)
         except DaemonUnreachable as err:
             (log or _log).debug("No orphan sweep: %s", err)
             return
@@ -176,16 +175,16 @@ def start_orphan_sweep(log: Any = None) -> threading.Thread:
 
 
 # Containers started by this process and not yet cleaned up, removed at exit.
-_live: set[str] = set()
+_live: dict[str, str | None] = {}
 _live_lock = threading.Lock()
 _atexit_registered = False
 
 
-def track(container_id: str) -> None:
+def track(container_id: str, docker_host: str | None = None) -> None:
     """Remember a container to remove at interpreter exit unless cleaned up first."""
     global _atexit_registered
     with _live_lock:
-        _live.add(container_id)
+        _live[container_id] = docker_host
         if not _atexit_registered:
             atexit.register(_remove_live_at_exit)
             _atexit_registered = True
@@ -193,26 +192,20 @@ def track(container_id: str) -> None:
 
 def untrack(container_id: str) -> None:
     with _live_lock:
-        _live.discard(container_id)
+        _live.pop(container_id, None)
 
 
 def _remove_live_at_exit() -> None:
     with _live_lock:
-        remaining = list(_live)
+        remaining = dict(_live)
         _live.clear()
-    if not remaining:
-        return
-    try:
-        from .daemon import docker_client
-
-        client = docker_client()
-        for container_id in remaining:
-            try:
-                client.api.remove_container(container_id, force=True)
-            except Exception:
-                pass  # already gone
-    except Exception as err:
-        _log.warning("Kernel containers %s could not be removed at exit: %s", remaining, err)
+    for container_id, host in remaining.items():
+        try:
+            docker_client(host).api.remove_container(container_id, force=True)
+        except DaemonUnreachable as err:
+            _log.warning("Kernel container %s could not be removed at exit: %s", container_id, err)
+        except Exception:
+            pass  # already gone
 
 
 def container_user_label(hub_user: str) -> str:

@@ -21,12 +21,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..config import GpuEnv
+from ..environments.model import Environment
 from ..errors import PolicyViolation
-from ..gpu.grant import GpuGrant, parse_gpu_list, read_user_grant
-
-GpuSelection = str | list[str]  # "all" | "none" | ["0", "GPU-…", "MIG-…"]
-
-NVIDIA_VISIBLE_DEVICES = "NVIDIA_VISIBLE_DEVICES"
+from ..gpu.grant import NVIDIA_VISIBLE_DEVICES, read_user_grant
+from ..gpu_set import GpuSet, GpuSetError, gpu_key
 
 # Keys a kernelspec may always carry: they select or narrow, never widen.
 SELECTING_KEYS = frozenset({"environment_id", "gpus", "cap_drop"})
@@ -84,106 +83,66 @@ class EffectiveLaunch:
     ``notes`` are lines for the kernel's startup log (e.g. a GPU request narrowed).
     """
 
-    gpus: GpuSelection
+    gpus: GpuSet
     image: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
-    grant: GpuGrant | None = None
+    grant: GpuSet | None = None
     notes: list[str] = field(default_factory=list)
 
-    @property
-    def nvidia_visible_devices(self) -> str:
-        """The value for the container's NVIDIA_VISIBLE_DEVICES (``void`` hides every GPU)."""
-        if self.gpus == "all":
-            return "all"
-        if self.gpus == "none" or not self.gpus:
-            return "void"
-        return ",".join(self.gpus)
 
-
-def format_gpus(gpus: GpuSelection) -> str:
-    return gpus if isinstance(gpus, str) else ",".join(gpus) or "none"
-
-
-def user_gpu_grant(config: Any, environ: Mapping[str, str] | None = None) -> GpuGrant | None:
-    """The per-user grant the spawner put in the server's environment; None when unset.
-
-    ``c.GpuEnv.user_gpus_env`` (default GPUENV_GPUS) wins; NVIDIA_VISIBLE_DEVICES is the
-    fallback because a container-based spawner sets it for the NVIDIA runtime anyway.
-    """
+def user_gpu_grant(config: GpuEnv, environ: Mapping[str, str] | None = None) -> GpuSet | None:
+    """The per-user grant the spawner put in the server's environment; None when unset."""
     grant = read_user_grant(config.user_gpus_env, environ)
     return None if grant.source is None else grant
 
 
-def describe_grant(grant: GpuGrant) -> str:
-    return f"{grant.source}={format_gpus(grant.to_json())}"
-
-
-def _gpu_key(gpu_id: Any) -> str:
-    """Compare ids loosely: "01" is index 1, UUIDs ignore case."""
-    text = str(gpu_id).strip()
-    return str(int(text)) if text.isdigit() else text.lower()
-
-
-def intersect_gpus(first: GpuSelection, second: GpuSelection) -> GpuSelection:
-    """GPUs present in both selections, keeping the order of ``first``."""
-    if first == "none" or second == "none":
-        return "none"
-    if first == "all":
-        return list(second) if second != "all" else "all"
-    if second == "all":
-        return list(first)
-    allowed = {_gpu_key(g) for g in second}
-    kept = [str(g) for g in first if _gpu_key(g) in allowed]
-    return kept or "none"
-
-
-def _normalise(gpus: Any) -> GpuSelection:
-    from ..config import validate_gpus_value
-
-    return validate_gpus_value(gpus)
-
-
 def effective_gpus(
-    config: Any, env_gpus: Any = None, environ: Mapping[str, str] | None = None
-) -> GpuSelection:
+    config: GpuEnv, env_gpus: object = None, environ: Mapping[str, str] | None = None
+) -> GpuSet:
     """The GPUs a kernel of this environment gets: admin setting ∩ the user's grant.
 
-    ``env_gpus`` is the environment's own ``gpus`` entry (None: use ``c.GpuEnv.gpus``).
+    ``env_gpus`` is the environment's own ``gpus`` entry, or a set already narrowed by
+    the policy (None: use ``c.GpuEnv.gpus``).
     """
-    base = _normalise(config.gpus if env_gpus is None else env_gpus)
+    base = config.gpus if env_gpus is None else GpuSet.parse(env_gpus)
     grant = user_gpu_grant(config, environ)
-    return base if grant is None else intersect_gpus(base, grant.to_json())
+    return base if grant is None else base.intersect(grant)
 
 
 def local_gpu_environment(
-    config: Any, env_gpus: Any = None, environ: Mapping[str, str] | None = None
+    config: GpuEnv, env_gpus: object = None, environ: Mapping[str, str] | None = None
 ) -> dict[str, str]:
     """CUDA_VISIBLE_DEVICES for a kernel running as a local process ({} when unrestricted).
 
     Ids are host ids. A server in a container whose NVIDIA_VISIBLE_DEVICES names devices
     sees only those, renumbered from 0: host indexes would pick the wrong GPUs there, so
     the container stays the limit unless the selection uses UUIDs, which mean the same
-    inside and out. "none" hides every GPU anywhere.
+    inside and out. "none" hides every GPU anywhere; a count takes the first N devices.
     """
     env = os.environ if environ is None else environ
     gpus = effective_gpus(config, env_gpus, env)
-    if gpus == "none":
+    if gpus.is_none:
         return {"CUDA_VISIBLE_DEVICES": ""}
-    if gpus == "all":
+    if gpus.is_all:
         return {}
-    if _in_narrowed_container(env) and any(_gpu_key(g).isdigit() for g in gpus):
+    if gpus.count is not None:
+        return {"CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in range(gpus.count))}
+    ids = gpus.ids or ()
+    if _in_narrowed_container(env) and any(gpu_key(g).isdigit() for g in ids):
         return {}
-    return {"CUDA_VISIBLE_DEVICES": ",".join(gpus)}
+    return {"CUDA_VISIBLE_DEVICES": ",".join(ids)}
 
 
 def _in_narrowed_container(environ: Mapping[str, str]) -> bool:
     """Whether the NVIDIA runtime handed this process only some of the host's GPUs."""
     if NVIDIA_VISIBLE_DEVICES not in environ:
         return False
-    return not parse_gpu_list(environ[NVIDIA_VISIBLE_DEVICES]).is_all
+    return not GpuSet.parse(environ[NVIDIA_VISIBLE_DEVICES]).is_all
 
 
-def _admin_entry(config: Any, env: Any) -> tuple[str | None, dict[str, Any] | None]:
+def _admin_entry(
+    config: GpuEnv, env: Environment | None
+) -> tuple[str | None, dict[str, Any] | None]:
     """(docker_images key, normalised entry) of the environment, if the admin configured it."""
     if env is None or getattr(env, "kind", None) != "docker":
         return None, None
@@ -196,7 +155,7 @@ def _admin_entry(config: Any, env: Any) -> tuple[str | None, dict[str, Any] | No
     return None, None
 
 
-def _configured_images(config: Any) -> dict[str, str]:
+def _configured_images(config: GpuEnv) -> dict[str, str]:
     return {config.docker_entry(name)["image"]: name for name in config.docker_images}
 
 
@@ -205,24 +164,27 @@ def _is_root(user: Any) -> bool:
     return text.split(":", 1)[0] in ROOT_USERS
 
 
-def _check_gpus(requested: Any, allowed: GpuSelection, grant: GpuGrant | None) -> str | None:
+def _check_gpus(wanted: GpuSet, allowed: GpuSet, grant: GpuSet | None) -> str | None:
     """None when the requested GPUs fit the allowed ones, else the refusal text."""
-    wanted = _normalise(requested)
-    if wanted in ("none", "all"):
+    if wanted.is_none or wanted.is_all:
         return None  # "all" means every GPU this kernel may have
-    beyond = [g for g in wanted if intersect_gpus([g], allowed) == "none"]
-    if not beyond:
+    if allowed.covers(wanted):
         return None
-    if grant is not None:
-        limit = f"the grant {describe_grant(grant)}"
+    if wanted.count is not None:
+        what = f"{wanted.count} GPUs"
     else:
-        limit = f"the allowed GPUs ({format_gpus(allowed)})"
-    if allowed == "none":
+        beyond = allowed.beyond(wanted) if allowed.ids is not None else list(wanted.ids or ())
+        what = f"GPUs {', '.join(beyond)}"
+    if grant is not None:
+        limit = f"the grant {grant.describe()}"
+    else:
+        limit = f"the allowed GPUs ({allowed})"
+    if allowed.is_none:
         limit += ", i.e. no GPU"
-    return f"GPUs {', '.join(beyond)} beyond {limit}"
+    return f"{what} beyond {limit}"
 
 
-def _check_environment(requested: Any, admin: Any, gpus: GpuSelection) -> list[str]:
+def _check_environment(requested: Any, admin: Any, gpus: GpuSet) -> list[str]:
     if not isinstance(requested, Mapping):
         return ["environment variables (not a mapping)"]
     admin = admin if isinstance(admin, Mapping) else {}
@@ -230,14 +192,14 @@ def _check_environment(requested: Any, admin: Any, gpus: GpuSelection) -> list[s
     for name, value in requested.items():
         if admin.get(name) == value:
             continue
-        if str(name).upper().startswith(GPU_CONTROL_ENV_PREFIX) and gpus != "all":
+        if str(name).upper().startswith(GPU_CONTROL_ENV_PREFIX) and not gpus.is_all:
             refused.append(f"environment variable {name} (it would change the GPUs)")
     return refused
 
 
 def enforce_policy(
-    config: Any,
-    env: Any,
+    config: GpuEnv,
+    env: Environment | None,
     requested: Mapping[str, Any] | None,
     *,
     kernel_name: str | None = None,
@@ -277,16 +239,21 @@ def enforce_policy(
 
     grant = user_gpu_grant(config, environ)
     allowed_gpus = effective_gpus(config, admin.get("gpus"), environ)
-    gpus: GpuSelection = allowed_gpus
+    gpus = allowed_gpus
     notes: list[str] = []
     if "gpus" in requested:
-        problem = _check_gpus(requested["gpus"], allowed_gpus, grant)
-        if problem:
-            refused.append(problem)
+        try:
+            wanted = GpuSet.parse(requested["gpus"])
+        except GpuSetError as err:
+            refused.append(f"gpus={requested['gpus']!r} ({err})")
         else:
-            gpus = intersect_gpus(allowed_gpus, _normalise(requested["gpus"]))
-    if grant is not None and gpus != _normalise(admin.get("gpus", config.gpus)):
-        notes.append(f"GPUs limited to {format_gpus(gpus)} by {describe_grant(grant)}")
+            problem = _check_gpus(wanted, allowed_gpus, grant)
+            if problem:
+                refused.append(problem)
+            else:
+                gpus = allowed_gpus.intersect(wanted)
+    if grant is not None and gpus != config.environment_gpus(admin):
+        notes.append(f"GPUs limited to {gpus} by {grant.describe()}")
 
     overrides: dict[str, Any] = {}
     for key, value in requested.items():

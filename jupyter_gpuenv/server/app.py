@@ -1,26 +1,36 @@
-"""The server extension: builds the shared pieces once and registers the handlers."""
+"""The server extension: builds the services once and registers the handlers."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
 
 from ..config import GpuEnv
 from ..environments.catalog import Catalog
+from ..gpu.sampler import GpuSampler, build_gpu_sampler
+from ..provisioning.kernelspecs import GpuEnvKernelSpecManager
 from ..provisioning.orphans import start_orphan_sweep
+from ..services import Services
 from . import doctor_api, environments_api, gpus_api, openapi_api
 
 
 @dataclass
 class ServerState:
-    """What handlers reach through ``self.gpuenv``: config and the long-lived services."""
+    """What handlers reach through ``self.gpuenv``: the services and the server's sampler."""
 
-    config: GpuEnv
-    catalog: Catalog
+    services: Services
+    gpu_sampler: GpuSampler
     server: Any
-    services: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def config(self) -> GpuEnv:
+        return self.services.config
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.services.catalog
 
 
 class GpuEnvExtension(ExtensionApp):
@@ -28,6 +38,7 @@ class GpuEnvExtension(ExtensionApp):
 
     name = "jupyter_gpuenv"
     load_other_extensions = True
+    state: ServerState
 
     def _link_jupyter_server_extension(self, serverapp: Any) -> None:
         """Make our kernelspec manager the server's, unless the admin configured one.
@@ -36,24 +47,21 @@ class GpuEnvExtension(ExtensionApp):
         files, not other settings; linking runs before the server builds its managers.
         """
         if "kernel_spec_manager_class" not in serverapp.config.get("ServerApp", {}):
-            from ..provisioning.kernelspecs import GpuEnvKernelSpecManager
-
             serverapp.kernel_spec_manager_class = GpuEnvKernelSpecManager
         super()._link_jupyter_server_extension(serverapp)
 
     def initialize_settings(self) -> None:
         config = GpuEnv(parent=self.serverapp, log=self.log)
-        catalog = Catalog(config, log=self.log)
+        services = Services.build(config, log=self.log)
         ksm = self.serverapp.kernel_spec_manager
-        if hasattr(ksm, "use_catalog"):
-            ksm.use_catalog(catalog)
-        self.state = ServerState(config=config, catalog=catalog, server=self.serverapp)
+        if isinstance(ksm, GpuEnvKernelSpecManager):
+            ksm.use_services(services)
+        sampler = build_gpu_sampler(config, self.serverapp, log=self.log)
+        self.state = ServerState(services=services, gpu_sampler=sampler, server=self.serverapp)
         self.settings["gpuenv"] = self.state
-        doctor_api.install(self.state, self.log)
         # Kernel containers left by a server that died (kill -9) are removed in the
         # background, so a slow or absent Docker never delays startup.
-        start_orphan_sweep(self.log)
-        gpus_api.install(self.state, self.log)
+        start_orphan_sweep(self.log, config.docker_host or None)
         self.log.info("jupyter_gpuenv: REST API at %sgpuenv/api/", self.serverapp.base_url)
 
     def initialize_handlers(self) -> None:
@@ -61,10 +69,5 @@ class GpuEnvExtension(ExtensionApp):
             self.handlers.extend(module.handlers)
 
     async def stop_extension(self) -> None:
-        for service in self.state.services.values():
-            stop = getattr(service, "stop", None)
-            if stop is not None:
-                result = stop()
-                if hasattr(result, "__await__"):
-                    await result
-        self.state.catalog.stop()
+        self.state.gpu_sampler.stop()
+        self.state.services.stop()

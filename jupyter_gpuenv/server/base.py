@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
@@ -11,6 +11,9 @@ from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
 
 from ..errors import GpuEnvError
+
+if TYPE_CHECKING:
+    from .app import ServerState
 
 AUTH_RESOURCE = "gpuenv"
 
@@ -23,9 +26,10 @@ class GpuEnvHandler(ExtensionHandlerMixin, APIHandler):
     auth_resource = AUTH_RESOURCE
 
     @property
-    def gpuenv(self) -> Any:
-        """The running extension's state (catalog, GPU sampler, config)."""
-        return self.settings["gpuenv"]
+    def gpuenv(self) -> ServerState:
+        """The running extension's state (services, GPU sampler)."""
+        state: ServerState = self.settings["gpuenv"]
+        return state
 
     def write_json(self, data: Any, status: int = 200) -> None:
         self.set_status(status)

@@ -21,7 +21,7 @@ from typing import Any
 import nbformat
 import pytest
 
-from jupyter_gpuenv.provisioning import labels
+from jupyter_gpuenv.docker import labels
 
 REPO = Path(__file__).resolve().parents[2]
 TOOL_TIMEOUT = 420

@@ -9,10 +9,10 @@ import uuid
 
 import pytest
 
-from jupyter_gpuenv.doctor.checks import HostInfo
 from jupyter_gpuenv.doctor.cuda_runtime import cuda_runtime_of, image_runtime
 from jupyter_gpuenv.doctor.report import evaluate_environment
 from jupyter_gpuenv.environments.model import Environment
+from jupyter_gpuenv.kernel.compatibility import HostInfo
 
 
 def environment(kind: str, location: dict, **fields) -> Environment:

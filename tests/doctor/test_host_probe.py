@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_gpuenv.doctor.checks import evaluate
 from jupyter_gpuenv.doctor.host_probe import HostProbe, docker_nvidia_runtime, read_gpu_status
 from jupyter_gpuenv.gpu.grant import read_user_grant
-from jupyter_gpuenv.gpu.nvml_adapter import NvmlAdapter
+from jupyter_gpuenv.kernel.compatibility import evaluate
+from jupyter_gpuenv.kernel.nvml import NvmlAdapter
 from tests.support.fake_nvml import NVML_ERROR_LIBRARY_NOT_FOUND, FakeGpu, FakeNvml
 
 CU121 = {

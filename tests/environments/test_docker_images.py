@@ -12,10 +12,10 @@ import docker
 import pytest
 import yaml
 
-from jupyter_gpuenv.environments.docker_images import run_in_image
+from jupyter_gpuenv.docker import labels
+from jupyter_gpuenv.docker.runs import run_in_image
 from jupyter_gpuenv.environments.model import Environment
 from jupyter_gpuenv.errors import DockerUnavailable
-from jupyter_gpuenv.provisioning import labels
 from tests.support.conda_prefix import make_conda_prefix
 
 pytestmark = pytest.mark.docker
@@ -213,7 +213,7 @@ def test_docker_down_keeps_local_environments_listed(
     assert after["local"].problems == [] and after["local"].python_version
     for name in ("torch", labelled_name):
         (problem,) = after[name].problems
-        assert problem.startswith("Docker is not reachable")
+        assert problem.startswith("Docker daemon is not reachable")
         assert after[name].location["image_id"] is None
     # what the last probe found is still shown
     assert after["torch"].torch_version == "2.13.0+cpu"
@@ -232,7 +232,7 @@ def test_docker_down_from_the_start(make_catalog, monkeypatch, tmp_path, conda_p
     )
     listed = by_name(catalog.list_environments_sync())
     assert listed["local"].problems == []
-    assert listed["torch"].problems[0].startswith("Docker is not reachable")
+    assert listed["torch"].problems[0].startswith("Docker daemon is not reachable")
     assert listed["torch"].display_name == "torch (docker)"
 
 

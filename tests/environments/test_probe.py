@@ -15,7 +15,7 @@ import pytest
 from jupyter_gpuenv.environments import prefix_reader
 from jupyter_gpuenv.environments.conda import site_packages
 from jupyter_gpuenv.environments.probe import probe_prefix, probe_source
-from jupyter_gpuenv.environments.probe_script import parse_output
+from jupyter_gpuenv.kernel.probe_script import parse_output
 
 from .conftest import TORCH_CU121
 

@@ -158,9 +158,9 @@ class TestDockerDown:
         listing = await fetch_json(jp_fetch, "environments")
         by_name = {env["name"]: env for env in listing["environments"]}
         assert by_name["vision"]["problems"] == []
-        assert by_name["torch"]["problems"][0].startswith("Docker is not reachable")
+        assert by_name["torch"]["problems"][0].startswith("Docker daemon is not reachable")
         code, body = await fetch_error(jp_fetch, "environments", by_name["torch"]["id"], "export")
-        assert code == 503 and "Docker is not reachable" in body["message"]
+        assert code == 503 and "Docker daemon is not reachable" in body["message"]
 
 
 @pytest.mark.docker

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from jupyter_gpuenv.docker import labels
 from jupyter_gpuenv.gpu.attribution import (
     DockerContainerLabels,
     KernelRecord,
@@ -22,9 +23,8 @@ from jupyter_gpuenv.gpu.attribution import (
     read_container_id,
     read_parent_pid,
 )
-from jupyter_gpuenv.gpu.nvml_adapter import NvmlAdapter
-from jupyter_gpuenv.gpu.snapshot import GpuProcess, GpuSnapshot
-from jupyter_gpuenv.provisioning import labels
+from jupyter_gpuenv.kernel.gpu_snapshot import GpuProcess, GpuSnapshot
+from jupyter_gpuenv.kernel.nvml import NvmlAdapter
 from tests.support.fake_nvml import FakeGpu, FakeNvml, FakeProcess
 
 CID = "8d3f0a1b2c" + "4e5f6a7b8c" * 5 + "9d0e"  # 64 hex characters

@@ -18,7 +18,6 @@ import pytest
 from tornado.httpclient import HTTPClientError
 
 from jupyter_gpuenv.gpu.sampler import build_gpu_sampler
-from jupyter_gpuenv.server.gpus_api import SAMPLER_SERVICE
 from jupyter_gpuenv.server.openapi_api import openapi_document
 from tests.gpu.kernel_session import run_cell
 from tests.support.fake_nvml import FakeGpu, FakeNvml, FakeProcess
@@ -48,8 +47,8 @@ async def get_gpus(jp_fetch: Any) -> dict[str, Any]:
 def use_fake_nvml(serverapp: Any, nvml: FakeNvml) -> None:
     """Rebuild the server's sampler around a fake NVML (the only thing replaced)."""
     state = serverapp.web_app.settings["gpuenv"]
-    state.services[SAMPLER_SERVICE].stop()
-    state.services[SAMPLER_SERVICE] = build_gpu_sampler(state.config, serverapp, nvml=nvml)
+    state.gpu_sampler.stop()
+    state.gpu_sampler = build_gpu_sampler(state.config, serverapp, nvml=nvml)
 
 
 async def test_no_gpu_machine_answers_200_unavailable_with_a_reason(jp_fetch: Any) -> None:

@@ -12,11 +12,12 @@ import pytest
 
 from jupyter_gpuenv.config import GpuEnv
 from jupyter_gpuenv.gpu.attribution import KernelRecord, ProcessAttributor
-from jupyter_gpuenv.gpu.grant import parse_gpu_list, read_user_grant
-from jupyter_gpuenv.gpu.nvml_adapter import NvmlAdapter
+from jupyter_gpuenv.gpu.grant import read_user_grant
 from jupyter_gpuenv.gpu.sampler import SAMPLING, GpuSampler, build_gpu_sampler
-from jupyter_gpuenv.gpu.snapshot import GpuSnapshot
 from jupyter_gpuenv.gpu.view import GpuView
+from jupyter_gpuenv.gpu_set import GpuSet
+from jupyter_gpuenv.kernel.gpu_snapshot import GpuSnapshot
+from jupyter_gpuenv.kernel.nvml import NvmlAdapter
 from tests.support.fake_nvml import FakeGpu, FakeMig, FakeNvml, FakeProcess
 
 
@@ -50,13 +51,13 @@ def test_own_processes_only_and_hidden_count() -> None:
 
 def test_grant_by_index_keeps_that_gpu() -> None:
     snap, _, _ = host_snapshot()
-    view = GpuView(grant=parse_gpu_list("1"), show_all=True).apply(snap)
+    view = GpuView(grant=GpuSet.parse("1"), show_all=True).apply(snap)
     assert [g.index for g in view.gpus] == [1] and view.gpu_count == 1
 
 
 def test_grant_of_one_mig_slice_shows_only_that_slice() -> None:
     snap, mig_a, mig_b = host_snapshot()
-    view = GpuView(grant=parse_gpu_list(mig_b.uuid), show_all=True).apply(snap)
+    view = GpuView(grant=GpuSet.parse(mig_b.uuid), show_all=True).apply(snap)
     (gpu,) = view.gpus
     assert [m.uuid for m in gpu.mig_devices] == [mig_b.uuid]
     assert [p.pid for p in gpu.processes] == [22] and gpu.hidden_processes == 1

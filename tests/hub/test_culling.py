@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from jupyter_gpuenv.provisioning import labels
+from jupyter_gpuenv.docker import labels
 from tests.support.waits import eventually
 
 pytestmark = [pytest.mark.hub, pytest.mark.docker]

@@ -16,7 +16,7 @@ from typing import Any
 import docker
 import pytest
 
-from jupyter_gpuenv.provisioning import labels
+from jupyter_gpuenv.docker import labels
 from tests.hub.hub_runner import FAKE_GPU_UUIDS, Hub, HubUnavailable, execute, wait_for
 from tests.support.docker_engine import running_in_ci
 from tests.support.venvs import make_venv

@@ -14,7 +14,6 @@ from typing import Any
 from tornado.ioloop import IOLoop, PeriodicCallback
 
 from jupyter_gpuenv.gpu.sampler import build_gpu_sampler
-from jupyter_gpuenv.server.gpus_api import SAMPLER_SERVICE
 from tests.support.fake_nvml import FakeGpu, FakeNvml, FakeProcess
 
 GIB = 2**30
@@ -58,10 +57,8 @@ def _install(serverapp: Any) -> None:
         processes=[FakeProcess(STRANGER_PID, 20 * GIB)],
     )
     state = serverapp.web_app.settings["gpuenv"]
-    old = state.services.get(SAMPLER_SERVICE)
-    if old is not None:
-        old.stop()
-    state.services[SAMPLER_SERVICE] = build_gpu_sampler(
+    state.gpu_sampler.stop()
+    state.gpu_sampler = build_gpu_sampler(
         state.config, serverapp, log=serverapp.log, nvml=FakeNvml([big, small])
     )
 

@@ -17,7 +17,7 @@ import docker
 import pytest
 import yaml
 
-from jupyter_gpuenv.provisioning import labels
+from jupyter_gpuenv.docker import labels
 from tests.lab.lab_server import LabServer, start_lab
 from tests.lab.panel_page import (
     KERNEL_START_MS,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from jupyter_gpuenv.provisioning import labels
+from jupyter_gpuenv.docker import labels
 from tests.provisioning.server_process import ServerProcess, start_server
 from tests.support.server_config import server_config as server_config  # re-exported
 

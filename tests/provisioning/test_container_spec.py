@@ -7,8 +7,10 @@ import os
 import pytest
 from docker.types import DeviceRequest
 
-from jupyter_gpuenv.provisioning import labels
-from jupyter_gpuenv.provisioning.base import KernelStartFailed
+from jupyter_gpuenv.docker import labels
+from jupyter_gpuenv.docker.nvidia_runtime import GpuRuntime
+from jupyter_gpuenv.doctor.docker_gpus import gpu_problem
+from jupyter_gpuenv.gpu_set import GpuSet
 from jupyter_gpuenv.provisioning.container_spec import (
     CONNECTION_FILE_IN_CONTAINER,
     ContainerRequest,
@@ -19,7 +21,8 @@ from jupyter_gpuenv.provisioning.container_spec import (
     resource_limits,
     working_dir,
 )
-from jupyter_gpuenv.provisioning.gpu_request import GpuRuntime, gpu_problem, plan_gpus
+from jupyter_gpuenv.provisioning.errors import KernelStartFailed
+from jupyter_gpuenv.provisioning.gpu_request import plan_gpus
 from jupyter_gpuenv.provisioning.orphans import ServerInstance
 
 NVIDIA = GpuRuntime("nvidia", "test host with the toolkit")
@@ -100,7 +103,7 @@ def test_create_arguments(tmp_path):
     assert args["network_mode"] == "host" and args["init"] is True
     assert args["entrypoint"] == ["/usr/bin/python3"]
     assert args["command"][:4] == ["-m", "ipykernel_launcher", "-f", CONNECTION_FILE_IN_CONTAINER]
-    assert "--IPKernelApp.extra_extensions=jupyter_gpuenv" in args["command"]
+    assert "--IPKernelApp.extra_extensions=jupyter_gpuenv_kernel" in args["command"]
     env = args["environment"]
     assert env["LANG"] == "C.UTF-8" and env["A"] == "1"
     assert "JUPYTERHUB_API_TOKEN" not in env and "TOKEN" not in env
@@ -110,7 +113,7 @@ def test_create_arguments(tmp_path):
     assert args["labels"][labels.ROLE] == "kernel"
     targets = {m["Target"]: m for m in args["mounts"]}
     assert targets[CONNECTION_FILE_IN_CONTAINER]["ReadOnly"] is True
-    assert targets["/opt/jupyter-gpuenv/jupyter_gpuenv"]["ReadOnly"] is True
+    assert targets["/opt/jupyter-gpuenv/jupyter_gpuenv_kernel"]["ReadOnly"] is True
     assert targets[str(tmp_path)]["ReadOnly"] is False
     assert args["working_dir"] == str(tmp_path)
 
@@ -132,27 +135,28 @@ def test_conda_env_inside_an_image_is_activated(tmp_path):
 
 
 def test_gpu_plans():
-    plan = plan_gpus("all", NVIDIA)
+    plan = plan_gpus(GpuSet.parse("all"), NVIDIA)
     (req,) = plan.device_requests
     assert req == DeviceRequest(count=-1, capabilities=[["gpu"]])
     assert plan.environment == {
         "NVIDIA_VISIBLE_DEVICES": "all",
         "NVIDIA_DRIVER_CAPABILITIES": "compute,utility",
     }
-    plan = plan_gpus(["0", MIG], NVIDIA)
+    plan = plan_gpus(GpuSet.parse(["0", MIG]), NVIDIA)
     assert plan.device_requests[0]["DeviceIDs"] == ["0", MIG]
     assert plan.environment["NVIDIA_VISIBLE_DEVICES"] == f"0,{MIG}"
-    assert plan_gpus(["1"], CDI).device_requests[0]["DeviceIDs"] == ["nvidia.com/gpu=1"]
-    none = plan_gpus("none", NVIDIA)
+    cdi = plan_gpus(GpuSet.parse(["1"]), CDI)
+    assert cdi.device_requests[0]["DeviceIDs"] == ["nvidia.com/gpu=1"]
+    none = plan_gpus(GpuSet.parse("none"), NVIDIA)
     assert none.device_requests == [] and none.environment["NVIDIA_VISIBLE_DEVICES"] == "void"
-    without = plan_gpus("all", NONE)
+    without = plan_gpus(GpuSet.parse("all"), NONE)
     assert without.device_requests == [] and "without GPUs" in without.notes[0]
     with pytest.raises(KernelStartFailed, match="GPUs 0 are configured"):
-        plan_gpus(["0"], NONE)
+        plan_gpus(GpuSet.parse(["0"]), NONE)
 
 
 def test_catalog_problem_lines():
-    assert gpu_problem("all", NVIDIA) is None
-    assert gpu_problem("none", NONE) is None
-    assert "start without GPUs" in gpu_problem("all", NONE)
-    assert "cannot start" in gpu_problem(["0"], NONE)
+    assert gpu_problem(GpuSet.parse("all"), NVIDIA) is None
+    assert gpu_problem(GpuSet.parse("none"), NONE) is None
+    assert "start without GPUs" in gpu_problem(GpuSet.parse("all"), NONE)
+    assert "cannot start" in gpu_problem(GpuSet.parse(["0"]), NONE)

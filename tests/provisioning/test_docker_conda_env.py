@@ -13,7 +13,7 @@ import tarfile
 
 import pytest
 
-from jupyter_gpuenv.provisioning import labels
+from jupyter_gpuenv.docker import labels
 from tests.provisioning.conftest import environment_named, kernel_containers
 from tests.provisioning.kernel_ws import KernelSocket
 from tests.support.server_config import server_config

@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from jupyter_gpuenv.provisioning import labels
+from jupyter_gpuenv.docker import labels
 from tests.provisioning.conftest import kernel_containers
 from tests.provisioning.server_process import make_shared_dir
 from tests.support.waits import eventually

@@ -12,8 +12,8 @@ import json
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from jupyter_gpuenv.provisioning import labels
-from jupyter_gpuenv.provisioning.gpu_request import detect_runtime
+from jupyter_gpuenv.docker import labels
+from jupyter_gpuenv.docker.nvidia_runtime import detect_runtime
 from tests.provisioning.conftest import Collect, environment_named, kernel_containers
 from tests.support.server_config import server_config
 
@@ -186,10 +186,12 @@ async def test_all_gpus_without_runtime_start_without_them(
 
 KERNEL_REPORT = """
 import json, os
-import jupyter_gpuenv
+import jupyter_gpuenv_kernel
 report = {
     "env": {k: v for k, v in os.environ.items()},
-    "package": jupyter_gpuenv.__file__,
+    "package": jupyter_gpuenv_kernel.__file__,
+    "whole_package": getattr(__import__("importlib").util.find_spec("jupyter_gpuenv"),
+                             "origin", None),
     "fallback": os.path.exists(os.environ["JUPYTER_GPUENV_KERNEL_SIDE"] + "/fallback/pynvml.py"),
     "magic": "gpuinfo" in get_ipython().magics_manager.magics["line"],
     "data": open("/data/numbers.txt").read(),
@@ -228,7 +230,9 @@ async def test_settings_environment_and_kernel_side(
     assert seen["JUPYTER_GPUENV_KERNEL_ID"] == kernel_id
     assert seen["JUPYTER_GPUENV_KERNEL_SIDE"] == "/opt/jupyter-gpuenv"
     assert seen["PYTHONPATH"].split(":")[0] == "/opt/jupyter-gpuenv"
-    assert report["package"].startswith("/opt/jupyter-gpuenv/jupyter_gpuenv/")
+    assert report["package"].startswith("/opt/jupyter-gpuenv/jupyter_gpuenv_kernel/")
+    # Only the kernel side is mounted, not the whole package.
+    assert not (report["whole_package"] or "").startswith("/opt/jupyter-gpuenv")
     assert report["fallback"] and report["magic"]
     assert report["data"] == "1 2 3"
     assert report["data_writable"] is False
@@ -236,7 +240,7 @@ async def test_settings_environment_and_kernel_side(
     assert report["shm"] == 256 * 1024 * 1024
     assert (host_dirs["scratch"] / "from-kernel.txt").read_text() == "ok"
 
-    result = await ws.run("%load_ext jupyter_gpuenv")
+    result = await ws.run("%load_ext jupyter_gpuenv_kernel")
     assert result.status == "ok"
 
     (container,) = kernel_containers(docker_client, **{labels.KERNEL_ID: kernel_id})

@@ -26,7 +26,7 @@ ACTIVATE_SCRIPTS = {
 }
 
 REPORT = """
-import json, os, sys, jupyter_gpuenv
+import json, os, sys, jupyter_gpuenv_kernel
 keys = ["CONDA_PREFIX", "CONDA_DEFAULT_ENV", "CONDA_PROMPT_MODIFIER", "CONDA_SHLVL",
         "CUDA_HOME", "NCCL_HOME", "LD_LIBRARY_PATH", "FROM_STATE", "VIRTUAL_ENV",
         "GPUENV_TEST_UNSET_ME", "JUPYTER_GPUENV_ENVIRONMENT_ID", "JUPYTER_GPUENV_KERNEL_ID",
@@ -35,7 +35,7 @@ print(json.dumps({
     "prefix": sys.prefix,
     "path0": os.environ["PATH"].split(os.pathsep)[0],
     "env": {k: os.environ.get(k) for k in keys},
-    "package": jupyter_gpuenv.__file__,
+    "package": jupyter_gpuenv_kernel.__file__,
     "magic": "gpuinfo" in get_ipython().magics_manager.magics["line"],
 }))
 """

@@ -18,7 +18,7 @@ import textwrap
 
 import pytest
 
-from jupyter_gpuenv.provisioning import labels
+from jupyter_gpuenv.docker import labels
 from jupyter_gpuenv.provisioning.orphans import process_start_time, remove_orphans
 from tests.provisioning.conftest import kernel_containers
 from tests.provisioning.server_process import REPO, make_shared_dir

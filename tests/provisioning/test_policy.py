@@ -8,10 +8,10 @@ from traitlets.config import Config
 from jupyter_gpuenv.config import GpuEnv
 from jupyter_gpuenv.environments.model import Environment, environment_id, kernel_name_for
 from jupyter_gpuenv.errors import PolicyViolation
+from jupyter_gpuenv.gpu_set import GpuSet
 from jupyter_gpuenv.provisioning.policy import (
     effective_gpus,
     enforce_policy,
-    intersect_gpus,
     local_gpu_environment,
     user_gpu_grant,
 )
@@ -66,7 +66,7 @@ def refusal(config: GpuEnv, env: Environment | None, requested: dict, **kw: obje
 def test_server_written_spec_passes_and_keeps_admin_gpus() -> None:
     launch = enforce_policy(make_config(), VISION, {"environment_id": VISION.id}, environ={})
     assert launch.image == VISION_IMAGE
-    assert launch.gpus == ["0", "1"]
+    assert launch.gpus.to_json() == ["0", "1"]
     assert launch.overrides == {"environment_id": VISION.id}
     assert launch.notes == []
 
@@ -93,7 +93,7 @@ def test_unknown_image_is_refused_and_named() -> None:
 def test_configured_image_by_reference_is_allowed() -> None:
     launch = enforce_policy(make_config(), None, {"image": VISION_IMAGE}, environ={})
     assert launch.image == VISION_IMAGE
-    assert launch.gpus == ["0", "1"]  # the settings of the entry that image belongs to
+    assert launch.gpus.to_json() == ["0", "1"]  # the settings of the entry that image belongs to
 
 
 @pytest.mark.parametrize(
@@ -158,7 +158,7 @@ def test_same_name_with_another_image_is_not_the_admins_entry() -> None:
 def test_narrowing_is_allowed_under_restriction() -> None:
     requested = {"gpus": [1], "cap_drop": ["ALL"], "privileged": False}
     launch = enforce_policy(make_config(), VISION, requested, environ={})
-    assert launch.gpus == ["1"]
+    assert launch.gpus.to_json() == ["1"]
     assert launch.overrides == {"cap_drop": ["ALL"], "privileged": False}
 
 
@@ -193,17 +193,18 @@ def test_grant_comes_from_user_gpus_env_then_nvidia_visible_devices() -> None:
     ],
 )
 def test_intersect_gpus(first: object, second: object, expected: object) -> None:
-    assert intersect_gpus(first, second) == expected  # type: ignore[arg-type]
+    assert GpuSet.parse(first).intersect(GpuSet.parse(second)).to_json() == expected
 
 
 def test_effective_gpus_is_admin_setting_within_grant() -> None:
     config = make_config(gpus=[0, 1, 2, 3])
-    assert effective_gpus(config, None, {}) == ["0", "1", "2", "3"]
-    assert effective_gpus(config, None, {"GPUENV_GPUS": "1,3,5"}) == ["1", "3"]
-    assert effective_gpus(config, [0, 1], {"GPUENV_GPUS": "1,3"}) == ["1"]
-    assert effective_gpus(config, "all", {"GPUENV_GPUS": "7"}) == ["7"]
-    assert effective_gpus(config, None, {"GPUENV_GPUS": "none"}) == "none"
-    assert effective_gpus(make_config(gpus="none"), None, {"GPUENV_GPUS": "all"}) == "none"
+    assert effective_gpus(config, None, {}).to_json() == ["0", "1", "2", "3"]
+    assert effective_gpus(config, None, {"GPUENV_GPUS": "1,3,5"}).to_json() == ["1", "3"]
+    assert effective_gpus(config, [0, 1], {"GPUENV_GPUS": "1,3"}).to_json() == ["1"]
+    assert effective_gpus(config, "all", {"GPUENV_GPUS": "7"}).to_json() == ["7"]
+    assert effective_gpus(config, None, {"GPUENV_GPUS": "none"}).to_json() == "none"
+    no_gpu = make_config(gpus="none")
+    assert effective_gpus(no_gpu, None, {"GPUENV_GPUS": "all"}).to_json() == "none"
 
 
 def test_gpus_beyond_the_grant_are_refused() -> None:
@@ -216,8 +217,8 @@ def test_gpus_beyond_the_grant_are_refused() -> None:
 
 def test_all_means_all_of_the_grant() -> None:
     launch = enforce_policy(make_config(), TORCH, {"gpus": "all"}, environ={"GPUENV_GPUS": "2"})
-    assert launch.gpus == ["2"]
-    assert launch.nvidia_visible_devices == "2"
+    assert launch.gpus.to_json() == ["2"]
+    assert launch.gpus.nvidia_visible_devices() == "2"
     assert launch.notes == ["GPUs limited to 2 by GPUENV_GPUS=2"]
 
 
@@ -228,8 +229,8 @@ def test_grant_applies_without_restriction_too() -> None:
 
 def test_no_gpu_hides_every_gpu_from_the_nvidia_runtime() -> None:
     launch = enforce_policy(make_config(), TORCH, {}, environ={"GPUENV_GPUS": ""})
-    assert launch.gpus == "none"
-    assert launch.nvidia_visible_devices == "void"
+    assert launch.gpus.to_json() == "none"
+    assert launch.gpus.nvidia_visible_devices() == "void"
 
 
 def test_nvidia_variables_cannot_bypass_the_grant() -> None:

@@ -1,7 +1,7 @@
 """A fake NVML for tests: an object with the pynvml functions the GPU adapter calls.
 
 This machine has no GPU, so tests hand :class:`FakeNvml` to
-``jupyter_gpuenv.gpu.nvml_adapter.NvmlAdapter(nvml=...)`` in place of the real ``pynvml``
+``jupyter_gpuenv.kernel.nvml.NvmlAdapter(nvml=...)`` in place of the real ``pynvml``
 module. It follows pynvml's contract where the adapter depends on it: functions raise
 ``NVMLError`` subclasses chosen by NVML return code (``NVMLError_NotSupported`` ...), every
 call before ``nvmlInit`` raises ``Uninitialized``, the CUDA driver version is an integer

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_gpuenv.gpu import nvml_adapter
-from jupyter_gpuenv.gpu.nvml_adapter import NvmlAdapter, init_failure_reason
-from jupyter_gpuenv.gpu.snapshot import GpuSnapshot, format_cuda_version, snapshot_from_json
+from jupyter_gpuenv.kernel import nvml as nvml_adapter
+from jupyter_gpuenv.kernel.gpu_snapshot import GpuSnapshot, format_cuda_version, snapshot_from_json
+from jupyter_gpuenv.kernel.nvml import NvmlAdapter, init_failure_reason
 from tests.support.fake_nvml import (
     NVML_ERROR_DRIVER_NOT_LOADED,
     NVML_ERROR_FUNCTION_NOT_FOUND,
@@ -238,7 +238,7 @@ def test_real_pynvml_on_this_gpu_less_machine() -> None:
 
 KERNEL_SIDE_SCRIPT = """
 import json
-from jupyter_gpuenv.gpu.nvml_adapter import NvmlAdapter, load_pynvml
+from jupyter_gpuenv.kernel.nvml import NvmlAdapter, load_pynvml
 module = load_pynvml()
 print(json.dumps({
     "module": getattr(module, "__file__", None),

@@ -114,7 +114,9 @@ class _Build:
     @property
     def wants_no_gpu(self) -> bool:
         value = self.requested_gpus
-        return (isinstance(value, str) and value.strip().lower() == "none") or value == []
+        if isinstance(value, str):
+            return value.strip().lower() in ("none", "void")
+        return value == [] or (value == 0 and not isinstance(value, bool))
 
     @property
     def rebuild_hint(self) -> str:
@@ -327,7 +329,12 @@ def _describe_gpus(gpus: list[GpuInfo], cc: tuple[int, int]) -> str:
 
 
 def _selected_gpus(host: HostInfo, requested: Any) -> list[GpuInfo]:
-    """The host GPUs this environment is given; unknown ids fall back to all of them."""
+    """The host GPUs this environment is given; unknown ids fall back to all of them.
+
+    A count ("any N GPUs") may land on any of them.
+    """
+    if isinstance(requested, int) and not isinstance(requested, bool):
+        return list(host.gpus)
     if isinstance(requested, str):
         if requested.strip().lower() in ("all", ""):
             return list(host.gpus)

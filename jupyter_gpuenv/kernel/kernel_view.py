@@ -16,10 +16,10 @@ import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..doctor.versions import format_cudnn
-from ..gpu.grant import apply_cuda_visible_devices, parse_gpu_list
-from ..gpu.nvml_adapter import NvmlAdapter
-from ..gpu.snapshot import GpuDevice, GpuSnapshot
+from .gpu_snapshot import GpuDevice, GpuSnapshot
+from .nvml import NvmlAdapter
+from .versions import format_cudnn
+from .visible_devices import apply_cuda_visible_devices, matches, nvidia_visible_ids
 
 NO_GPU_SENTENCE = "No NVIDIA GPU is visible to this kernel"
 
@@ -130,11 +130,15 @@ def gather(
 def visible_devices(snapshot: GpuSnapshot, info: KernelGpuInfo, pid: int) -> list[VisibleGpu]:
     """Apply NVIDIA_VISIBLE_DEVICES (when not applied yet) and CUDA_VISIBLE_DEVICES."""
     gpus = list(snapshot.gpus)
-    nvidia = parse_gpu_list(info.nvidia_visible_devices) if info.nvidia_visible_devices else None
-    if nvidia is not None and nvidia.ids and len(gpus) > len(nvidia.ids):
+    nvidia = nvidia_visible_ids(info.nvidia_visible_devices or None)
+    if nvidia and len(gpus) > len(nvidia):
         # A container runtime would have left only the listed GPUs; NVML sees more, so
         # the variable was not applied (a local process): apply it as CUDA would see it.
-        gpus = [g for g in gpus if any(nvidia.allows(g.index, u) for u in g.all_uuids())]
+        gpus = [
+            g
+            for g in gpus
+            if any(matches(n, g.index, u) for n in nvidia for u in g.all_uuids())
+        ]
         info.notes.append(
             "NVIDIA_VISIBLE_DEVICES only takes effect in containers; listed here as a filter."
         )
@@ -220,8 +224,8 @@ def add_verdict(info: KernelGpuInfo) -> None:
     if not info.torch.installed or info.torch.error:
         return
     try:
-        from ..doctor.checks import evaluate
-        from ..doctor.host_info import HostInfo
+        from .compatibility import evaluate
+        from .host_info import HostInfo
     except ImportError:
         return
     status = {

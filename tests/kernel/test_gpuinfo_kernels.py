@@ -19,7 +19,7 @@ from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 
 import jupyter_gpuenv
-from jupyter_gpuenv.magics.kernel_view import NO_GPU_SENTENCE
+from jupyter_gpuenv.kernel.kernel_view import NO_GPU_SENTENCE
 from tests.gpu.kernel_session import Outputs, run_cell
 from tests.support.fake_torch import TORCH_CU121
 from tests.support.server_config import server_config

@@ -15,7 +15,7 @@ import html
 import shlex
 from typing import Any
 
-from ..gpu.snapshot import human_bytes
+from .gpu_snapshot import human_bytes
 from .kernel_view import KernelGpuInfo, gather
 
 USAGE = "usage: %gpuinfo [--json]   (GPUs, drivers and the PyTorch build this kernel sees)"

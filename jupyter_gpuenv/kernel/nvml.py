@@ -22,7 +22,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any, TypeVar
 
-from .snapshot import GpuDevice, GpuProcess, GpuSnapshot, MigDevice, format_cuda_version
+from .gpu_snapshot import GpuDevice, GpuProcess, GpuSnapshot, MigDevice, format_cuda_version
 
 KERNEL_SIDE_ENV = "JUPYTER_GPUENV_KERNEL_SIDE"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from jupyter_gpuenv.doctor import cuda_table
-from jupyter_gpuenv.doctor.versions import (
+from jupyter_gpuenv.kernel import cuda_table
+from jupyter_gpuenv.kernel.versions import (
     cuda_version_for_driver,
     format_cudnn,
     major_minor,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jupyter_gpuenv.doctor.checks import ERROR, OK, WARNING, GpuInfo, HostInfo, evaluate
+from jupyter_gpuenv.kernel.compatibility import ERROR, OK, WARNING, GpuInfo, HostInfo, evaluate
 
 # torch.cuda.get_arch_list() of the PyTorch 2.x cu121 wheels: cubins only, no PTX.
 CU121_ARCHS = ["sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90"]

@@ -1,0 +1,21 @@
+"""Code that runs inside kernels and probed environments: standard library only, Python >= 3.8.
+
+Only this folder is mounted into kernel containers (as the top-level package
+``jupyter_gpuenv_kernel``) and put on local kernels' ``PYTHONPATH``, so its modules import
+nothing but the standard library and each other (relative imports), lazily adding
+IPython, torch or pynvml where they exist.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# The name this folder has inside kernels; kernels load the magic as this extension.
+KERNEL_PACKAGE = "jupyter_gpuenv_kernel"
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext jupyter_gpuenv_kernel`` registers the ``%gpuinfo`` magic."""
+    from .gpuinfo import load_ipython_extension as _load
+
+    _load(ipython)

@@ -1,1 +1,0 @@
-"""IPython magics loaded into kernels (%gpuinfo)."""
