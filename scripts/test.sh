@@ -5,8 +5,8 @@
 # chromium, Node.js), a Docker daemon, a virtual environment with `pip install ".[test]"`
 # (a real install, not editable, so the package's data files land where users get them),
 # the JupyterLab extension build (checked against the committed bundle) and its unit tests,
-# ruff, the test images, then the whole pytest suite, Docker tests included. Re-running
-# reuses what is already there.
+# ruff, mypy, import-linter, the test images, then the whole pytest suite, Docker tests
+# included. Re-running reuses what is already there.
 #
 # Extra arguments go to pytest (e.g. `bash scripts/test.sh -k catalog`).
 # Environment: PYTHON (interpreter for the venv, default python3), GPUENV_TEST_VENV
@@ -128,6 +128,15 @@ targets=(jupyter_gpuenv tests)
 ruff_status=0
 ruff check "${targets[@]}" || ruff_status=$?
 
+step "mypy"
+# Settings in pyproject.toml [tool.mypy]; like ruff, a finding fails the run at the end.
+mypy_status=0
+mypy jupyter_gpuenv || mypy_status=$?
+
+step "import-linter"
+# The package's layering, pyproject.toml [tool.importlinter].
+imports_status=0
+lint-imports || imports_status=$?
 
 step "Test images (built once, reused while their recipes are unchanged)"
 python -m tests.support.images
@@ -137,10 +146,10 @@ pytest_status=0
 python -m pytest -p no:cacheprovider -ra --durations=25 \
     --junitxml="$ARTIFACTS/junit.xml" tests "$@" || pytest_status=$?
 step "done: exit status of npm test $npm_status, Lab bundle check $bundle_status," \
-    "ruff $ruff_status, pytest $pytest_status"
+    "ruff $ruff_status, mypy $mypy_status, lint-imports $imports_status, pytest $pytest_status"
 if [ "$bundle_status" != 0 ]; then
     echo "the committed Lab bundle is stale: run \`cd labextension && npm run build\`" \
         "and commit jupyter_gpuenv/labextension" >&2
 fi
 [ "$npm_status" = 0 ] && [ "$bundle_status" = 0 ] && [ "$ruff_status" = 0 ] \
-    && [ "$pytest_status" = 0 ]
+    && [ "$mypy_status" = 0 ] && [ "$imports_status" = 0 ] && [ "$pytest_status" = 0 ]
