@@ -4,8 +4,9 @@
 # For a fresh Debian 12 machine, as root: system packages (Docker engine, debootstrap,
 # chromium, Node.js), a Docker daemon, a virtual environment with `pip install ".[test]"`
 # (a real install, not editable, so the package's data files land where users get them),
-# the JupyterLab extension build and its unit tests, ruff, the test images, then the whole
-# pytest suite, Docker tests included. Re-running reuses what is already there.
+# the JupyterLab extension build (checked against the committed bundle) and its unit tests,
+# ruff, mypy, import-linter, the test images, then the whole pytest suite, Docker tests
+# included. Re-running reuses what is already there.
 #
 # Extra arguments go to pytest (e.g. `bash scripts/test.sh -k catalog`).
 # Environment: PYTHON (interpreter for the venv, default python3), GPUENV_TEST_VENV
@@ -70,6 +71,7 @@ pip_install() {
 pip_install ".[test]"
 
 npm_status=0
+bundle_status=0
 if [ -f labextension/package.json ]; then
     step "JupyterLab extension: npm ci, build, unit tests"
     (
@@ -86,6 +88,23 @@ if [ -f labextension/package.json ]; then
         fi
         npm run build
     )
+    # The build writes jupyter_gpuenv/labextension, the bundle users get; what git has
+    # committed there must be exactly that (the build is the same in every checkout:
+    # labextension/webpack.config.js). A stale bundle fails the run at the end.
+    if ! command -v git >/dev/null || ! [ -e .git ]; then
+        echo "no git checkout here: the Lab bundle is not compared with a committed one"
+    elif ! stale="$(git status --porcelain --untracked-files=all -- jupyter_gpuenv/labextension)"
+    then
+        echo "git status failed: the Lab bundle could not be compared" >&2
+        bundle_status=1
+    elif [ -n "$stale" ]; then
+        printf '%s\n' "$stale"
+        echo "the committed Lab bundle is stale: run \`cd labextension && npm run build\`" \
+            "and commit jupyter_gpuenv/labextension" >&2
+        bundle_status=1
+    else
+        echo "the committed Lab bundle matches the fresh build"
+    fi
     # Unit test failures fail the run at the end, after the Python suite has run too.
     (cd labextension && npm test) || npm_status=$?
     # Again, so the freshly built extension is what share/jupyter/labextensions holds.
@@ -109,6 +128,16 @@ targets=(jupyter_gpuenv tests)
 ruff_status=0
 ruff check "${targets[@]}" || ruff_status=$?
 
+step "mypy"
+# Settings in pyproject.toml [tool.mypy]; like ruff, a finding fails the run at the end.
+mypy_status=0
+mypy jupyter_gpuenv || mypy_status=$?
+
+step "import-linter"
+# The package's layering, pyproject.toml [tool.importlinter].
+imports_status=0
+lint-imports || imports_status=$?
+
 step "Test images (built once, reused while their recipes are unchanged)"
 python -m tests.support.images
 
@@ -116,5 +145,11 @@ step "pytest"
 pytest_status=0
 python -m pytest -p no:cacheprovider -ra --durations=25 \
     --junitxml="$ARTIFACTS/junit.xml" tests "$@" || pytest_status=$?
-step "done: exit status of npm test $npm_status, ruff $ruff_status, pytest $pytest_status"
-[ "$npm_status" = 0 ] && [ "$ruff_status" = 0 ] && [ "$pytest_status" = 0 ]
+step "done: exit status of npm test $npm_status, Lab bundle check $bundle_status," \
+    "ruff $ruff_status, mypy $mypy_status, lint-imports $imports_status, pytest $pytest_status"
+if [ "$bundle_status" != 0 ]; then
+    echo "the committed Lab bundle is stale: run \`cd labextension && npm run build\`" \
+        "and commit jupyter_gpuenv/labextension" >&2
+fi
+[ "$npm_status" = 0 ] && [ "$bundle_status" = 0 ] && [ "$ruff_status" = 0 ] \
+    && [ "$mypy_status" = 0 ] && [ "$imports_status" = 0 ] && [ "$pytest_status" = 0 ]

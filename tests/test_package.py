@@ -75,6 +75,23 @@ def test_installing_enables_the_server_extension(clean_env):
     assert re.search(r"^\s*jupyter_gpuenv \S+ OK$", result.stdout, re.M), result.stdout
 
 
+def test_installing_ships_the_lab_extension(clean_env):
+    bundle = REPO / "jupyter_gpuenv" / "labextension"
+    installed = Path(sys.prefix, "share", "jupyter", "labextensions", "jupyter-gpuenv")
+    shipped = sorted(str(p.relative_to(bundle)) for p in bundle.rglob("*") if p.is_file())
+    assert "package.json" in shipped, f"{bundle}: run `cd labextension && npm run build`"
+    assert installed.is_dir(), f"{installed} missing: install with `pip install .`"
+    present = sorted(str(p.relative_to(installed)) for p in installed.rglob("*") if p.is_file())
+    # A bundle folder without its line in setup.cfg [options.data_files] is missing here.
+    assert present == shipped, "reinstall; is each bundle folder in setup.cfg [options.data_files]?"
+    for name in shipped:
+        assert (installed / name).read_bytes() == (bundle / name).read_bytes(), name
+
+    result = jupyter("labextension", "list", env=clean_env)
+    assert result.returncode == 0, result.stdout
+    assert re.search(r"^\s*jupyter-gpuenv v\S+ enabled OK", result.stdout, re.M), result.stdout
+
+
 def test_provisioners_are_registered_and_load():
     points = {
         ep.name: ep for ep in metadata.entry_points(group="jupyter_client.kernel_provisioners")
