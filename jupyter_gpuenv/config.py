@@ -71,7 +71,9 @@ class GpuEnv(LoggingConfigurable):
 
     conda_envs_dirs = List(
         Unicode(),
-        help="""Folders whose subfolders are conda environments. The default follows conda:
+        default_value=None,
+        allow_none=True,
+        help="""Folders whose subfolders are conda environments. The default (None) follows conda:
         envs_dirs from .condarc, $CONDA_ENVS_PATH, <root prefix>/envs from $CONDA_EXE or
         $CONDA_PREFIX, and ~/.conda/envs. Prefixes listed in ~/.conda/environments.txt are
         always included.""",
@@ -165,12 +167,6 @@ class GpuEnv(LoggingConfigurable):
     @default("hub_user")
     def _hub_user_default(self) -> str:
         return os.environ.get("JUPYTERHUB_USER", "")
-
-    @default("conda_envs_dirs")
-    def _conda_envs_dirs_default(self) -> list[str]:
-        from .environments.conda_config import default_conda_envs_dirs
-
-        return default_conda_envs_dirs()
 
     @default("venv_dirs")
     def _venv_dirs_default(self) -> list[str]:

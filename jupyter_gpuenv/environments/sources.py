@@ -19,7 +19,7 @@ from ..docker.client import docker_client, forget, unreachable_message
 from ..errors import DockerUnavailable
 from . import conda, docker_images, venv
 from .candidates import Candidate
-from .conda_config import CondaSettings, conda_cli
+from .conda_config import CondaSettings, conda_cli, default_conda_envs_dirs
 
 CONDA_CLI_INTERVAL = 300.0
 
@@ -44,7 +44,9 @@ class Sources:
     def local_candidates(self) -> list[Candidate]:
         """Conda envs (venv_dirs too: conda-meta wins) and venvs, by file stats."""
         settings = CondaSettings.load()
-        dirs = [*self.config.conda_envs_dirs, *self.config.venv_dirs]
+        configured = self.config.conda_envs_dirs
+        conda_dirs = default_conda_envs_dirs() if configured is None else configured
+        dirs = [*conda_dirs, *self.config.venv_dirs]
         prefixes = conda.conda_prefixes(dirs, settings, self._cli_prefixes)
         found = [conda.conda_candidate(p, settings) for p in prefixes]
         found += [venv.venv_candidate(p) for p in venv.venv_prefixes(self.config.venv_dirs)]

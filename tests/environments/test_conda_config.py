@@ -6,7 +6,11 @@ import os
 from pathlib import Path
 
 from jupyter_gpuenv.config import GpuEnv
-from jupyter_gpuenv.environments.conda_config import CondaSettings, root_prefix
+from jupyter_gpuenv.environments.conda_config import (
+    CondaSettings,
+    default_conda_envs_dirs,
+    root_prefix,
+)
 
 
 def make_root(path: Path) -> Path:
@@ -87,9 +91,10 @@ def test_gpuenv_default_conda_envs_dirs_are_condas_existing_ones(
 ) -> None:
     root = make_root(tmp_path / "anaconda3")
     monkeypatch.setenv("CONDA_EXE", str(root / "bin" / "conda"))
-    assert GpuEnv().conda_envs_dirs == [str(root / "envs")]
+    assert GpuEnv().conda_envs_dirs is None  # None: conda's own, found at each scan
+    assert default_conda_envs_dirs() == [str(root / "envs")]
     (isolated_conda_home / ".conda" / "envs").mkdir(parents=True)
-    assert GpuEnv().conda_envs_dirs == [
+    assert default_conda_envs_dirs() == [
         str(root / "envs"),
         str(isolated_conda_home / ".conda" / "envs"),
     ]
