@@ -1,7 +1,6 @@
 """Build-time check of the layout (run with the system python3)."""
 
 import importlib.metadata
-import importlib.util
 import shutil
 import sys
 
@@ -17,6 +16,9 @@ assert (torch.version.cuda, torch.backends.cudnn.version()) == ("12.6", 90300)
 # pip's normal form of the version, as in NGC's dist-info ("nv24.08" -> "nv24.8")
 assert importlib.metadata.version("torch") == "2.5.0a0+872d972e41.nv24.8"
 assert importlib.metadata.distribution("torch").read_text("INSTALLER").strip() == "pip"
-assert importlib.util.find_spec("ipykernel") is not None
+# What a kernel imports at start-up (their .pyc are written now, as root: pip did not compile).
+import ipykernel.ipkernel  # noqa: E402, F401
+import ipykernel.kernelapp  # noqa: E402, F401
+
 assert shutil.which("pip") == "/usr/local/bin/pip", shutil.which("pip")
 print("ngc-pytorch layout ok:", sys.version.split()[0], torch.__version__)
