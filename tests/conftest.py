@@ -66,6 +66,30 @@ def torch_cpu_image(docker_client: docker.DockerClient) -> str:
     return _test_image(docker_client, "torch-cpu")
 
 
+@pytest.fixture(scope="session")
+def pytorch_official_image(docker_client: docker.DockerClient) -> str:
+    """Tag of an image laid out like pytorch/pytorch:2.9.0-cuda12.1-cudnn9-runtime.
+
+    /opt/conda is a conda prefix with its own python 3.11 (sys.prefix /opt/conda),
+    conda-meta records (pytorch, nvidia, defaults, conda-forge channels) and history, and
+    a stand-in CUDA 12.1 / cuDNN 9.1 torch 2.9.0 owned by conda (no dist-info); no pip, no
+    ipykernel, no system python3; the official image's ENV, WORKDIR /workspace, root.
+    ``tests.support.images.tag_as(image, "pytorch/pytorch:...")`` shows it under that name.
+    """
+    return _test_image(docker_client, "pytorch-official")
+
+
+@pytest.fixture(scope="session")
+def ngc_pytorch_image(docker_client: docker.DockerClient) -> str:
+    """Tag of an image laid out like nvcr.io/nvidia/pytorch:24.08-py3.
+
+    The system python3 (/usr/bin/python3) with pip, ipykernel and a stand-in torch
+    2.5.0a0+872d972e41.nv24.08 (CUDA 12.6, cuDNN 9.3, pip dist-info) in
+    /usr/local/lib/python3.11/dist-packages; NGC's ENV, WORKDIR /workspace, root.
+    """
+    return _test_image(docker_client, "ngc-pytorch")
+
+
 @pytest.fixture
 def conda_prefix_factory() -> Callable[..., Path]:
     """``factory(path, name=None, python=True, packages=(), pip_packages=(), history=None,

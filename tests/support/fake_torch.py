@@ -25,6 +25,29 @@ TORCH_CU121 = {
     "arch_list": list(DEFAULT_CUDA_ARCHS),
 }
 GIT_VERSION = "0f1f0d3b6d4a5b7c8e9f0a1b2c3d4e5f6a7b8c9d"
+# The pytorch channel's conda build in the official pytorch/pytorch:2.9.0-cuda12.1-cudnn9-runtime
+# layout: conda builds carry no local version part (no "+cu121").
+TORCH_CONDA_CU121 = {
+    "version": "2.9.0",
+    "cuda": "12.1",
+    "cudnn": "90100",
+    "arch_list": list(DEFAULT_CUDA_ARCHS),
+}
+# NVIDIA's source build in nvcr.io/nvidia/pytorch:24.08-py3 (CUDA 12.6.0, cuDNN 9.3.0.75,
+# TORCH_CUDA_ARCH_LIST="5.2 6.0 6.1 7.0 7.2 7.5 8.0 8.6 8.7 9.0+PTX").
+TORCH_NGC_2408 = {
+    "version": "2.5.0a0+872d972e41.nv24.08",
+    "cuda": "12.6",
+    "cudnn": "90300",
+    "arch_list": [
+        *("sm_52", "sm_60", "sm_61", "sm_70", "sm_72", "sm_75", "sm_80", "sm_86", "sm_87"),
+        *("sm_90", "compute_90"),
+    ],
+    "git_version": "872d972e41596a9ac94dfd5d5f5d5b0c5f2b8c3e",
+    "installer": "pip",
+    # setuptools writes the PEP 440 normal form into the metadata: "nv24.08" -> "nv24.8".
+    "dist_version": "2.5.0a0+872d972e41.nv24.8",
+}
 
 
 @dataclass
@@ -38,6 +61,8 @@ class TorchSpec:
     hip: str | None = None
     installer: str = "conda"
     import_error: str | None = None
+    git_version: str = GIT_VERSION
+    dist_version: str | None = None  # the dist-info's Version, when not ``version``
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], default_installer: str) -> TorchSpec:
@@ -54,6 +79,8 @@ class TorchSpec:
             hip=data.get("hip"),
             installer=data.get("installer", default_installer),
             import_error=data.get("import_error"),
+            git_version=data.get("git_version", GIT_VERSION),
+            dist_version=data.get("dist_version"),
         )
 
     @property
@@ -69,8 +96,13 @@ class TorchSpec:
         return f"{self.cudnn // 10000}.{self.cudnn % 10000 // 100}.{self.cudnn % 100}"
 
 
-def write_fake_torch(site_packages: Path, spec: TorchSpec) -> list[str]:
-    """Write the ``torch`` package and its dist-info; return paths relative to site_packages."""
+def write_fake_torch(site_packages: Path, spec: TorchSpec, dist_info: bool = True) -> list[str]:
+    """Write the ``torch`` package and its dist-info; return paths relative to site_packages.
+
+    ``site_packages`` may be any folder (a build context a Dockerfile copies from).
+    ``dist_info=False`` leaves the metadata out, as in conda packages of PyTorch whose
+    files are known only from their ``conda-meta`` record.
+    """
     root = site_packages / "torch"
     sources = {
         "version.py": _version_py(spec),
@@ -98,10 +130,12 @@ def write_fake_torch(site_packages: Path, spec: TorchSpec) -> list[str]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
         files.append(f"torch/{rel}")
+    if not dist_info:
+        return files
     return write_dist_info(
         site_packages,
         "torch",
-        spec.version,
+        spec.dist_version or spec.version,
         spec.installer,
         files,
         requires=["filelock", "typing-extensions>=4.10.0", "sympy>=1.13.3", "networkx"],
@@ -116,7 +150,7 @@ def _version_py(spec: TorchSpec) -> str:
         f"__version__ = {spec.version!r}\n"
         "debug = False\n"
         f"cuda: Optional[str] = {spec.cuda!r}\n"
-        f"git_version = {GIT_VERSION!r}\n"
+        f"git_version = {spec.git_version!r}\n"
         f"hip: Optional[str] = {spec.hip!r}\n"
         f"rocm: Optional[str] = {spec.hip!r}\n"
         "xpu: Optional[str] = None\n"

@@ -8,6 +8,13 @@ covering its recipe files and its parent's hash, so a recipe change rebuilds exa
 depends on it and an unchanged recipe is reused. A file lock per image keeps parallel test
 sessions from building the same image twice. Build output goes to log files.
 
+Two images are laid out like published ones (``pytorch-official``, ``ngc-pytorch``): their
+build contexts also get files written by tests/support/image_contexts.py (the stand-in
+torch, conda records), and they start from ``published-base``, the base's filesystem
+exported and imported again with only the config in its ``changes.txt``, so that they
+inherit no ENV or label of the test harness and carry only the labels their Dockerfile
+sets. ``tag_as`` shows an image under a published name for the length of a ``with`` block.
+
 ``python -m tests.support.images [NAME ...]`` builds (or reuses) images and prints timings.
 """
 
@@ -21,12 +28,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import docker
 from docker.errors import DockerException, ImageNotFound
 
+from .image_contexts import CONTEXT_WRITERS, WRITER_SOURCES
 from .locks import file_lock
 
 IMAGES_DIR = Path(__file__).resolve().parent.parent / "images"
@@ -56,7 +66,13 @@ IMAGE_PARENTS: dict[str, str | None] = {
     "bare-python": "debian-bookworm-python",
     "python-kernel": "debian-bookworm-python",
     "torch-cpu": "python-kernel",
+    "published-base": "debian-bookworm-python",
+    "pytorch-official": "published-base",
+    "ngc-pytorch": "published-base",
 }
+
+# Laid out like published images: no test-harness labels, only those of their Dockerfile.
+LIKE_PUBLISHED = {"published-base", "pytorch-official", "ngc-pytorch"}
 
 TITLES = {
     "debian-bookworm-python": "Debian bookworm minbase with python3 (jupyter-gpuenv tests)",
@@ -99,6 +115,9 @@ class Recipe:
         for path in self.recipe_files():
             sha.update(str(path.relative_to(self.folder)).encode() + b"\0")
             sha.update(path.read_bytes() + b"\0")
+        if self.name in CONTEXT_WRITERS:
+            for path in WRITER_SOURCES:
+                sha.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
         return sha.hexdigest()[:12]
 
     @property
@@ -106,6 +125,8 @@ class Recipe:
         return f"{REPOSITORY}/{self.name}:{self.digest()}"
 
     def labels(self) -> dict[str, str]:
+        if self.name in LIKE_PUBLISHED:
+            return {}
         labels = {
             "org.opencontainers.image.title": TITLES.get(self.name, self.name),
             "org.opencontainers.image.description": f"Test image {self.name} of jupyter-gpuenv",
@@ -141,6 +162,8 @@ def ensure_image(client: docker.DockerClient, name: str) -> str:
         with open(log_path, "w", encoding="utf-8") as log:
             if parent_tag is None:
                 _build_base(client, spec, log)
+            elif (spec.folder / "changes.txt").is_file():
+                _reimport(client, spec, parent_tag, log)
             else:
                 _build_dockerfile(client, spec, parent_tag, log)
         seconds = time.monotonic() - started
@@ -162,6 +185,61 @@ def _remove_stale_tags(client: docker.DockerClient, spec: Recipe) -> None:
                     client.images.remove(tag)
                 except DockerException:
                     pass
+
+
+@contextmanager
+def tag_as(image: str, reference: str, client: docker.DockerClient | None = None) -> Iterator[str]:
+    """Give ``image`` the extra local tag ``reference`` while the ``with`` block runs.
+
+    ``with tag_as(pytorch_official_image, "pytorch/pytorch:2.9.0-cuda12.1-cudnn9-runtime")
+    as ref:`` shows the test image under its published name; afterwards the tag is gone
+    again (only the tag: the image keeps its ``gpuenv-test/...`` tag). A reference that
+    named another image before (a real pull) is pointed back at it; one that already
+    named ``image`` stays. A file lock per reference keeps parallel sessions from moving
+    the tag under each other; nesting the same reference in one process is an error.
+    """
+    repository, tag = _split_reference(reference)
+    if reference in _HELD_TAGS:
+        raise RuntimeError(f"tag_as({reference!r}) is already active in this process")
+    own_client = client is None
+    if client is None:
+        client = docker.from_env()
+    try:
+        target = client.images.get(image)
+        _HELD_TAGS.add(reference)
+        with file_lock("tag-" + re.sub(r"[^A-Za-z0-9_.-]", "_", reference)):
+            try:
+                previous = client.images.get(reference).id
+            except ImageNotFound:
+                previous = None
+            if previous == target.id:
+                yield reference
+                return
+            target.tag(repository, tag)
+            try:
+                yield reference
+            finally:
+                if previous is not None:
+                    client.api.tag(previous, repository, tag, force=True)
+                else:
+                    client.images.remove(reference, noprune=True)
+    finally:
+        _HELD_TAGS.discard(reference)
+        if own_client:
+            client.close()
+
+
+_HELD_TAGS: set[str] = set()
+
+
+def _split_reference(reference: str) -> tuple[str, str]:
+    """``repo[:tag]`` -> (repo, tag); a registry's ``host:port/`` is part of the repo."""
+    if "@" in reference:
+        raise ValueError(f"cannot tag with a digest reference: {reference!r}")
+    name, sep, tag = reference.rpartition(":")
+    if not sep or "/" in tag:
+        return reference, "latest"
+    return name, tag
 
 
 def _exists(client: docker.DockerClient, tag: str) -> bool:
@@ -242,6 +320,40 @@ def _build_base(client: docker.DockerClient, spec: Recipe, log) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _reimport(client: docker.DockerClient, spec: Recipe, parent_tag: str, log) -> None:
+    """``docker export`` the parent's filesystem, ``docker import`` it with changes.txt only.
+
+    An image's ENV and labels pass to every image built FROM it and cannot be unset
+    there; an imported filesystem starts with no config at all.
+    """
+    changes = [
+        line.strip()
+        for line in (spec.folder / "changes.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    WORK_DIR.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"{spec.name}-", dir=WORK_DIR))
+    container = client.containers.create(parent_tag, command=["true"], network_disabled=True)
+    try:
+        tarball = work / "rootfs.tar"
+        log.write(f"$ docker export {container.id[:12]} ({parent_tag}) > {tarball}\n")
+        with open(tarball, "wb") as out:
+            for chunk in container.export():
+                out.write(chunk)
+        repository, tag = spec.tag.split(":")
+        log.write(f"$ docker import {' '.join(f'-c {c!r}' for c in changes)} {spec.tag}\n")
+        log.flush()
+        result = client.api.import_image_from_file(
+            str(tarball), repository=repository, tag=tag, changes=changes
+        )
+        log.write(f"{result}\n")
+        if not _exists(client, spec.tag):
+            raise ImageBuildError(f"docker import did not create {spec.tag}: {result}")
+    finally:
+        container.remove(force=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def _build_dockerfile(client: docker.DockerClient, spec: Recipe, parent_tag: str, log) -> None:
     """Copy the recipe into a context, fetch its wheels on the host, ``docker build`` it."""
     WORK_DIR.mkdir(parents=True, exist_ok=True)
@@ -257,6 +369,9 @@ def _build_dockerfile(client: docker.DockerClient, spec: Recipe, parent_tag: str
             wheels.mkdir()
             shutil.copy2(requirements, wheels / "requirements.txt")
             _download_wheels(requirements, wheels, log)
+        writer = CONTEXT_WRITERS.get(spec.name)
+        if writer is not None:
+            writer(context)
         log.write(f"$ docker build --build-arg BASE={parent_tag} -t {spec.tag} {context}\n")
         log.flush()
         errors = []
