@@ -146,7 +146,8 @@ def test_jupyter_config_dir_is_read_like_jupyter_server(tmp_path, monkeypatch):
         "c.GpuEnv.venv_dirs = ['/from/py']\nc.GpuEnv.gpus = 'none'\n"
     )
     config = load_gpuenv_config()
-    assert (config.venv_dirs, config.probe_timeout, config.gpus.to_json()) == (["/from/json"], 5, "none")
+    got = (config.venv_dirs, config.probe_timeout, config.gpus.to_json())
+    assert got == (["/from/json"], 5, "none")
     server = ServerApp()
     server.load_config_file()
     assert server.config.GpuEnv.venv_dirs == config.venv_dirs

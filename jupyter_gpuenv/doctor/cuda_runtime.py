@@ -87,8 +87,9 @@ def image_runtime(client: Any, image: str) -> tuple[str, str] | None:
     found = None
     for item in (attrs.get("Config") or {}).get("Env") or []:
         name, _, value = item.partition("=")
-        if name == "CUDA_VERSION" and major_minor(value):
-            found = (format_major_minor(major_minor(value)), f"image CUDA_VERSION={value}")
+        version = major_minor(value) if name == "CUDA_VERSION" else None
+        if version:
+            found = (format_major_minor(version), f"image CUDA_VERSION={value}")
     with _image_lock:
         _image_cache[image] = found
     return found

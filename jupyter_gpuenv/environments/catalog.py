@@ -77,7 +77,10 @@ class Catalog:
         workers = probe_workers or max(4, 2 * (os.cpu_count() or 2))
         self._local_probes = ThreadPoolExecutor(workers, thread_name_prefix="gpuenv-probe")
         self._docker_work = ThreadPoolExecutor(8, thread_name_prefix="gpuenv-docker")
-        self.sources = Sources(config, on_new_prefixes=lambda: self._request_scan(force=False))
+        self.sources = Sources(config, on_new_prefixes=self._new_prefixes)
+
+    def _new_prefixes(self) -> None:
+        self._request_scan(force=False)
 
     # ----------------------------------------------------------------- public, sync
     def list_environments_sync(self, refresh: bool = False) -> list[Environment]:
@@ -220,7 +223,7 @@ class Catalog:
         if force:
             self._cache.forget_transient()
             self.sources.reconnect_docker()
-        known = {e.location.get("prefix") for e in previous.environments} if previous else set()
+        known = {str(e.location.get("prefix")) for e in (previous.environments if previous else [])}
         self.sources.list_conda_cli(force, known)
         ask_docker = force or self._stale_docker(previous, now)
         docker_future = (
@@ -304,8 +307,10 @@ class Catalog:
             with self._slots.light():
                 result = probe_prefix(candidate.python, candidate.location["prefix"], timeout)
         self._cache.put(candidate.identity, result)
-        if self.log is not None and result.get("problems"):
-            self.log.info("gpuenv probe of %s: %s", candidate.id, "; ".join(result["problems"]))
+        listed = result.get("problems")
+        if self.log is not None and isinstance(listed, list) and listed:
+            problems = [str(p) for p in listed]
+            self.log.info("gpuenv probe of %s: %s", candidate.id, "; ".join(problems))
         return result
 
     def _annotate(self, environments: list[Environment]) -> None:

@@ -214,8 +214,9 @@ def canonical_channel(channel: str, url: str = "", settings: CondaSettings | Non
     if not text:
         return "<unknown>"
     alias = CHANNEL_ALIAS
-    if settings is not None and getattr(settings, "channel_alias", None):
-        alias = settings.channel_alias.rstrip("/")
+    configured_alias = getattr(settings, "channel_alias", None) if settings is not None else None
+    if configured_alias:
+        alias = str(configured_alias).rstrip("/")
     if "://" not in text:
         name = _strip_subdir(text.strip("/"))
         return "defaults" if name in DEFAULTS_PATHS or name == "defaults" else name

@@ -36,8 +36,14 @@ class Sources:
 
     def config_key(self) -> str:
         """The settings that decide what is listed (a saved listing is only valid for them)."""
-        names = ("conda_envs_dirs", "venv_dirs", "docker_images", "docker_label_discovery")
-        names += ("restrict_to_configured_images", "docker_host")
+        names = (
+            "conda_envs_dirs",
+            "venv_dirs",
+            "docker_images",
+            "docker_label_discovery",
+            "restrict_to_configured_images",
+            "docker_host",
+        )
         values = {n: getattr(self.config, n) for n in names}
         return json.dumps(values, sort_keys=True, default=str)
 

@@ -195,7 +195,9 @@ class GpuSampler:
         if self.kernel_records is None or loop is None or loop.is_closed():
             return []
         try:
-            future = asyncio.run_coroutine_threadsafe(self.kernel_records(), loop)
+            future: concurrent.futures.Future[list[KernelRecord]] = (
+                asyncio.run_coroutine_threadsafe(_awaited(self.kernel_records()), loop)
+            )
         except RuntimeError:  # loop shutting down
             return []
         try:
@@ -220,6 +222,10 @@ class GpuSampler:
         fresh, self._fresh = self._fresh, asyncio.Event()
         if fresh is not None:
             fresh.set()
+
+
+async def _awaited(records: Awaitable[list[KernelRecord]]) -> list[KernelRecord]:
+    return await records
 
 
 def build_gpu_sampler(

@@ -31,8 +31,8 @@ class GpuView:
         view = copy.copy(snapshot)
         view.gpus = []
         for gpu in snapshot.gpus:
-            visible = gpu if self.show_all else _own_processes(gpu)
-            if not self.grant.is_all:
+            visible: GpuDevice | None = gpu if self.show_all else _own_processes(gpu)
+            if visible is not None and not self.grant.is_all:
                 visible = _granted_part(visible, self.grant)
             if visible is not None:
                 view.gpus.append(visible)

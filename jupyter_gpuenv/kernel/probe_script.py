@@ -84,7 +84,7 @@ def _read_torch_version(path):
 
 def _check_conda_meta(prefix):
     folder = os.path.join(prefix, "conda-meta")
-    problems = []
+    problems: list[str] = []
     if not os.path.isdir(folder):
         return problems
     import json
@@ -143,12 +143,13 @@ def _cudnn_dotted(value):
     return f"{major}.{rest // 100}.{rest % 100}"
 
 
-def torch_facts():
-    data = {"cudnn_version": None, "torch_arch_list": [], "problems": []}
+def torch_facts() -> dict:
+    problems: list[str] = []
+    data: dict = {"cudnn_version": None, "torch_arch_list": [], "problems": problems}
     try:
         import torch
     except BaseException as exc:  # SystemExit/ImportError/OSError from native libs
-        data["problems"].append(
+        problems.append(
             f"import torch failed ({type(exc).__name__}: {exc}); "
             "versions come from torch/version.py"
         )
@@ -176,9 +177,10 @@ def main():
         _emit("torch", torch_facts())
 
 
-def parse_output(text):
+def parse_output(text: str) -> dict | None:
     """Merge the tagged lines of a probe's stdout into one dict (None when none were seen)."""
-    merged = None
+    merged: dict | None = None
+    problems: list = []
     for line in text.splitlines():
         if not line.startswith(MARKER):
             continue
@@ -192,10 +194,11 @@ def parse_output(text):
             continue
         data = item.get("data") or {}
         if merged is None:
-            merged = {"problems": [], "torch_probed": False}
-        problems = data.pop("problems", [])
+            merged = {"problems": problems, "torch_probed": False}
+        found = data.pop("problems", [])
         merged.update(data)
-        merged["problems"].extend(problems)
+        merged["problems"] = problems
+        problems.extend(found if isinstance(found, list) else [found])
         if item.get("kind") == "torch":
             merged["torch_probed"] = True
     return merged

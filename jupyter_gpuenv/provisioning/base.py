@@ -30,6 +30,9 @@ class GpuEnvProvisionerMixin(LoggingConfigurable):
     )
 
     requested_config: dict[str, Any]
+    # Provided by jupyter_client's KernelProvisionerBase, which every user of this mixin is.
+    kernel_spec: Any
+    kernel_id: str | None
     _gpuenv_config: GpuEnv | None = None
 
     def __init__(self, **kwargs: Any) -> None:

@@ -50,7 +50,8 @@ from .policy import EffectiveLaunch
 from .readiness import PORT_NAMES, container_state, wait_until_ready
 
 
-class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type: ignore[misc]
+# KernelProvisionerBase's metaclass derives from traitlets' and ABCMeta; mypy cannot see it.
+class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type: ignore[metaclass]
     """Runs an ipykernel inside a container of a catalog Docker environment."""
 
     container_id: str | None = None
@@ -62,7 +63,7 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
     _connection_copy: str | None = None
     _env: Environment | None = None
     _launch: EffectiveLaunch | None = None
-    _extra_arguments: tuple[str, ...] | list[str] = ()
+    _extra_arguments: list[str] = []  # noqa: RUF012 (replaced per launch, never mutated)
 
     @property
     def has_process(self) -> bool:
@@ -221,7 +222,10 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
         for note in gpu_plan.notes:
             self.log.warning("Kernel %s (%s): %s", self.kernel_id, env.name, note)
         user = container_user(self.cwd, config.docker_allow_root, settings.get("user"))
-        original = os.path.realpath(self.parent.connection_file)
+        km = self.parent
+        if km is None:
+            raise KernelStartFailed("Docker kernels need a KernelManager as parent.")
+        original = os.path.realpath(km.connection_file)
         connection = connection_file_for(
             user, original, jupyter_runtime_dir(), self.kernel_id or "kernel"
         )

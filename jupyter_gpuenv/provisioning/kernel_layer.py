@@ -90,7 +90,7 @@ class ImagePython:
         return tags
 
     def markers(self) -> dict[str, str]:
-        env = dict(default_environment())
+        env: dict[str, str] = {k: str(v) for k, v in default_environment().items()}
         env.update(
             {
                 "python_version": self.major_minor,

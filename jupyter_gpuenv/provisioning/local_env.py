@@ -24,7 +24,8 @@ from .kernel_side import ipykernel_argv, kernel_side_env, local_kernel_side_dir
 from .policy import EffectiveLaunch, local_gpu_environment
 
 
-class LocalEnvProvisioner(GpuEnvProvisionerMixin, LocalProvisioner):
+# LocalProvisioner's metaclass derives from traitlets' and ABCMeta; mypy cannot see it.
+class LocalEnvProvisioner(GpuEnvProvisionerMixin, LocalProvisioner):  # type: ignore[metaclass]
     """Runs ipykernel with a catalog conda env's or venv's python, activated."""
 
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:

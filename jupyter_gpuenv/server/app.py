@@ -51,18 +51,20 @@ class GpuEnvExtension(ExtensionApp):
         super()._link_jupyter_server_extension(serverapp)
 
     def initialize_settings(self) -> None:
-        config = GpuEnv(parent=self.serverapp, log=self.log)
+        serverapp = self.serverapp
+        assert serverapp is not None  # settings are initialised after linking to the server
+        config = GpuEnv(parent=serverapp, log=self.log)
         services = Services.build(config, log=self.log)
-        ksm = self.serverapp.kernel_spec_manager
+        ksm = serverapp.kernel_spec_manager
         if isinstance(ksm, GpuEnvKernelSpecManager):
             ksm.use_services(services)
-        sampler = build_gpu_sampler(config, self.serverapp, log=self.log)
-        self.state = ServerState(services=services, gpu_sampler=sampler, server=self.serverapp)
+        sampler = build_gpu_sampler(config, serverapp, log=self.log)
+        self.state = ServerState(services=services, gpu_sampler=sampler, server=serverapp)
         self.settings["gpuenv"] = self.state
         # Kernel containers left by a server that died (kill -9) are removed in the
         # background, so a slow or absent Docker never delays startup.
         start_orphan_sweep(self.log, config.docker_host or None)
-        self.log.info("jupyter_gpuenv: REST API at %sgpuenv/api/", self.serverapp.base_url)
+        self.log.info("jupyter_gpuenv: REST API at %sgpuenv/api/", serverapp.base_url)
 
     def initialize_handlers(self) -> None:
         for module in (environments_api, gpus_api, doctor_api, openapi_api):
