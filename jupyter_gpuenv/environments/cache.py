@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from jupyter_core.paths import jupyter_data_dir
+
 from .probe import probe_source
 
 CACHE_FORMAT = 1
@@ -25,8 +27,6 @@ MAX_ENTRIES = 2000
 
 
 def default_cache_path() -> Path:
-    from jupyter_core.paths import jupyter_data_dir
-
     return Path(jupyter_data_dir()) / "gpuenv" / "catalog-cache.json"
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from ..errors import BadRequest, DockerUnavailable, EnvironmentNotFound
 from .cache import ProbeCache, default_cache_path
 from .candidates import Candidate, build_environment
+from .export import export_environment
 from .model import Environment
 from .probe import ProbeCounter, ProbeSlots, probe_image, probe_prefix
 from .snapshot import (
@@ -123,8 +124,6 @@ class Catalog:
         self, env_id: str, no_builds: bool = False, from_history: bool = False
     ) -> tuple[str, str]:
         """``(filename, environment.yml text)``; see export.py for the three kinds."""
-        from .export import export_environment
-
         env = self.resolve_sync(env_id)
         return export_environment(
             env,

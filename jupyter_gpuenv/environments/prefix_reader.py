@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import json
 import os
+import platform
+import site
 import sys
 from email.parser import HeaderParser
+from importlib import metadata
 
 MARKER = "GPUENV-PREFIX "
 ANCHOR_ENDINGS = (".egg-info/PKG-INFO", ".dist-info/RECORD", ".egg-info")
@@ -106,8 +109,6 @@ def _non_conda_packages(prefix, python_version, records):
 
 def read_python_packages(site_dirs=None):
     """Every distribution the running interpreter sees (pip mode: no conda prefix)."""
-    from importlib import metadata
-
     paths = site_dirs if site_dirs is not None else _site_dirs()
     out = []
     seen = set()
@@ -122,8 +123,6 @@ def read_python_packages(site_dirs=None):
 
 
 def _site_dirs():
-    import site
-
     dirs = []
     try:
         dirs += list(site.getsitepackages())
@@ -192,8 +191,6 @@ def describe(candidates):
     for prefix in candidates:
         if prefix and os.path.isdir(os.path.join(prefix, "conda-meta")):
             return read_conda_prefix(prefix)
-    import platform
-
     return {
         "kind": "pip",
         "python_version": platform.python_version(),

@@ -21,7 +21,12 @@ from typing import Any
 
 from ..kernel.gpu_snapshot import GpuSnapshot
 from ..kernel.nvml import NvmlAdapter
-from .attribution import DockerContainerLabels, KernelRecord, ProcessAttributor
+from .attribution import (
+    DockerContainerLabels,
+    KernelRecord,
+    ProcessAttributor,
+    collect_kernel_records,
+)
 from .grant import read_user_grant
 from .view import GpuView
 
@@ -246,8 +251,6 @@ def build_gpu_sampler(
     )
     kernel_records: KernelRecords | None = None
     if serverapp is not None:
-        from .attribution import collect_kernel_records
-
         async def kernel_records() -> list[KernelRecord]:
             return await collect_kernel_records(
                 serverapp.kernel_manager, getattr(serverapp, "session_manager", None)
