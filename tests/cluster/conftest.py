@@ -20,6 +20,7 @@ from tests.support.swarm import (
     NodeSpec,
     SwarmCluster,
     SwarmUnavailable,
+    check_prerequisites,
     gpu_layout,
     start_swarm_cluster,
 )
@@ -27,13 +28,32 @@ from tests.support.swarm import (
 SwarmFactory = Callable[..., SwarmCluster]
 
 
+def _unavailable(exc: SwarmUnavailable) -> None:
+    if running_in_ci():
+        pytest.fail(f"CI must run the swarm tests, but this machine cannot: {exc}")
+    pytest.skip(f"this machine cannot run a Docker Swarm of namespaces: {exc}")
+
+
 @pytest.fixture(scope="session")
-def swarm_cluster_factory(docker_client: docker.DockerClient) -> Iterator[SwarmFactory]:
+def swarm_machine(docker_client: docker.DockerClient) -> docker.DockerClient:
+    """The host's engine, once this machine is known to be able to run the harness.
+
+    Skips where it cannot (not root, no iproute2/iptables and no apt-get to install
+    them); with ``CI=true`` that is a failure.
+    """
+    try:
+        check_prerequisites()
+    except SwarmUnavailable as exc:
+        _unavailable(exc)
+    return docker_client
+
+
+@pytest.fixture(scope="session")
+def swarm_cluster_factory(swarm_machine: docker.DockerClient) -> Iterator[SwarmFactory]:
     """``factory(layout=None, images=()) -> SwarmCluster``, closed at the end of the session.
 
     ``layout``: NodeSpecs, e.g. ``gpu_layout(1, 0)``; ``images``: host image tags to have
-    on every node. Skips where the machine cannot run the harness (not root, no iproute2);
-    with ``CI=true`` that is a failure.
+    on every node.
     """
     clusters: list[SwarmCluster] = []
 
@@ -41,11 +61,9 @@ def swarm_cluster_factory(docker_client: docker.DockerClient) -> Iterator[SwarmF
         layout: Sequence[NodeSpec] | None = None, images: Sequence[str] = ()
     ) -> SwarmCluster:
         try:
-            cluster = start_swarm_cluster(layout, docker_client, images)
+            cluster = start_swarm_cluster(layout, swarm_machine, images)
         except SwarmUnavailable as exc:
-            if running_in_ci():
-                pytest.fail(f"CI must run the swarm tests, but this machine cannot: {exc}")
-            pytest.skip(f"this machine cannot run a Docker Swarm of namespaces: {exc}")
+            _unavailable(exc)
         clusters.append(cluster)
         return cluster
 

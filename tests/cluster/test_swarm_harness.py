@@ -208,3 +208,26 @@ def test_a_crashed_runs_leftovers_are_swept(swarm_cluster_factory):
     outcome = swarm_support.sweep_leftovers()
     assert outcome[crashed.slot].startswith("swept"), outcome
     assert swarm_support.leftovers(crashed.slot) == []
+
+
+def test_a_failed_bring_up_says_why_and_leaves_nothing_behind(swarm_machine, monkeypatch):
+    slots = []
+    acquire = swarm_support._acquire_slot
+
+    def recording_acquire():
+        slot, lock = acquire()
+        slots.append(slot)
+        return slot, lock
+
+    def broken_form_swarm(cluster):
+        raise RuntimeError("swarm init broke (injected)")
+
+    monkeypatch.setattr(swarm_support, "_acquire_slot", recording_acquire)
+    monkeypatch.setattr(swarm_support, "_form_swarm", broken_form_swarm)
+    with pytest.raises(swarm_support.SwarmError) as failure:
+        swarm_support.start_swarm_cluster(gpu_layout(1, 1), swarm_machine)
+    message = str(failure.value)
+    assert "swarm init broke (injected)" in message
+    assert "n1 dockerd log" in message and "n2 dockerd log" in message
+    assert "API listen on" in message  # the daemons' own lines
+    assert swarm_support.leftovers(slots[0]) == []
