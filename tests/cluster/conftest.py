@@ -17,6 +17,7 @@ import pytest
 
 from tests.support.docker_engine import running_in_ci
 from tests.support.swarm import (
+    REPORT,
     NodeSpec,
     SwarmCluster,
     SwarmUnavailable,
@@ -105,3 +106,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     if report.failed and isinstance(cluster, SwarmCluster):
         report.sections.append(("swarm dockerd logs", cluster.diagnostics(lines=25)))
     return report
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """How long each swarm took to come up (by phase) and to go."""
+    if REPORT:
+        terminalreporter.section("gpuenv swarm clusters")
+        for line in REPORT:
+            terminalreporter.write_line(line)

@@ -14,8 +14,10 @@ bridge address, nothing else (a registry pull fails at once instead of timing ou
 
 Fake GPUs are Swarm generic resources (``node-generic-resources`` in each node's
 daemon.json); a task reserving some gets ``DOCKER_RESOURCE_NVIDIA-GPU=<ids>`` in its
-environment. Images cannot be pulled, so ``SwarmCluster.load_image`` copies them from the
-host's engine with ``docker save`` / ``docker load``.
+environment. Images cannot be pulled: ``start_swarm_cluster(images=...)`` seeds every
+node's data-root from one loaded once and cached on disk (fast), ``SwarmCluster.load_image``
+copies more later with ``docker save`` / ``docker load`` (slow: seconds per 100 MB per node).
+Node state lives on a tmpfs per cluster.
 
 Never start a ``dockerd`` in the root network namespace: when a second one stops it deletes
 ``docker0`` and later image builds fail. ``nsenter --net`` is used rather than
@@ -81,6 +83,9 @@ APT_LOG = LOG_DIR / "swarm-apt.log"
 
 # Task states after which a task runs no more (its resources are free again).
 TASK_ENDED = frozenset({"complete", "shutdown", "failed", "rejected", "remove", "orphaned"})
+
+# One line per closed cluster (see SwarmCluster.summary), for the pytest summary.
+REPORT: list[str] = []
 
 TaskPredicate = Callable[[dict[str, Any]], bool]
 
@@ -238,6 +243,7 @@ class SwarmCluster:
     _loaded: dict[str, set[str]] = field(default_factory=dict, repr=False)
     _counter: int = field(default=0, repr=False)
     _closed: bool = field(default=False, repr=False)
+    timings: dict[str, float] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # -- access
@@ -500,6 +506,7 @@ class SwarmCluster:
         if self._closed:
             return
         self._closed = True
+        started = time.monotonic()
         answering = [node for node in self.nodes if node.client is not None]
         try:
             # Best effort (a daemon may be dead: requests' errors are no DockerException).
@@ -521,6 +528,18 @@ class SwarmCluster:
             if self._slot_lock is not None:
                 self._slot_lock.close()  # releases the flock
                 self._slot_lock = None
+            self.timings["close"] = time.monotonic() - started
+            REPORT.append(self.summary())
+
+    def summary(self) -> str:
+        """One line: the layout and how long bringing it up (by phase) and closing took."""
+        up = {k: v for k, v in self.timings.items() if k != "close"}
+        phases = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in up.items())
+        layout = " ".join(f"{n.name}({len(n.gpus)} GPU)" for n in self.nodes)
+        text = f"swarm slot {self.slot} [{layout}]: up in {sum(up.values()):.1f} s ({phases})"
+        if "close" in self.timings:
+            text += f", closed in {self.timings['close']:.1f} s"
+        return text
 
     def __enter__(self) -> SwarmCluster:
         return self
@@ -611,16 +630,21 @@ def start_swarm_cluster(
         state_dir=names.state_dir,
         _slot_lock=slot_lock,
     )
+    phase = _Phases(cluster.timings)
     try:
-        _setup_state_dir(names)
-        _setup_network(names, layout)
+        with phase("network"):
+            _setup_state_dir(names)
+            _setup_network(names, layout)
         if images:
             data_roots = [names.state_dir / spec.name / "data" for spec in layout]
-            _seed_data_roots(host_client, images, names, names.netns(layout[0].name), data_roots)
-        for index, spec in enumerate(layout):
-            cluster.nodes.append(_start_node(names, index, spec))
-        _in_parallel(_wait_for_engine, cluster.nodes)
-        _form_swarm(cluster)
+            netns = names.netns(layout[0].name)
+            _seed_data_roots(host_client, images, names, netns, data_roots, phase)
+        with phase("daemons"):
+            for index, spec in enumerate(layout):
+                cluster.nodes.append(_start_node(names, index, spec))
+            _in_parallel(_wait_for_engine, cluster.nodes)
+        with phase("swarm"):
+            _form_swarm(cluster)
         for tag in images:  # a no-op unless the seeded data-roots lack them
             cluster.load_image(tag)
     except BaseException as exc:
@@ -832,6 +856,21 @@ def _expected_resources(node: SwarmNode) -> set[tuple[str, str]]:
     return {(kind, rid) for kind, ids in node.generic_resources.items() for rid in ids}
 
 
+class _Phases:
+    """``with phase("name"):`` adds the block's seconds to ``timings["name"]``."""
+
+    def __init__(self, timings: dict[str, float]) -> None:
+        self.timings = timings
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.monotonic() - started
+
+
 def _saved_image(client: docker.DockerClient, tag: str, image_id: str) -> Path:
     """``docker save`` of ``tag`` (with its tag, unlike ``Image.save()``), cached by id."""
     name = tag.replace("/", "_").replace(":", "_")
@@ -861,6 +900,8 @@ TEMPLATE_LEAVE_OUT = {
     "swarm", "containers", "network", "volumes", "engine-id", "tmp", "runtimes",
     "plugins", "buildkit", "trust",
 }  # fmt: skip
+# GNU tar keeping what overlay2 layers hold: whiteouts (device files), opaque-dir xattrs.
+TAR = ["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "--acls", "--selinux"]
 
 
 def _seed_data_roots(
@@ -869,40 +910,73 @@ def _seed_data_roots(
     slot: _Slot,
     netns: str,
     data_roots: Sequence[Path],
+    phase: _Phases,
 ) -> None:
-    """Fill fresh data-roots with copies of a cached one whose engine has ``tags`` loaded.
+    """Fill fresh data-roots from a template data-root whose engine has ``tags`` loaded.
 
-    The template is made once per set of image ids, by a dockerd of its own (in ``netns``)
-    that only loads the images (no container, no swarm) and stops; copying a stopped
-    engine's data-root is how one moves it. Templates whose images are gone from the host
-    engine are deleted.
+    The template is made by a dockerd of its own (in ``netns``) that only loads the images
+    (no container, no swarm) and stops, on the slot's tmpfs; it is kept on disk as one tar
+    per set of image ids (IMAGE_CACHE; thousands of small files write slowly there), so a
+    later session only unpacks it. Each node gets a copy of the template's metadata and
+    its overlay2 image layers as symlinks into it: image layers are only ever lower
+    (read-only) layers, so the nodes share them as one engine's containers do.
     """
     wanted = {tag: host_client.images.get(tag).id for tag in sorted(set(tags))}
     key = hashlib.sha256(json.dumps(wanted, sort_keys=True).encode()).hexdigest()[:16]
-    template = IMAGE_CACHE / f"data-root-{key}"
+    archive = IMAGE_CACHE / f"data-root-{key}.tar"
+    template = slot.state_dir / "template"
     IMAGE_CACHE.mkdir(parents=True, exist_ok=True)
-    with file_lock("swarm-data-root-template"):
-        for stale in IMAGE_CACHE.glob("data-root-*"):
-            if stale != template and (
-                stale.suffix == ".tmp" or not _template_usable(stale, host_client)
-            ):
-                _unmount_below(stale)
-                _run(["rm", "-rf", "--one-file-system", str(stale)], check=False, timeout=900)
-        if not (template / "manifest.json").is_file():
-            _build_template(host_client, wanted, slot, netns, template)
+    with file_lock("swarm-data-root-cache"):
+        _prune_archives(host_client, keep=archive)
+        if not archive.is_file():
+            _build_template(host_client, wanted, slot, netns, template, phase)
+            with phase("image cache written"):
+                partial = archive.with_suffix(f".{os.getpid()}.part")
+                try:
+                    _run([*TAR, "-cf", str(partial), "-C", str(template), "."], timeout=900)
+                    partial.rename(archive)
+                finally:
+                    partial.unlink(missing_ok=True)
+                archive.with_suffix(".json").write_text(json.dumps({"images": wanted}))
+    if not template.is_dir():
+        template.mkdir()
+        with phase("image cache unpacked"):
+            _run([*TAR, "-xpf", str(archive), "-C", str(template)], timeout=900)
+    with phase("image layers linked"):
+        _in_parallel(lambda root: _fill_data_root(template, root), data_roots)
 
-        def copy(data_root: Path) -> None:
-            data_root.mkdir(parents=True, exist_ok=True)
-            entries = [str(p) for p in template.iterdir() if p.name != "manifest.json"]
-            _run(["cp", "-a", *entries, str(data_root)], timeout=600)
 
-        with ThreadPoolExecutor(max_workers=len(data_roots)) as pool:
-            list(pool.map(copy, data_roots))
+def _fill_data_root(template: Path, data_root: Path) -> None:
+    data_root.mkdir(parents=True, exist_ok=True)
+    copies = [p for p in template.iterdir() if p.name != "overlay2"]
+    if copies:
+        _run(["cp", "-a", *map(str, copies), str(data_root)], timeout=600)
+    layers = template / "overlay2"
+    if layers.is_dir():
+        (data_root / "overlay2").mkdir(mode=0o710)
+        for layer in layers.iterdir():
+            if layer.name == "l":  # short names: relative symlinks to ../<layer>/diff
+                _run(["cp", "-a", str(layer), str(data_root / "overlay2")])
+            else:
+                (data_root / "overlay2" / layer.name).symlink_to(layer)
 
 
-def _template_usable(template: Path, host_client: docker.DockerClient) -> bool:
+def _prune_archives(host_client: docker.DockerClient, keep: Path) -> None:
+    """Delete cached templates of images the host engine no longer has, and partial ones."""
+    for stale in IMAGE_CACHE.glob("data-root-*"):
+        if stale == keep or stale == keep.with_suffix(".json"):
+            continue
+        if stale.suffix == ".tar" and _archive_usable(stale, host_client):
+            continue
+        if stale.suffix == ".json" and stale.with_suffix(".tar").is_file():
+            continue  # goes with its archive
+        stale.unlink(missing_ok=True)
+        stale.with_suffix(".json").unlink(missing_ok=True)
+
+
+def _archive_usable(archive: Path, host_client: docker.DockerClient) -> bool:
     try:
-        images = json.loads((template / "manifest.json").read_text())["images"]
+        images = json.loads(archive.with_suffix(".json").read_text())["images"]
         return all(host_client.images.get(tag).id == image_id for tag, image_id in images.items())
     except (OSError, ValueError, KeyError, DockerException):
         return False
@@ -914,27 +988,26 @@ def _build_template(
     slot: _Slot,
     netns: str,
     template: Path,
+    phase: _Phases,
 ) -> None:
-    building = template.with_suffix(".tmp")
-    seed = _start_node(slot, 0, NodeSpec("seed"), netns=netns, data_root=building)
+    seed = _start_node(slot, 0, NodeSpec("seed"), netns=netns, data_root=template)
     try:
         _wait_for_engine(seed)
-        for tag, image_id in wanted.items():
-            with open(_saved_image(host_client, tag, image_id), "rb") as data:
-                seed.client.images.load(data)
-            if seed.client.images.get(tag).id != image_id:
-                raise SwarmError(f"seeding data-roots: {tag} did not load as {image_id}")
+        with phase("images saved+loaded once"):
+            for tag, image_id in wanted.items():
+                # Straight from `docker save` (with its tag) into `docker load`: no archive.
+                seed.client.images.load(host_client.api.get_image(tag))
+                if seed.client.images.get(tag).id != image_id:
+                    raise SwarmError(f"seeding data-roots: {tag} did not load as {image_id}")
         seed.client.close()
     except Exception as exc:
         raise SwarmError(f"seeding data-roots failed: {exc}\n{_log_tails([seed])}") from exc
     finally:
         _stop_dockerd(seed)
-        _unmount_below(building)
-    for entry in building.iterdir():
+        _unmount_below(template)
+    for entry in template.iterdir():
         if entry.name in TEMPLATE_LEAVE_OUT:
             _run(["rm", "-rf", "--one-file-system", str(entry)], check=False, timeout=900)
-    (building / "manifest.json").write_text(json.dumps({"images": wanted}, indent=2))
-    building.rename(template)
 
 
 # ---------------------------------------------------------------------------- teardown
@@ -1102,6 +1175,11 @@ def _in_parallel(
         raise errors[0]  # type: ignore[misc]
 
 
+# dockerd lines that say nothing about a failure here: every task start tries to pull its
+# image first (no registry is reachable: fine, the image is loaded), and gRPC chatter.
+LOG_NOISE = ("Error getting v2 registry", "Attempting next endpoint for pull", "[core]")
+
+
 def _log_tails(nodes: Sequence[SwarmNode], lines: int = 15) -> str:
     parts = []
     for node in nodes:
@@ -1109,9 +1187,11 @@ def _log_tails(nodes: Sequence[SwarmNode], lines: int = 15) -> str:
             text = node.log_path.read_text(errors="replace").splitlines()
         except OSError:
             text = ["(no log)"]
+        text = [line for line in text if not any(noise in line for noise in LOG_NOISE)]
         tail = "\n    ".join(text[-lines:])
         parts.append(
-            f"--- {node.name} dockerd log {node.log_path} (last {lines} lines):\n    {tail}"
+            f"--- {node.name} dockerd log {node.log_path} (last {lines} lines, "
+            f"without pull and gRPC chatter):\n    {tail}"
         )
     return "\n".join(parts)
 
