@@ -14,7 +14,14 @@ import pytest
 from docker.types import ServiceMode
 
 from tests.support import swarm as swarm_support
-from tests.support.swarm import GPU_ENV, GPU_KIND, SwarmCluster, describe_task, gpu_layout
+from tests.support.swarm import (
+    GPU_ENV,
+    GPU_KIND,
+    NodeSpec,
+    SwarmCluster,
+    describe_task,
+    gpu_layout,
+)
 
 pytestmark = [pytest.mark.swarm, pytest.mark.docker]
 
@@ -189,9 +196,13 @@ def test_host_network_service_is_reachable_from_the_root_namespace(
 def test_a_second_layout_runs_beside_and_leaves_nothing_behind(
     swarm_cluster_factory, swarm_cluster: SwarmCluster
 ):
-    other = swarm_cluster_factory(gpu_layout(1))
+    layout = [NodeSpec("a1", {GPU_KIND: ("GPU-a",), "FPGA": ("f0",)}, labels={"zone": "a"})]
+    other = swarm_cluster_factory(layout)
     assert other.slot != swarm_cluster.slot
-    assert [(n.name, n.gpus) for n in other.nodes] == [("n1", ("GPU-swarm-n1-0",))]
+    assert [(n.name, n.gpus) for n in other.nodes] == [("a1", ("GPU-a",))]
+    described = other.manager.nodes.get(other.nodes[0].node_id).attrs
+    assert described["Spec"]["Labels"]["zone"] == "a"
+    assert swarm_support._advertised_resources(described) == {(GPU_KIND, "GPU-a"), ("FPGA", "f0")}
     assert other.manager.swarm.attrs["ID"] != swarm_cluster.manager.swarm.attrs["ID"]
     assert swarm_support.leftovers(other.slot)  # it exists while it runs
     other.close()

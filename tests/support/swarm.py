@@ -103,7 +103,8 @@ class SwarmError(RuntimeError):
 
 @dataclass(frozen=True)
 class NodeSpec:
-    """What one node offers: generic resources by kind (``{"NVIDIA-GPU": ("GPU-a",)}``)."""
+    """One node: its name (short: it is part of interface names), the generic resources it
+    offers by kind (``{"NVIDIA-GPU": ("GPU-a",)}``), and Swarm node labels to set on it."""
 
     name: str
     generic_resources: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -208,6 +209,7 @@ class SwarmNode:
     generic_resources: dict[str, tuple[str, ...]]
     hostname: str
     netns: str
+    labels: dict[str, str]  # Swarm node labels (NODE_LABEL: name, and the NodeSpec's)
     log_path: Path
     data_root: Path
     exec_root: Path
@@ -243,7 +245,8 @@ class SwarmCluster:
     _loaded: dict[str, set[str]] = field(default_factory=dict, repr=False)
     _counter: int = field(default=0, repr=False)
     _closed: bool = field(default=False, repr=False)
-    timings: dict[str, float] = field(default_factory=dict, repr=False)
+    timings: dict[str, float] = field(default_factory=dict, repr=False)  # phase -> seconds
+    up_seconds: float | None = None  # None: bringing it up failed
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # -- access
@@ -533,10 +536,12 @@ class SwarmCluster:
 
     def summary(self) -> str:
         """One line: the layout and how long bringing it up (by phase) and closing took."""
-        up = {k: v for k, v in self.timings.items() if k != "close"}
-        phases = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in up.items())
+        phases = ", ".join(f"{k} {v:.1f} s" for k, v in self.timings.items() if k != "close")
         layout = " ".join(f"{n.name}({len(n.gpus)} GPU)" for n in self.nodes)
-        text = f"swarm slot {self.slot} [{layout}]: up in {sum(up.values()):.1f} s ({phases})"
+        if self.up_seconds is None:
+            text = f"swarm slot {self.slot} [{layout}]: failed to come up ({phases})"
+        else:
+            text = f"swarm slot {self.slot} [{layout}]: up in {self.up_seconds:.1f} s ({phases})"
         if "close" in self.timings:
             text += f", closed in {self.timings['close']:.1f} s"
         return text
@@ -605,7 +610,7 @@ def start_swarm_cluster(
     """Bring up a Swarm with one node per ``NodeSpec`` (default ``gpu_layout(2, 1, 1)``).
 
     ``images`` (tags in the host's engine) are on every node from the start: the nodes'
-    data-roots are copies of a cached one holding them (see ``_image_template``), much
+    data-roots are seeded from a cached one holding them (see ``_seed_data_roots``), much
     faster than ``docker load`` into each node. Raises SwarmUnavailable when the machine
     cannot (see ``check_prerequisites``) and SwarmError when bringing it up fails; either
     way nothing is left behind.
@@ -615,12 +620,13 @@ def start_swarm_cluster(
         raise ValueError(f"node names must be unique and non-empty: {layout}")
     if len(layout) > 200:
         raise ValueError("at most 200 nodes fit in a /24")
+    for spec in layout:
+        _Slot(0).veth(spec.name)  # fails early on names too long for an interface
     check_prerequisites()
     host_client = host_client or docker.from_env(timeout=CLIENT_TIMEOUT)
+    started = time.monotonic()
     slot, slot_lock = _acquire_slot()
     names = _Slot(slot)
-    for spec in layout:
-        names.veth(spec.name)  # fails early on names too long for an interface
     cluster = SwarmCluster(
         nodes=[],
         host_client=host_client,
@@ -647,6 +653,7 @@ def start_swarm_cluster(
             _form_swarm(cluster)
         for tag in images:  # a no-op unless the seeded data-roots lack them
             cluster.load_image(tag)
+        cluster.up_seconds = time.monotonic() - started
     except BaseException as exc:
         message = str(exc)
         if cluster.nodes and "dockerd log" not in message:
@@ -667,7 +674,7 @@ def _acquire_slot() -> tuple[int, IO[str]]:
     chosen: tuple[int, IO[str]] | None = None
     for number in range(MAX_SLOTS):
         slot = _Slot(number)
-        handle = open(slot.lock_path, "a+")  # noqa: SIM115 - kept open while the cluster lives
+        handle = open(slot.lock_path, "a+")  # kept open (locked) while the cluster lives
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -778,6 +785,7 @@ def _start_node(
         generic_resources={kind: tuple(ids) for kind, ids in spec.generic_resources.items()},
         hostname=hostname,
         netns=netns,
+        labels={NODE_LABEL: spec.name, **spec.labels},
         log_path=log_path,
         data_root=data_root,
         exec_root=exec_root,
@@ -839,7 +847,7 @@ def _form_swarm(cluster: SwarmCluster) -> None:
     for node in cluster.nodes:
         swarm_node = cluster.manager.nodes.get(node.node_id)
         spec = dict(swarm_node.attrs["Spec"])
-        spec["Labels"] = {**spec.get("Labels", {}), NODE_LABEL: node.name}
+        spec["Labels"] = {**spec.get("Labels", {}), **node.labels}
         swarm_node.update(spec)
 
 
