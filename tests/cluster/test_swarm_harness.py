@@ -242,3 +242,17 @@ def test_a_failed_bring_up_says_why_and_leaves_nothing_behind(swarm_machine, mon
     assert "n1 dockerd log" in message and "n2 dockerd log" in message
     assert "API listen on" in message  # the daemons' own lines
     assert swarm_support.leftovers(slots[0]) == []
+
+
+def test_prerequisites_name_what_is_missing(monkeypatch):
+    monkeypatch.setattr(swarm_support.os, "geteuid", lambda: 1000)
+    with pytest.raises(swarm_support.SwarmUnavailable, match="need root"):
+        swarm_support.check_prerequisites()
+    monkeypatch.setattr(swarm_support.os, "geteuid", lambda: 0)
+    real_which = swarm_support.shutil.which
+    monkeypatch.setattr(
+        swarm_support.shutil, "which", lambda cmd: None if cmd == "ip" else real_which(cmd)
+    )
+    if real_which("dockerd"):
+        with pytest.raises(swarm_support.SwarmUnavailable, match="iproute2"):
+            swarm_support.check_prerequisites(install=False)
