@@ -3,7 +3,9 @@ resources, scheduling by them, drain, missing images, host networking, and teard
 
 from __future__ import annotations
 
+import io
 import re
+import tarfile
 import time
 import urllib.error
 import urllib.request
@@ -193,8 +195,20 @@ def test_host_network_service_is_reachable_from_the_root_namespace(
         urllib.request.urlopen(f"http://{swarm.node('n3').ip}:{port}/mark", timeout=5)
 
 
+def tiny_image(client: docker.DockerClient, tag: str) -> str:
+    """Import a one-file image into ``client``'s engine; return its id."""
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as tar:
+        info = tarfile.TarInfo("hello")
+        info.size = 5
+        tar.addfile(info, io.BytesIO(b"hello"))
+    repository, version = tag.split(":")
+    client.api.import_image_from_data(data.getvalue(), repository=repository, tag=version)
+    return client.images.get(tag).id
+
+
 def test_a_second_layout_runs_beside_and_leaves_nothing_behind(
-    swarm_cluster_factory, swarm_cluster: SwarmCluster
+    swarm_cluster_factory, swarm_cluster: SwarmCluster, docker_client
 ):
     layout = [NodeSpec("a1", {GPU_KIND: ("GPU-a",), "FPGA": ("f0",)}, labels={"zone": "a"})]
     other = swarm_cluster_factory(layout)
@@ -204,6 +218,16 @@ def test_a_second_layout_runs_beside_and_leaves_nothing_behind(
     assert described["Spec"]["Labels"]["zone"] == "a"
     assert swarm_support._advertised_resources(described) == {(GPU_KIND, "GPU-a"), ("FPGA", "f0")}
     assert other.manager.swarm.attrs["ID"] != swarm_cluster.manager.swarm.attrs["ID"]
+    # Images come in by `docker save` / `docker load` after the start, with their tag.
+    tag = "gpuenv-test/swarm-tiny:1"
+    image_id = tiny_image(docker_client, tag)
+    try:
+        with pytest.raises(docker.errors.ImageNotFound):
+            other.manager.images.get(tag)
+        other.load_image(tag)
+        assert other.manager.images.get(tag).id == image_id
+    finally:
+        docker_client.images.remove(tag)
     assert swarm_support.leftovers(other.slot)  # it exists while it runs
     other.close()
     assert swarm_support.leftovers(other.slot) == []
