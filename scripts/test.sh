@@ -30,6 +30,9 @@ command -v dockerd >/dev/null || missing+=(docker.io)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v npm >/dev/null || missing+=(nodejs npm)
+# The Docker Swarm tests put nodes in network namespaces joined by veths and a bridge.
+command -v ip >/dev/null || missing+=(iproute2)
+command -v iptables >/dev/null || missing+=(iptables)
 command -v "$PYTHON" >/dev/null || missing+=(python3)
 if command -v "$PYTHON" >/dev/null && ! "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null; then
     missing+=(python3-venv)
@@ -40,7 +43,7 @@ if ((${#missing[@]})); then
     apt-get update -q
     apt-get install -y -q --no-install-recommends "${missing[@]}"
 else
-    echo "all present (docker.io, debootstrap, chromium, npm, $PYTHON)"
+    echo "all present (docker.io, debootstrap, chromium, npm, iproute2, iptables, $PYTHON)"
 fi
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
     || die "$PYTHON is older than Python 3.10"
