@@ -136,4 +136,4 @@ async def test_gpuinfo_in_a_docker_kernel_of_the_cpu_torch_image(
         assert info["environment_id"] == env["id"]
     finally:
         client.stop_channels()
-        await jp_fetch("api", "kernels", kernel_id, method="DELETE")
+        await jp_fetch("api", "kernels", kernel_id, method="DELETE", request_timeout=120)
