@@ -195,6 +195,31 @@ def untrack(container_id: str) -> None:
         _live.pop(container_id, None)
 
 
+def remove_own_containers(docker_host: str | None = None, log: Any = None) -> list[str]:
+    """Remove every kernel container labelled with this process as its owner.
+
+    A process about to exit calls it (the kernel launcher) to catch a container whose
+    creation was under way when its start was abandoned; returns the names removed.
+    """
+    try:
+        client = docker_client(docker_host)
+        owned = [f"{labels.ROLE}=kernel", f"{labels.SERVER_ID}={this_instance().id}"]
+        containers = client.containers.list(all=True, filters={"label": owned}, ignore_removed=True)
+    except Exception as err:
+        (log or _log).warning("Kernel containers of this process could not be listed: %s", err)
+        return []
+    removed = []
+    for container in containers:
+        try:
+            container.remove(force=True)
+        except Exception as err:  # already gone
+            (log or _log).debug("Could not remove kernel container %s: %s", container.name, err)
+            continue
+        untrack(str(container.id))
+        removed.append(str(container.name))
+    return removed
+
+
 def _remove_live_at_exit() -> None:
     with _live_lock:
         remaining = dict(_live)
