@@ -40,7 +40,7 @@ from ..environments.model import Environment, kernel_name_for
 from ..errors import EnvironmentNotFound, GpuEnvError
 from ..provisioning import orphans
 from ..provisioning.kernelspecs import RESOURCES, kernelspec_dict
-from ..services import shared_services
+from ..services import Services, shared_services
 
 POLL_INTERVAL = 0.5  # seconds between two checks that the kernel still runs
 EXIT_START_FAILED = 1
@@ -90,6 +90,7 @@ class Launcher:
         self.config = config
         self.connection_file = os.path.abspath(connection_file)
         self.km: LauncherKernelManager | None = None
+        self.services: Services | None = None
         self.is_docker = False
         self._stop = asyncio.Event()
         self._started = False
@@ -107,6 +108,8 @@ class Launcher:
             return await self._follow()
         finally:
             await self._clean_up()
+            if self.services is not None:
+                self.services.stop()
 
     async def _start_unless_stopped(self) -> bool:
         """Whether the kernel started; a stop signal during the start abandons it."""
@@ -152,7 +155,7 @@ class Launcher:
 
     async def _environment(self) -> Environment:
         """The catalog entry, read with the configuration files a server would read."""
-        services = shared_services(self.config, log)
+        services = self.services = shared_services(self.config, log)
         try:
             return await services.catalog.get(self.environment_id)
         except EnvironmentNotFound as err:

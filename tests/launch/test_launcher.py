@@ -40,11 +40,19 @@ def where(kernel) -> dict:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for a reaper does not)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
         return False
-    return True
+
+
+def wait_gone(pid: int, timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return not pid_alive(pid)
 
 
 def test_the_argv_is_the_launcher_of_this_python(jupyter_setup, tmp_path, venv_factory):
@@ -158,11 +166,26 @@ def test_conda_kernel_from_argv_is_activated_interrupts_and_stops(
         assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt", reply
         assert kernel.run("print(6 * 7)")[1].strip() == "42"
 
-        kernel.signal(signal.SIGTERM)
+        # SIGHUP (a closed terminal or session) is a shutdown as SIGTERM is.
+        kernel.signal(signal.SIGHUP)
         assert kernel.wait_exit() == 0, kernel.log()
-        deadline = time.monotonic() + 30
-        while pid_alive(info["pid"]) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not pid_alive(info["pid"])
+        assert wait_gone(info["pid"])
+    finally:
+        kernel.close()
+
+
+def test_a_venv_kernel_exits_when_its_launcher_is_killed(tmp_path, venv_factory, jupyter_setup):
+    venv = venv_factory(tmp_path / "venvs" / "tools")
+    setup = jupyter_setup(venv_dirs=[str(venv.parent)])
+    name, _ = setup.kernel_of_kind("venv")
+    kernel = start_from_argv(setup, name)
+    try:
+        info = where(kernel)
+        assert os.path.realpath(info["prefix"]) == os.path.realpath(venv), info
+        assert pid_alive(info["pid"])
+        kernel.signal(signal.SIGKILL)
+        kernel.wait_exit()
+        # ipykernel sees its parent (the launcher) gone and exits.
+        assert wait_gone(info["pid"])
     finally:
         kernel.close()
