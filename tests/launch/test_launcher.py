@@ -33,6 +33,12 @@ print(json.dumps(info))
 ACTIVATE_SCRIPTS = {"10-cuda.sh": 'export CUDA_HOME="$CONDA_PREFIX/cuda"\n'}
 
 
+def being_started(client, environment_id: str) -> bool:
+    """Whether a container of the environment exists (it may vanish while we look)."""
+    filters = {"label": f"{labels.ENVIRONMENT_ID}={environment_id}"}
+    return bool(client.containers.list(all=True, filters=filters, ignore_removed=True))
+
+
 def where(kernel) -> dict:
     reply, printed = kernel.run(WHERE)
     assert reply["status"] == "ok", reply
@@ -189,3 +195,25 @@ def test_a_venv_kernel_exits_when_its_launcher_is_killed(tmp_path, venv_factory,
         assert wait_gone(info["pid"])
     finally:
         kernel.close()
+
+
+@pytest.mark.docker
+def test_sigterm_while_the_container_starts_leaves_nothing(
+    docker_client, python_kernel_image, jupyter_setup
+):
+    setup = jupyter_setup(docker_images={unique_name("launch-early"): python_kernel_image})
+    name, env_id = setup.kernel_of_kind("docker")
+    process, _, log_file = spawn_argv(setup, name)
+    try:
+        deadline = time.monotonic() + 120
+        while not being_started(docker_client, env_id) and time.monotonic() < deadline:
+            assert process.poll() is None, log_file.read_text()
+            time.sleep(0.05)
+        assert being_started(docker_client, env_id), log_file.read_text()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=120) == 0, log_file.read_text()
+        assert containers_of(docker_client, env_id) == []
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
