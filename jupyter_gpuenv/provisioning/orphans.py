@@ -4,7 +4,8 @@ Every kernel container is labelled with the identity of the process that started
 (``ServerInstance``: a random id, PID, PID start time, host name). Two mechanisms remove
 containers whose owner is gone:
 
-* at server start (and at the first Docker kernel of a plain jupyter_client process),
+* at server start (and at the first Docker kernel of a plain jupyter_client process or
+  of a kernel launcher, jupyter_gpuenv/launch, which owns its one container),
   containers labelled ROLE=kernel whose owner is another instance that is no longer
   alive on this host are removed, so a ``kill -9`` of a server leaves nothing for ever;
 * at normal interpreter exit, containers this process started and did not clean up are
