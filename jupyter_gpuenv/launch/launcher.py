@@ -233,7 +233,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=args.log_level, stream=sys.stderr, format="[gpuenv launcher] %(message)s"
     )
     log.addFilter(_ReportedOnce())
-    config = load_gpuenv_config()
+    try:
+        config = load_gpuenv_config()
+    except Exception as err:
+        print(f"The kernel could not start: the configuration files: {err}", file=sys.stderr)
+        return EXIT_START_FAILED
     launcher = Launcher(args.environment, args.connection_file, config)
     try:
         return asyncio.run(launcher.run())

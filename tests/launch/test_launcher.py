@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -217,3 +218,15 @@ def test_sigterm_while_the_container_starts_leaves_nothing(
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_a_removed_venv_fails_with_the_reason(tmp_path, venv_factory, jupyter_setup):
+    venv = venv_factory(tmp_path / "venvs" / "tools")
+    setup = jupyter_setup(venv_dirs=[str(venv.parent)])
+    name, env_id = setup.kernel_of_kind("venv")
+    shutil.rmtree(venv)
+    process, _, log_file = spawn_argv(setup, name)
+    assert process.wait(timeout=120) == 1
+    out = log_file.read_text()
+    assert out.startswith("The kernel could not start: ") and "Traceback" not in out, out
+    assert str(venv) in out or env_id in out, out
