@@ -15,6 +15,8 @@ from tornado.httpclient import HTTPClientError
 
 from jupyter_gpuenv.environments.fingerprint import environment_fingerprint
 from jupyter_gpuenv.environments.model import Environment
+from jupyter_gpuenv.kernel.gpu_snapshot import GpuDevice, GpuProcess, GpuSnapshot, MigDevice
+from jupyter_gpuenv.server.notebook_hook import gpus_used_by
 from tests.support.fake_torch import TORCH_CU121
 from tests.support.server_config import server_config
 
@@ -183,3 +185,68 @@ async def test_resolve_errors_are_json(jp_fetch, jp_root_dir):
         body = json.loads(info.value.response.body)
         assert info.value.code == status, body
         assert words in body["message"], body
+
+
+@pytest.mark.docker
+class TestDockerKernel:
+    """A Docker kernel's record names the image and its id, and resolves by the image id."""
+
+    KEY = f"nbrec-img-{uuid.uuid4().hex[:6]}"
+
+    @pytest.fixture
+    def jp_server_config(self, python_kernel_image):
+        return server_config(docker_images={self.KEY: python_kernel_image})
+
+    async def test_record_names_the_image(self, jp_fetch, jp_root_dir, docker_client):
+        listing = json.loads((await jp_fetch(*API, "environments")).body)["environments"]
+        (env,) = [e for e in listing if e["name"] == self.KEY]
+        path = "image.ipynb"
+        await put(jp_fetch, path, notebook_model())
+        session = await start_session(jp_fetch, path, env["kernel_name"])
+        try:
+            await put(jp_fetch, path, notebook_model())
+        finally:
+            await jp_fetch("api", "sessions", session["id"], method="DELETE")
+        record = (await saved_metadata(jp_fetch, path))["gpuenv"]
+        image_id = env["location"]["image_id"]
+        assert image_id.startswith("sha256:")
+        assert record["kind"] == "docker" and record["name"] == self.KEY
+        assert record["image"] == env["location"]["image"]
+        assert record["image_id"] == record["fingerprint"] == image_id
+        assert record["python_version"] == env["python_version"]
+        text = json.dumps(record)
+        assert str(jp_root_dir) not in text and "/usr/" not in text
+
+        resolved = json.loads((await jp_fetch(*API, "resolve", params={"path": path})).body)
+        assert resolved["rule"] == "image_id" and resolved["kernel_name"] == env["kernel_name"]
+
+
+def test_gpus_used_by_a_kernel_are_named_once():
+    snapshot = GpuSnapshot(
+        available=True,
+        gpus=[
+            GpuDevice(
+                index=0,
+                name="NVIDIA A100-SXM4-40GB",
+                processes=[
+                    GpuProcess(pid=1, kernel_id="k1"),
+                    GpuProcess(pid=2, kernel_id="k1"),
+                ],
+            ),
+            GpuDevice(
+                index=1,
+                name="NVIDIA H100 80GB HBM3",
+                processes=[
+                    GpuProcess(pid=3, kernel_id="k2"),
+                ],
+            ),
+            GpuDevice(
+                index=2,
+                name="NVIDIA A100-SXM4-80GB",
+                mig_devices=[MigDevice(index=0, uuid="MIG-a", name="NVIDIA A100 1g.10gb")],
+                processes=[GpuProcess(pid=4, kernel_id="k1", mig_device_uuid="MIG-a")],
+            ),
+        ],
+    )
+    assert gpus_used_by(snapshot, "k1") == ["NVIDIA A100-SXM4-40GB", "NVIDIA A100 1g.10gb"]
+    assert gpus_used_by(snapshot, "k3") == []
