@@ -73,11 +73,12 @@ class NotebookRecordHook:
     def kernel_for(self, path: str) -> str | None:
         """The kernel of the session open on ``path`` (the session table is in memory)."""
         sessions = getattr(self.state.server, "session_manager", None)
-        if sessions is None:
+        cursor = getattr(sessions, "cursor", None)
+        if cursor is None:
             return None
         try:
             relative = path.strip("/")
-            rows = sessions.cursor.execute(
+            rows = cursor.execute(
                 "SELECT kernel_id FROM session WHERE path=? OR path=?", (relative, "/" + relative)
             ).fetchall()
         except sqlite3.Error:

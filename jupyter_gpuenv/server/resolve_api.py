@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from jupyter_server.utils import ensure_async
@@ -24,7 +25,9 @@ class ResolveHandler(GpuEnvHandler):
         metadata = content.get("metadata") if isinstance(content, dict) else None
         record = notebook_record(metadata)
         environments = (await self.gpuenv.catalog.snapshot()).environments
-        self.write_json({"path": model["path"], **resolve_record(record, environments).to_json()})
+        # Fingerprints read package records: off the event loop.
+        resolution = await asyncio.to_thread(resolve_record, record, environments)
+        self.write_json({"path": model["path"], **resolution.to_json()})
 
 
 handlers = [(r"/gpuenv/api/resolve", ResolveHandler)]
