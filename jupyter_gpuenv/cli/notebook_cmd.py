@@ -57,7 +57,24 @@ def run_resolve(args: argparse.Namespace, config: GpuEnv) -> int:
     else:
         print(resolution.match.environment.kernel_name)
     print(describe(resolution, args.write, path), file=sys.stderr)
+    kernel_name = resolution.match.environment.kernel_name
+    if not kernelspec_installed(kernel_name):
+        print(
+            f"note: {kernel_name} is not installed as a kernelspec, so jupyter execute and "
+            "papermill cannot start it yet: run `jupyter gpuenv kernelspecs install`",
+            file=sys.stderr,
+        )
     return 0
+
+
+def kernelspec_installed(kernel_name: str) -> bool:
+    """Whether plain jupyter_client tools (jupyter execute, papermill) find this kernel."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    try:
+        return kernel_name in KernelSpecManager().find_kernel_specs()
+    except Exception:  # an unreadable kernels folder: say nothing rather than fail
+        return True
 
 
 def describe(resolution: Resolution, written: bool, path: Path) -> str:

@@ -95,6 +95,9 @@ async def test_resolve_write_then_jupyter_execute_runs_it_elsewhere(
     setup.run("jupyter", "execute", "--startup_timeout=120", "--output=executed", str(notebook))
     text = stream_text(setup.root / "executed.ipynb")
     assert text.strip() == f"torch 2.9.0+cu121 {env_b}", text
+    setup.run("papermill", str(notebook), str(setup.root / "papermilled.ipynb"))
+    text = stream_text(setup.root / "papermilled.ipynb")
+    assert text.strip() == f"torch 2.9.0+cu121 {env_b}", text
 
     # export --notebook writes the environment.yml of the recorded environment's copy here.
     exported = setup.run("jupyter", "gpuenv", "export", "--notebook", str(notebook))

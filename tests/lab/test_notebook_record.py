@@ -20,7 +20,16 @@ import pytest
 from jupyter_gpuenv.environments.fingerprint import environment_fingerprint
 from jupyter_gpuenv.environments.model import Environment
 from tests.lab.lab_server import LabServer, start_lab
-from tests.lab.panel_page import PANEL, lab_page, open_panel, row, wait_for_kernel
+from tests.lab.panel_page import (
+    PANEL,
+    lab_page,
+    open_panel,
+    overflowing,
+    row,
+    screenshot_panel,
+    set_sidebar_width,
+    wait_for_kernel,
+)
 from tests.support.conda_prefix import make_conda_prefix
 from tests.support.fake_torch import TORCH_CU121
 
@@ -142,7 +151,9 @@ def test_exact_match_opens_in_the_environment_with_the_same_packages(
     assert page.locator(".jp-GpuEnv-statusMismatch").count() == 0
 
 
-def test_running_another_build_shows_the_mismatch(page: Any, envs: dict[str, Any]) -> None:
+def test_running_another_build_shows_the_mismatch(
+    page: Any, envs: dict[str, Any], artifacts_dir: Path
+) -> None:
     cpu = envs["cpu"]
     open_panel(page)
     row(page, cpu).get_by_role("button", name=re.compile("^Use in current notebook")).click()
@@ -154,6 +165,10 @@ def test_running_another_build_shows_the_mismatch(page: Any, envs: dict[str, Any
     status = page.locator(".jp-GpuEnv-statusMismatch")
     status.wait_for()
     assert status.inner_text().strip() == f"⚠ {expected}"
+    set_sidebar_width(page, 300)
+    assert overflowing(page) == []
+    screenshot_panel(page, artifacts_dir / "gpuenv-panel-recorded-mismatch-300.png")
+    page.screenshot(path=str(artifacts_dir / "gpuenv-lab-recorded-mismatch.png"))
 
 
 def test_export_offers_the_recorded_environment(page: Any, tmp_path: Path) -> None:
