@@ -13,6 +13,8 @@ from typing import Any
 
 from ..config import GpuEnv
 from ..environments.model import Environment
+from ..errors import BadRequest
+from .notebook_cmd import recorded_environment
 from .output import open_services, print_json
 
 COLUMNS = ("ID", "KIND", "PYTHON", "PYTORCH", "CUDA", "IPYKERNEL", "DISPLAY NAME")
@@ -40,7 +42,13 @@ def register(subparsers: Any) -> None:
         "as `conda env export` writes them, venvs and images with their Python pinned and "
         "their packages under pip:.",
     )
-    export.add_argument("env", metavar="ENV", help="environment id or name (see `list`)")
+    export.add_argument("env", metavar="ENV", nargs="?", help="environment id or name (see `list`)")
+    export.add_argument(
+        "--notebook",
+        metavar="NOTEBOOK",
+        help="instead of ENV: the environment NOTEBOOK was saved with (its metadata.gpuenv), "
+        "when it exists here",
+    )
     export.add_argument(
         "--no-builds", action="store_true", help="omit build strings (name=version)"
     )
@@ -67,10 +75,16 @@ def run_list(args: argparse.Namespace, config: GpuEnv) -> int:
 
 
 def run_export(args: argparse.Namespace, config: GpuEnv) -> int:
+    if bool(args.env) == bool(args.notebook):
+        raise BadRequest("export needs either ENV or --notebook NOTEBOOK (not both)")
     with open_services(config) as services:
         catalog = services.catalog
+        env_id = args.env
+        if args.notebook:
+            envs = catalog.list_environments_sync()
+            env_id = recorded_environment(Path(args.notebook), envs).id
         _filename, text = catalog.export_sync(
-            args.env, no_builds=args.no_builds, from_history=args.from_history
+            env_id, no_builds=args.no_builds, from_history=args.from_history
         )
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")

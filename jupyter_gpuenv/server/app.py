@@ -13,7 +13,8 @@ from ..gpu.sampler import GpuSampler, build_gpu_sampler
 from ..provisioning.kernelspecs import GpuEnvKernelSpecManager
 from ..provisioning.orphans import start_orphan_sweep
 from ..services import Services
-from . import doctor_api, environments_api, gpus_api, openapi_api
+from . import doctor_api, environments_api, gpus_api, openapi_api, resolve_api
+from .notebook_hook import NotebookRecordHook, install_notebook_hook
 
 
 @dataclass
@@ -61,13 +62,17 @@ class GpuEnvExtension(ExtensionApp):
         sampler = build_gpu_sampler(config, serverapp, log=self.log)
         self.state = ServerState(services=services, gpu_sampler=sampler, server=serverapp)
         self.settings["gpuenv"] = self.state
+        # Saved notebooks carry the environment they ran in (metadata.gpuenv), whichever
+        # client saves them; an admin's own pre_save_hook runs first and stays.
+        hook = NotebookRecordHook(self.state, self.log)
+        install_notebook_hook(serverapp.contents_manager, hook, self.log)
         # Kernel containers left by a server that died (kill -9) are removed in the
         # background, so a slow or absent Docker never delays startup.
         start_orphan_sweep(self.log, config.docker_host or None)
         self.log.info("jupyter_gpuenv: REST API at %sgpuenv/api/", serverapp.base_url)
 
     def initialize_handlers(self) -> None:
-        for module in (environments_api, gpus_api, doctor_api, openapi_api):
+        for module in (environments_api, gpus_api, doctor_api, openapi_api, resolve_api):
             self.handlers.extend(module.handlers)
 
     async def stop_extension(self) -> None:

@@ -9,6 +9,7 @@ import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { ISignal, Signal } from '@lumino/signaling';
 
 import type { ActiveKernel } from './gpumodel';
+import { NotebookRecord, readRecord, RECORD_KEY } from './record';
 
 export class ActiveKernelWatcher {
   constructor(private readonly _tracker: INotebookTracker) {
@@ -41,6 +42,12 @@ export class ActiveKernelWatcher {
     };
   }
 
+  /** The environment record (`metadata.gpuenv`) of the current notebook, if any. */
+  get record(): NotebookRecord | null {
+    const model = this._tracker.currentWidget?.model;
+    return model ? readRecord(model.getMetadata(RECORD_KEY)) : null;
+  }
+
   /** Give the current notebook the kernel `kernelName` (a new kernel of that spec). */
   async useKernel(kernelName: string): Promise<void> {
     const panel = this._tracker.currentWidget;
@@ -53,13 +60,30 @@ export class ActiveKernelWatcher {
 
   dispose(): void {
     this._connect(null);
+    this._watchModel(null);
     this._tracker.currentChanged.disconnect(this._onCurrentChanged, this);
     Signal.clearData(this);
   }
 
   private _onCurrentChanged(): void {
-    this._connect(this._tracker.currentWidget?.sessionContext ?? null);
+    const panel = this._tracker.currentWidget;
+    this._connect(panel?.sessionContext ?? null);
+    this._watchModel(panel);
     this._changed.emit();
+  }
+
+  /** The record can appear after the notebook opened (loaded, or set by a save). */
+  private _watchModel(panel: NotebookPanel | null): void {
+    this._panel?.model?.metadataChanged.disconnect(this._emit, this);
+    this._panel = panel;
+    if (panel) {
+      void panel.context.ready.then(() => {
+        if (this._panel === panel && panel.model) {
+          panel.model.metadataChanged.connect(this._emit, this);
+          this._emit();
+        }
+      });
+    }
   }
 
   private _connect(context: ISessionContext | null): void {
@@ -81,5 +105,6 @@ export class ActiveKernelWatcher {
   }
 
   private _context: ISessionContext | null = null;
+  private _panel: NotebookPanel | null = null;
   private _changed = new Signal<this, void>(this);
 }

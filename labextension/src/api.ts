@@ -9,6 +9,8 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
+import type { Resolution } from './record';
+
 export type EnvironmentKind = 'conda' | 'venv' | 'docker';
 export type Severity = 'ok' | 'warning' | 'error';
 
@@ -186,6 +188,12 @@ export class GpuEnvClient {
       `${id}-environment.yml`
     );
     return { filename, text };
+  }
+
+  /** This server's environment for the record a notebook carries (404: none matches). */
+  async resolveNotebook(path: string): Promise<Resolution> {
+    const response = await this.request('resolve', {}, { path });
+    return (await response.json()) as Resolution;
   }
 
   /** The absolute URL of an API path (query values are URL-encoded). */

@@ -8,8 +8,13 @@ import {
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-import { ICommandPalette, Notification } from '@jupyterlab/apputils';
-import { INotebookTracker } from '@jupyterlab/notebook';
+import { ICommandPalette, ISessionContextDialogs, Notification } from '@jupyterlab/apputils';
+import {
+  INotebookTracker,
+  INotebookWidgetFactory,
+  NotebookPanel,
+  NotebookWidgetFactory
+} from '@jupyterlab/notebook';
 import { IStatusBar } from '@jupyterlab/statusbar';
 
 import { ActiveKernelWatcher } from './activekernel';
@@ -17,6 +22,7 @@ import { ApiError, Environment, ExportMode, GpuEnvClient } from './api';
 import { gpuIcon } from './icons';
 import { describeError } from './model';
 import { GpuEnvPanel, PANEL_ID, PanelActions } from './panel';
+import { openInRecordedEnvironment } from './recordopen';
 import { GpuEnvStatus } from './statusbar';
 import { GpuEnvStore } from './store';
 
@@ -49,14 +55,23 @@ const plugin: JupyterFrontEndPlugin<void> = {
   description: 'GPU Environments panel and kernel environment status bar item.',
   autoStart: true,
   requires: [INotebookTracker],
-  optional: [ILabShell, ILayoutRestorer, IStatusBar, ICommandPalette],
+  optional: [
+    ILabShell,
+    ILayoutRestorer,
+    IStatusBar,
+    ICommandPalette,
+    INotebookWidgetFactory,
+    ISessionContextDialogs
+  ],
   activate: (
     app: JupyterFrontEnd,
     tracker: INotebookTracker,
     labShell: ILabShell | null,
     restorer: ILayoutRestorer | null,
     statusBar: IStatusBar | null,
-    palette: ICommandPalette | null
+    palette: ICommandPalette | null,
+    notebookFactory: NotebookWidgetFactory.IFactory | null,
+    sessionDialogs: ISessionContextDialogs | null
   ) => {
     const { serviceManager, commands, shell } = app;
     const client = new GpuEnvClient(serviceManager.serverSettings);
@@ -98,11 +113,41 @@ const plugin: JupyterFrontEndPlugin<void> = {
         const specs = serviceManager.kernelspecs.specs;
         return !specs || kernelName in specs.kernelspecs;
       },
+      exportRecorded: async (path: string) => {
+        try {
+          const resolution = await client.resolveNotebook(path);
+          if (!resolution.exact && resolution.environment_id !== resolution.record.environment_id) {
+            throw new Error(
+              `${resolution.record.display_name} is not on this server ` +
+                `(${resolution.display_name} only has ${resolution.rule_text})`
+            );
+          }
+          const file = await client.exportEnvironment(resolution.environment_id, 'full');
+          downloadText(file.filename, file.text);
+          Notification.success(`Downloaded ${file.filename}`, { autoClose: 3000 });
+        } catch (error) {
+          notifyError('Export of the recorded environment failed', error);
+        }
+      },
       sessions: () =>
         Array.from(serviceManager.sessions.running())
           .filter(s => s.kernel)
           .map(s => ({ kernelId: s.kernel!.id, path: s.path }))
     };
+
+    // Notebooks whose kernel is unknown here open in their recorded environment.
+    const recordOptions = {
+      client,
+      specs: () => serviceManager.kernelspecs.specs,
+      dialogs: sessionDialogs
+    };
+    const openRecorded = (_: unknown, widget: NotebookPanel) =>
+      openInRecordedEnvironment(widget, recordOptions);
+    if (notebookFactory) {
+      notebookFactory.widgetCreated.connect(openRecorded);
+    } else {
+      tracker.widgetAdded.connect(openRecorded);
+    }
 
     const panel = new GpuEnvPanel(store, watcher, actions);
     panel.title.caption = 'GPU Environments';

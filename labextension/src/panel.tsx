@@ -14,6 +14,7 @@ import type { SessionRef } from './gpumodel';
 import { GpuSection } from './gpusection';
 import { gpuIcon } from './icons';
 import { environmentForKernel } from './model';
+import { NotebookRecord, recordMismatch } from './record';
 import type { GpuEnvStore } from './store';
 
 /** What the panel can ask Lab to do; index.ts supplies them. */
@@ -22,6 +23,8 @@ export interface PanelActions extends RowActions {
   refresh(): Promise<void>;
   /** Running sessions, to name the notebooks of GPU processes. */
   sessions(): SessionRef[];
+  /** Download the environment.yml of the environment a notebook was saved with. */
+  exportRecorded(path: string): Promise<void>;
 }
 
 export const PANEL_ID = 'gpuenv-panel';
@@ -73,6 +76,7 @@ export class GpuEnvPanel extends ReactWidget {
         store={this._store}
         activeKernelName={active?.kernelName ?? null}
         activePath={active?.path ?? ''}
+        record={this._watcher.record}
         hasNotebook={this._watcher.notebook !== null}
         actions={this._actions}
         sessions={this._actions.sessions()}
@@ -91,6 +95,7 @@ interface PanelViewProps {
   store: GpuEnvStore;
   activeKernelName: string | null;
   activePath: string;
+  record: NotebookRecord | null;
   hasNotebook: boolean;
   actions: PanelActions;
   sessions: SessionRef[];
@@ -117,6 +122,7 @@ function PanelView(props: PanelViewProps): JSX.Element {
           />
         </button>
       </header>
+      <RecordSection {...props} />
       <EnvironmentsSection {...props} />
       <GpuSection
         snapshot={store.gpus}
@@ -169,6 +175,36 @@ function EnvironmentsSection(props: PanelViewProps): JSX.Element {
         <ErrorBox error={store.environmentsError} compact />
       ) : null}
       {content}
+    </section>
+  );
+}
+
+/** The environment the current notebook was saved with, and how it differs from now. */
+function RecordSection(props: PanelViewProps): JSX.Element | null {
+  const { record } = props;
+  if (!record) {
+    return null;
+  }
+  const running = environmentForKernel(props.store.environments, props.activeKernelName);
+  const mismatch = recordMismatch(record, running);
+  return (
+    <section className="jp-GpuEnv-record" aria-label="Recorded environment">
+      <p className="jp-GpuEnv-recordText">
+        Saved with <strong>{record.display_name}</strong>
+      </p>
+      {mismatch ? (
+        <p className="jp-GpuEnv-mismatch" role="status">
+          ⚠ {mismatch}
+        </p>
+      ) : null}
+      <button
+        type="button"
+        className="jp-GpuEnv-button"
+        title="Download the environment.yml of the environment this notebook was saved with"
+        onClick={() => void props.actions.exportRecorded(props.activePath)}
+      >
+        Export recorded environment.yml
+      </button>
     </section>
   );
 }

@@ -11,6 +11,7 @@ import type { ActiveKernelWatcher } from './activekernel';
 import { gpuIcon } from './icons';
 import { statusBarView } from './gpumodel';
 import { environmentForKernel } from './model';
+import { recordMismatch } from './record';
 import type { GpuEnvStore } from './store';
 
 export class GpuEnvStatus extends ReactWidget {
@@ -49,22 +50,36 @@ export class GpuEnvStatus extends ReactWidget {
     if (!view) {
       return null;
     }
+    const mismatch = this._mismatch();
     return (
       <button
         type="button"
         className="jp-GpuEnv-statusButton"
-        title={view.title}
+        title={mismatch ? `${view.title}\nThis notebook was ${mismatch}` : view.title}
         aria-label={`Kernel environment ${view.text}. Open the GPU Environments panel`}
         onClick={this._openPanel}
       >
         <gpuIcon.react tag="span" className="jp-GpuEnv-statusIcon" />
         <span className="jp-GpuEnv-statusText">{view.text}</span>
+        {mismatch ? (
+          <span className="jp-GpuEnv-statusMismatch" role="status">
+            ⚠ {mismatch}
+          </span>
+        ) : null}
       </button>
     );
   }
 
   private _view(): { text: string; title: string } | null {
     return statusBarView(this._watcher.current, this._store.environments, this._store.gpus);
+  }
+
+  private _mismatch(): string | null {
+    const env = environmentForKernel(
+      this._store.environments,
+      this._watcher.current?.kernelName
+    );
+    return recordMismatch(this._watcher.record, env);
   }
 
   private _onChange(): void {

@@ -35,6 +35,12 @@ describe('GpuEnvClient against a real server', () => {
     expect(venv!.torch_version).toBeNull();
   });
 
+  it('resolving a notebook that does not exist is a JSON 404 naming it', async () => {
+    const error = await rejection(client().resolveNotebook('no-such-notebook.ipynb'));
+    expect(error.status).toBe(404);
+    expect(error.message).toContain('no-such-notebook.ipynb');
+  });
+
   it('refresh re-scans and answers the same environments', async () => {
     const before = (await client().listEnvironments()).map(env => env.id).sort();
     const after = (await client().refreshEnvironments()).map(env => env.id).sort();
