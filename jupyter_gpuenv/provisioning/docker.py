@@ -25,15 +25,14 @@ import signal
 import time
 from typing import Any
 
-import requests
 import zmq
-from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.errors import APIError, ImageNotFound, NotFound
 from jupyter_client.connect import KernelConnectionInfo, LocalPortCache
 from jupyter_client.provisioning import KernelProvisionerBase
 from jupyter_core.paths import jupyter_runtime_dir
 
 from ..docker import labels
-from ..docker.client import DaemonUnreachable, forget, unreachable_message
+from ..docker.client import DaemonUnreachable
 from ..docker.nvidia_runtime import detect_runtime
 from ..environments.model import Environment
 from . import kernel_history, orphans
@@ -44,14 +43,12 @@ from .container_spec import (
     container_user,
     create_arguments,
 )
+from .container_watch import UNREACHABLE, mark_reachable, mark_unreachable, read_container_exit
 from .errors import KernelDisconnected, KernelStartFailed
 from .gpu_request import plan_gpus
 from .kernel_layer import ensure_layer, image_has_ipykernel
 from .policy import EffectiveLaunch
 from .readiness import PORT_NAMES, container_state, wait_until_ready
-
-# The Docker API did not answer (daemon stopped, socket gone): a state, not a kernel death.
-UNREACHABLE = (DaemonUnreachable, requests.RequestException, DockerException)
 
 
 # KernelProvisionerBase's metaclass derives from traitlets' and ABCMeta; mypy cannot see it.
@@ -407,31 +404,10 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
 
     async def _capture_exit(self, client: Any, requested: bool) -> None:
         """Keep why the container ended (state, OOM kill, last log lines) before removal."""
-        container_id = self.container_id
-        if container_id is None or self._exit_recorded:
-            return
-        try:
-            attrs = await asyncio.to_thread(client.api.inspect_container, container_id)
-            state = attrs.get("State") or {}
-            logs = b""
-            if not state.get("Running"):
-                logs = await asyncio.to_thread(
-                    client.api.logs,
-                    container_id,
-                    stdout=True,
-                    stderr=True,
-                    tail=kernel_history.LOG_LINES,
-                )
-        except NotFound:
-            self._record_exit(kernel_history.vanished_exit())
-            return
-        except (APIError, *UNREACHABLE):
-            return  # nothing to read now; the container is gone or Docker is away
-        if state.get("Running"):
-            state = {"ExitCode": None}  # stopped by the removal that follows
-        memory = (attrs.get("HostConfig") or {}).get("Memory") or None
-        text = logs.decode(errors="replace") if isinstance(logs, bytes) else str(logs)
-        self._record_exit(kernel_history.container_exit(state, memory, text, requested))
+        if self.container_id is not None and not self._exit_recorded:
+            exit_ = await read_container_exit(client, self.container_id, requested)
+            if exit_ is not None:
+                self._record_exit(exit_)
 
     def _record_exit(self, exit_: kernel_history.KernelExit) -> None:
         if self._exit_recorded:
@@ -447,37 +423,11 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
             )
 
     def _docker_lost(self, err: BaseException) -> str:
-        """Mark the kernel disconnected (once per outage); the shared client reconnects later."""
-        history = kernel_history.history_of(self.kernel_id or "")
-        message = (
-            err.message
-            if isinstance(err, DaemonUnreachable)
-            else unreachable_message(err, self.gpuenv_config.docker_host or None)
-        )
-        if history.docker_unreachable_since is None:
-            history.docker_unreachable_since = time.time()
-            self.log.warning("Kernel %s: disconnected: %s", self.kernel_id, message)
-            forget(self.gpuenv_config.docker_host or None)
-        history.docker_reason = message
-        km = self.parent
-        if km is not None and getattr(km, "execution_state", None) != "disconnected":
-            km.execution_state = "disconnected"
-        return message
+        docker_host = self.gpuenv_config.docker_host or None
+        return mark_unreachable(self.kernel_id or "", err, docker_host, self.parent, self.log)
 
     def _docker_back(self) -> None:
-        history = kernel_history.known_history(self.kernel_id or "")
-        if history is None or history.docker_unreachable_since is None:
-            return
-        self.log.info(
-            "Kernel %s: Docker answers again; container %s re-attached",
-            self.kernel_id,
-            self.container_name,
-        )
-        history.docker_unreachable_since = None
-        history.docker_reason = None
-        km = self.parent
-        if km is not None and getattr(km, "execution_state", None) == "disconnected":
-            km.execution_state = "idle"
+        mark_reachable(self.kernel_id or "", self.parent, self.log, self.container_name)
 
     def resolve_path(self, path_str: str) -> str | None:
         """Paths resolve like local kernels: the notebook folder is mounted at its path."""
