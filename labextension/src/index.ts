@@ -15,6 +15,7 @@ import { IStatusBar } from '@jupyterlab/statusbar';
 import { ActiveKernelWatcher } from './activekernel';
 import { ApiError, Environment, ExportMode, GpuEnvClient } from './api';
 import { gpuIcon } from './icons';
+import { KernelHealth } from './kernelhealth';
 import { describeError } from './model';
 import { GpuEnvPanel, PANEL_ID, PanelActions } from './panel';
 import { GpuEnvStatus } from './statusbar';
@@ -62,6 +63,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const client = new GpuEnvClient(serviceManager.serverSettings);
     const store = new GpuEnvStore(client);
     const watcher = new ActiveKernelWatcher(tracker);
+    const health = new KernelHealth(client, tracker);
 
     const refresh = async (): Promise<void> => {
       await store.refresh();
@@ -104,7 +106,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
           .map(s => ({ kernelId: s.kernel!.id, path: s.path }))
     };
 
-    const panel = new GpuEnvPanel(store, watcher, actions);
+    const panel = new GpuEnvPanel(store, watcher, actions, health);
     panel.title.caption = 'GPU Environments';
     shell.add(panel, 'left', { rank: 750, type: 'GPU Environments' });
     restorer?.add(panel, 'jupyter-gpuenv:panel');
@@ -142,7 +144,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
     palette?.addItem({ command: COMMAND_REFRESH, category: 'GPU Environments' });
 
     if (statusBar) {
-      const item = new GpuEnvStatus(store, watcher, () => shell.activateById(PANEL_ID));
+      const item = new GpuEnvStatus(
+        store,
+        watcher,
+        () => shell.activateById(PANEL_ID),
+        health
+      );
       statusBar.registerStatusItem('jupyter-gpuenv:status', {
         item,
         align: 'left',

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from jupyter_gpuenv.gpu.sampler import build_gpu_sampler
+from tests.provisioning.kernel_ws import KernelSocket
 from tests.support.fake_nvml import FakeGpu, FakeNvml, FakeProcess
 from tests.support.server_config import server_config
 
@@ -52,10 +53,16 @@ async def until(jp_fetch: Any, check: Any, what: str, timeout: float = 60) -> di
         await asyncio.sleep(0.2)
 
 
-async def test_idle_gpu_kernel_is_warned_then_shut_down(jp_fetch: Any, jp_serverapp: Any) -> None:
+async def test_idle_gpu_kernel_is_warned_then_shut_down(
+    jp_fetch: Any, jp_ws_fetch: Any, jp_serverapp: Any
+) -> None:
     holder = await start_kernel(jp_fetch)
     bystander = await start_kernel(jp_fetch)
     try:
+        for kernel_id in (holder, bystander):  # started and answering: idle from now on
+            ws = KernelSocket(await jp_ws_fetch("api", "kernels", kernel_id, "channels"))
+            await ws.ready()
+            ws.close()
         pid = jp_serverapp.kernel_manager.get_kernel(holder).provisioner.pid
         state = jp_serverapp.web_app.settings["gpuenv"]
         state.gpu_sampler.stop()
@@ -74,7 +81,7 @@ async def test_idle_gpu_kernel_is_warned_then_shut_down(jp_fetch: Any, jp_server
             {"index": 0, "uuid": warned["gpus"][0]["uuid"], "used_memory": 2 * 2**30}
         ]
         assert "will be shut down to free the GPU" in warned["reclaim"]["message"]
-        assert warned["idle_seconds"] >= TIMEOUT - WARNING
+        assert warned["reclaim"]["idle_seconds"] >= TIMEOUT - WARNING
         assert kernels[bystander]["reclaim"] is None and kernels[bystander]["gpus"] == []
         assert holder in jp_serverapp.kernel_manager.list_kernel_ids()  # not yet
 
@@ -108,7 +115,10 @@ async def test_cli_shows_each_gpu_kernels_memory_and_idle_time(
             "token": jp_serverapp.identity_provider.token,
         }
         args = argparse.Namespace(json=False, all=False)
-        await asyncio.sleep(2)
+        deadline = time.monotonic() + 60
+        while ((await listing(jp_fetch))["kernels"][0]["idle_seconds"] or 0) < 3:
+            assert time.monotonic() < deadline, "the kernel never became idle"
+            await asyncio.sleep(0.5)
         # The CLI blocks on HTTP to the server, which runs on this loop: a thread.
         code = await asyncio.to_thread(run, args, GpuEnv(), nvml, [server])
         assert code == 0
@@ -121,6 +131,6 @@ async def test_cli_shows_each_gpu_kernels_memory_and_idle_time(
         assert header[:5] == ["PID", "Process", "GPU", "memory", "Kernel"]
         assert row[0] == str(pid) and row[2:4] == ["3.0", "GiB"] and row[4] == kernel_id
         minutes, seconds = row[5].split("m")
-        assert int(minutes) == 0 and 2 <= int(seconds.rstrip("s")) < 60
+        assert int(minutes) == 0 and 3 <= int(seconds.rstrip("s")) < 60
     finally:
         await jp_fetch("api", "kernels", kernel_id, method="DELETE")
