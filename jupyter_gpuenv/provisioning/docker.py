@@ -385,7 +385,7 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
                     self.container_name,
                     _explain(err),
                 )
-            except UNREACHABLE as err:  # the orphan sweep removes it once Docker is back
+            except UNREACHABLE as err:  # left to this process's exit or the next orphan sweep
                 self.log.warning(
                     "Kernel %s: container %s not removed: %s",
                     self.kernel_id,

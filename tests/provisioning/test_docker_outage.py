@@ -86,6 +86,10 @@ async def test_outage_is_a_state_and_heals_by_itself(
             await jp_fetch("api", "kernels", kernel_id, "interrupt", method="POST", body="")
         assert err.value.code == 503
         assert "disconnected from Docker" in json.loads(err.value.response.body)["message"]
+        # The container runs on: a new websocket connects, and the kernel still computes.
+        other = KernelSocket(await jp_ws_fetch("api", "kernels", kernel_id, "channels"))
+        assert (await other.run("print(x + 1)")).text.strip() == "42"
+        other.close()
         await asyncio.sleep(7)  # two restarter polls: no restart, no exception
         assert (await kernel_status(jp_fetch, kernel_id))["restart_count"] == 0
 
@@ -97,6 +101,7 @@ async def test_outage_is_a_state_and_heals_by_itself(
         assert status["container"]["id"] == container.id and status["restart_count"] == 0
         assert status["execution_state"] != "disconnected"
         assert (await ws.run("x += 1; print(x)")).text.strip() == "42"
+        assert (await kernel_status(jp_fetch, kernel_id))["execution_state"] == "idle"
         ws.close()
 
         # Outage during which the container goes: a clean restart into a new container.
