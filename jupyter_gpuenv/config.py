@@ -117,6 +117,19 @@ class GpuEnv(LoggingConfigurable):
         2.0, help="Seconds between two NVML samples shared by all GPU status clients."
     ).tag(config=True)
 
+    gpu_idle_timeout = Float(
+        0.0,
+        allow_none=True,
+        help="""Seconds a kernel may hold GPU memory while idle (no execution, no
+        message) before the server shuts it down to free the GPU. 0 or None: never.""",
+    ).tag(config=True)
+
+    gpu_idle_warning = Float(
+        300.0,
+        help="""Seconds before an idle GPU kernel is shut down (c.GpuEnv.gpu_idle_timeout)
+        that the Lab panel, the status bar and GET /gpuenv/api/kernels warn about it.""",
+    ).tag(config=True)
+
     docker_allow_root = Bool(
         False,
         help="""Run container kernels as root. By default they run as the server's

@@ -16,6 +16,7 @@ from ..gpu.sampler import build_gpu_sampler
 from ..gpu.view import GpuView
 from ..kernel.gpu_snapshot import GpuDevice, GpuSnapshot, human_bytes
 from .output import print_json
+from .server_kernels import ServerKernel, server_kernels
 
 NO_GPU_SENTENCE = "No NVIDIA GPU is available"
 
@@ -37,20 +38,39 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace, config: GpuEnv, nvml: Any = None) -> int:
-    """Take one sample and print it. ``nvml`` replaces pynvml (tests)."""
+def run(
+    args: argparse.Namespace,
+    config: GpuEnv,
+    nvml: Any = None,
+    servers: list[dict[str, Any]] | None = None,
+) -> int:
+    """Take one sample and print it. ``nvml`` replaces pynvml and ``servers`` the list of
+    running servers (tests)."""
     sampler = build_gpu_sampler(config, nvml=nvml)
     if args.all:
         sampler.view = GpuView(show_all=True)
+    kernels = {k.record.kernel_id: k for k in server_kernels(servers)}
     try:
-        sample = sampler.sample_now()
+        sample = sampler.sample_now([k.record for k in kernels.values()])
     finally:
         sampler.stop()
     if args.json:
         print_json(sample.snapshot.to_json())
     else:
-        print(render_table(sample.snapshot))
+        print(render_table(sample.snapshot, kernels))
     return 0
+
+
+def _idle(kernel: ServerKernel | None) -> str:
+    if kernel is None:
+        return "-"
+    if kernel.execution_state == "busy":
+        return "busy"
+    if kernel.idle_seconds is None:
+        return "n/a"
+    minutes, seconds = divmod(int(kernel.idle_seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
 
 
 def _pct(value: int | None) -> str:
@@ -78,8 +98,10 @@ def _table(rows: list[tuple[str, ...]], indent: str = "") -> list[str]:
     ]
 
 
-def render_table(snapshot: GpuSnapshot) -> str:
-    """A readable report: one line per GPU, its processes indented below it."""
+def render_table(snapshot: GpuSnapshot, kernels: dict[str, ServerKernel] | None = None) -> str:
+    """A readable report: one line per GPU, its processes indented below it, with each
+    kernel's idle time as its server reports it (``kernels``)."""
+    kernels = kernels or {}
     if not snapshot.available:
         return f"{NO_GPU_SENTENCE}: {snapshot.reason}"
     when = time.strftime("%H:%M:%S", time.localtime(snapshot.sampled_at or time.time()))
@@ -117,7 +139,7 @@ def render_table(snapshot: GpuSnapshot) -> str:
             )
         if gpu.processes:
             rows: list[tuple[str, ...]] = [
-                ("PID", "Process", "GPU memory", "Kernel", "Environment", "Notebook")
+                ("PID", "Process", "GPU memory", "Kernel", "Idle", "Environment", "Notebook")
             ]
             for proc in gpu.processes:
                 rows.append(
@@ -126,11 +148,17 @@ def render_table(snapshot: GpuSnapshot) -> str:
                         proc.name or "?",
                         "n/a" if proc.used_memory is None else human_bytes(proc.used_memory),
                         proc.kernel_id or "-",
+                        _idle(kernels.get(proc.kernel_id or "")),
                         proc.environment_id or "-",
                         proc.notebook_path or "-",
                     )
                 )
             lines.extend(_table(rows, indent="  "))
+            warned = {p.kernel_id for p in gpu.processes if p.kernel_id in kernels}
+            for kernel_id in sorted(warned):
+                message = kernels[kernel_id].reclaim_message
+                if message:
+                    lines.append(f"  kernel {kernel_id}: {message}")
         else:
             lines.append("  no compute processes")
         if gpu.hidden_processes:

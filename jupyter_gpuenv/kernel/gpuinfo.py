@@ -17,6 +17,7 @@ from typing import Any
 
 from .gpu_snapshot import human_bytes
 from .kernel_view import KernelGpuInfo, gather
+from .previous_exit import previous_exit_sentence
 
 USAGE = "usage: %gpuinfo [--json]   (GPUs, drivers and the PyTorch build this kernel sees)"
 
@@ -111,6 +112,9 @@ def render_text(info: KernelGpuInfo) -> str:
     if verdict:
         lines.append(verdict)
     lines.extend(f"Note: {note}" for note in info.notes)
+    previous = previous_exit_sentence(info.previous_exit)
+    if previous:
+        lines.append(previous)
     return "\n".join(lines)
 
 
@@ -136,6 +140,9 @@ def render_html(info: KernelGpuInfo) -> str:
     if verdict:
         out.append(f"<p class='gpuenv-verdict-{esc(info.verdict or '')}'>{esc(verdict)}</p>")
     out.extend(f"<p><i>Note: {esc(note)}</i></p>" for note in info.notes)
+    previous = previous_exit_sentence(info.previous_exit)
+    if previous:
+        out.append(f"<p class='gpuenv-previous-exit'>{esc(previous)}</p>")
     out.append("</div>")
     return "".join(out)
 

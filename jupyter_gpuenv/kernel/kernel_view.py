@@ -18,6 +18,7 @@ from typing import Any
 
 from .gpu_snapshot import GpuDevice, GpuSnapshot
 from .nvml import NvmlAdapter
+from .previous_exit import read_previous_exit
 from .versions import format_cudnn
 from .visible_devices import apply_cuda_visible_devices, matches, nvidia_visible_ids
 
@@ -80,6 +81,7 @@ class KernelGpuInfo:
     verdict: str | None = None
     verdict_message: str | None = None
     notes: list[str] = field(default_factory=list)
+    previous_exit: dict[str, Any] | None = None
 
     @property
     def headline(self) -> str:
@@ -112,6 +114,7 @@ def gather(
         nvidia_visible_devices=env.get("NVIDIA_VISIBLE_DEVICES"),
         environment_id=env.get("JUPYTER_GPUENV_ENVIRONMENT_ID"),
         python_version=".".join(str(p) for p in sys.version_info[:3]),
+        previous_exit=read_previous_exit(env),
     )
     if with_torch:
         info.torch = read_torch()

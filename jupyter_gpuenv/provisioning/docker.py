@@ -35,7 +35,7 @@ from ..docker import labels
 from ..docker.client import DaemonUnreachable
 from ..docker.nvidia_runtime import detect_runtime
 from ..environments.model import Environment
-from . import orphans
+from . import kernel_history, orphans
 from .base import GpuEnvProvisionerMixin
 from .container_spec import (
     ContainerRequest,
@@ -43,7 +43,8 @@ from .container_spec import (
     container_user,
     create_arguments,
 )
-from .errors import KernelStartFailed
+from .container_watch import UNREACHABLE, mark_reachable, mark_unreachable, read_container_exit
+from .errors import KernelDisconnected, KernelStartFailed
 from .gpu_request import plan_gpus
 from .kernel_layer import ensure_layer, image_has_ipykernel
 from .policy import EffectiveLaunch
@@ -60,6 +61,7 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
     cwd: str | None = None
     ports_cached = False
     _exited = False
+    _exit_recorded = False
     _connection_copy: str | None = None
     _env: Environment | None = None
     _launch: EffectiveLaunch | None = None
@@ -123,6 +125,8 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         """Create and start the container; return once the kernel's ports answer."""
         self._exited = False
+        self._exit_recorded = False
+        kernel_history.history_of(self.kernel_id or "").starts += 1
         self.cwd = kwargs.get("cwd") or os.getcwd()
         try:
             client = await asyncio.to_thread(self.services.docker, True)
@@ -187,9 +191,12 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
         same_image = ref == env.location.get("image") and known_id in (None, image.id)
         python = (env.python_executable if same_image else None) or "python3"
         timeout = self.gpuenv_config.image_build_timeout
-        if same_image and env.ipykernel:
+        # Without a python version the catalog's probe never ran (Docker was down, it
+        # timed out): its ipykernel=False is no fact, so the image is asked here.
+        probed = env.python_version is not None
+        if same_image and probed and env.ipykernel:
             return image.id, python
-        if not same_image and await asyncio.to_thread(
+        if not (same_image and probed) and await asyncio.to_thread(
             image_has_ipykernel, client, image.id, python, timeout
         ):
             return image.id, python
@@ -211,6 +218,9 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
                 **(settings.get("environment") or {}),
                 **launch.overrides["environment"],
             }
+        previous_exit = kernel_history.previous_exit_environment(self.kernel_id)
+        if previous_exit:
+            settings["environment"] = {**(settings.get("environment") or {}), **previous_exit}
         ignored = sorted(set(launch.overrides) - set(settings) - {"environment_id", "gpus"})
         if ignored:
             self.log.warning(
@@ -288,10 +298,20 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
             client = self.services.docker()
             state = await asyncio.to_thread(container_state, client, self.container_id)
         except NotFound:
+            self._docker_back()
+            self._record_exit(kernel_history.vanished_exit())
             return -1
-        except (APIError, DaemonUnreachable):
+        except APIError:
             return None  # cannot tell; a daemon hiccup must not trigger a restart
-        return None if state.get("Running") else int(state.get("ExitCode") or 0)
+        except UNREACHABLE as err:
+            self._docker_lost(err)
+            return None  # the container may well run on: wait for Docker, then see
+        self._docker_back()
+        if state.get("Running"):
+            return None
+        if not getattr(self.parent, "shutting_down", False):
+            await self._capture_exit(client, requested=False)  # a death, not a shutdown
+        return int(state.get("ExitCode") or 0)
 
     async def wait(self) -> int | None:
         """Until the container has stopped; the container stays until cleanup()."""
@@ -315,6 +335,13 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
         except APIError as err:
             if err.status_code != 409:  # 409: not running any more
                 raise
+        except UNREACHABLE as err:
+            message = self._docker_lost(err)
+            raise KernelDisconnected(
+                f"The kernel is disconnected from Docker: {message} The kernel was not "
+                f"signalled ({signal.Signals(signum).name}); it is reconnected by itself when "
+                "Docker answers again."
+            ) from err
 
     async def kill(self, restart: bool = False) -> None:
         await self.send_signal(signal.SIGKILL)
@@ -332,7 +359,10 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
             )
             client = None
         if client is not None:
+            await self._capture_exit(client, requested=True)
             await self._discard(client)
+        if not restart:
+            kernel_history.forget(self.kernel_id or "")
         if self.ports_cached and not restart:
             cache = LocalPortCache.instance()
             for name in PORT_NAMES:
@@ -355,6 +385,13 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
                     self.container_name,
                     _explain(err),
                 )
+            except UNREACHABLE as err:  # left to this process's exit or the next orphan sweep
+                self.log.warning(
+                    "Kernel %s: container %s not removed: %s",
+                    self.kernel_id,
+                    self.container_name,
+                    err,
+                )
             else:
                 orphans.untrack(container_id)
         self.container_id = None
@@ -362,6 +399,35 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
         if self._connection_copy:
             pathlib.Path(self._connection_copy).unlink(missing_ok=True)
             self._connection_copy = None
+
+    # -- what happened -------------------------------------------------------------
+
+    async def _capture_exit(self, client: Any, requested: bool) -> None:
+        """Keep why the container ended (state, OOM kill, last log lines) before removal."""
+        if self.container_id is not None and not self._exit_recorded:
+            exit_ = await read_container_exit(client, self.container_id, requested)
+            if exit_ is not None:
+                self._record_exit(exit_)
+
+    def _record_exit(self, exit_: kernel_history.KernelExit) -> None:
+        if self._exit_recorded:
+            return
+        self._exit_recorded = True
+        kernel_history.history_of(self.kernel_id or "").last_exit = exit_
+        if not exit_.requested:
+            self.log.warning(
+                "Kernel %s: container %s ended: %s",
+                self.kernel_id,
+                self.container_name,
+                exit_.reason,
+            )
+
+    def _docker_lost(self, err: BaseException) -> str:
+        docker_host = self.gpuenv_config.docker_host or None
+        return mark_unreachable(self.kernel_id or "", err, docker_host, self.parent, self.log)
+
+    def _docker_back(self) -> None:
+        mark_reachable(self.kernel_id or "", self.parent, self.log, self.container_name)
 
     def resolve_path(self, path_str: str) -> str | None:
         """Paths resolve like local kernels: the notebook folder is mounted at its path."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tornado.web import HTTPError
 
-from ..errors import KernelStartError, PolicyViolation
+from ..errors import DockerUnavailable, KernelStartError, PolicyViolation
 
 
 class KernelStartFailed(KernelStartError, HTTPError):
@@ -30,6 +30,17 @@ class KernelRefused(PolicyViolation, HTTPError):
     def __init__(self, message: str) -> None:
         PolicyViolation.__init__(self, message)
         HTTPError.__init__(self, 403, message, reason="Kernel refused by policy")
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class KernelDisconnected(DockerUnavailable, HTTPError):
+    """Docker does not answer, so the kernel's container cannot be reached: a 503."""
+
+    def __init__(self, message: str) -> None:
+        DockerUnavailable.__init__(self, message)
+        HTTPError.__init__(self, 503, message, reason="Kernel disconnected from Docker")
 
     def __str__(self) -> str:
         return self.message

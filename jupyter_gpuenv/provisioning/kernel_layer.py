@@ -44,6 +44,7 @@ _log = logging.getLogger(__name__)
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
 
+
 @dataclass(frozen=True)
 class ImagePython:
     """The image's interpreter as pip's platform/ABI options and markers need it."""
@@ -134,9 +135,12 @@ def ensure_layer(
         log.info("Image %s has no ipykernel: building a kernel layer (once)", image_ref)
         target = probe_image_python(client, base_id, python, timeout)
         if target.ipykernel:
-            raise KernelStartFailed(
-                f"{image_ref} already has ipykernel for {python}; no kernel layer is needed."
+            # The caller's "no ipykernel" was stale (a probe during a Docker outage):
+            # the image itself runs the kernel.
+            log.info(
+                "Image %s already has ipykernel for %s; no kernel layer needed", image_ref, python
             )
+            return base_id
         with tempfile.TemporaryDirectory(prefix="gpuenv-layer-") as context:
             wheels = Path(context, WHEELS_DIR)
             wheels.mkdir()
@@ -166,8 +170,7 @@ def probe_image_python(client: Any, image: str, python: str, timeout: float) -> 
     if run.exit_code != 0:
         reason = "timed out" if run.timed_out else f"exit {run.exit_code}"
         raise KernelStartFailed(
-            f"{python} does not run in image {image} ({reason}): "
-            + _tail(run.stderr or run.stdout)
+            f"{python} does not run in image {image} ({reason}): " + _tail(run.stderr or run.stdout)
         )
     try:
         data = json.loads(run.stdout.strip().splitlines()[-1])

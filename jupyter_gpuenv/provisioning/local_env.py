@@ -17,6 +17,7 @@ from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning import LocalProvisioner
 
 from ..gpu_set import GpuSet
+from . import kernel_history
 from .activation import activated_env
 from .base import GpuEnvProvisionerMixin
 from .errors import KernelStartFailed
@@ -65,6 +66,7 @@ class LocalEnvProvisioner(GpuEnvProvisionerMixin, LocalProvisioner):  # type: ig
         kernel_env.update(
             kernel_side_env(env.id, self.kernel_id or "", kernel_side, kernel_env.get("PYTHONPATH"))
         )
+        kernel_env.update(kernel_history.previous_exit_environment(self.kernel_id))
         kwargs["env"] = kernel_env
         kwargs["cmd"] = ipykernel_argv(python, self._connection_file(), extra)
         return kwargs
@@ -78,10 +80,42 @@ class LocalEnvProvisioner(GpuEnvProvisionerMixin, LocalProvisioner):  # type: ig
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         """Start the process; a missing interpreter becomes a readable start error."""
+        self._exit_recorded = False
+        kernel_history.history_of(self.kernel_id or "").starts += 1
         try:
             return await super().launch_kernel(cmd, **kwargs)
         except OSError as err:
             raise KernelStartFailed(f"Could not start {cmd[0]}: {err}") from err
+
+    _exit_recorded = False
+
+    async def poll(self) -> int | None:
+        """LocalProvisioner's answer; a death seen outside a shutdown is kept with its cause."""
+        code = await super().poll()
+        if code is not None and self.process is not None:
+            self._record_exit(code, requested=bool(getattr(self.parent, "shutting_down", False)))
+        return code
+
+    async def wait(self) -> int | None:
+        process = self.process
+        code = await super().wait()
+        if process is not None:
+            self._record_exit(process.returncode, requested=True)
+        return code
+
+    async def cleanup(self, restart: bool = False) -> None:
+        await super().cleanup(restart)
+        if not restart:
+            kernel_history.forget(self.kernel_id or "")
+
+    def _record_exit(self, code: int | None, requested: bool) -> None:
+        if self._exit_recorded:
+            return
+        self._exit_recorded = True
+        exit_ = kernel_history.process_exit(code, requested)
+        kernel_history.history_of(self.kernel_id or "").last_exit = exit_
+        if not requested:
+            self.log.warning("Kernel %s ended: %s", self.kernel_id, exit_.reason)
 
     async def get_provisioner_info(self) -> dict[str, Any]:
         """LocalProvisioner's record plus the environment, for persistence."""

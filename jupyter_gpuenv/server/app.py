@@ -13,7 +13,8 @@ from ..gpu.sampler import GpuSampler, build_gpu_sampler
 from ..provisioning.kernelspecs import GpuEnvKernelSpecManager
 from ..provisioning.orphans import start_orphan_sweep
 from ..services import Services
-from . import doctor_api, environments_api, gpus_api, openapi_api, resolve_api
+from . import doctor_api, environments_api, gpus_api, kernels_api, openapi_api, resolve_api
+from .gpu_reclaimer import GpuIdleReclaimer
 from .notebook_hook import NotebookRecordHook, install_notebook_hook
 
 
@@ -24,6 +25,7 @@ class ServerState:
     services: Services
     gpu_sampler: GpuSampler
     server: Any
+    reclaimer: GpuIdleReclaimer | None = None
 
     @property
     def config(self) -> GpuEnv:
@@ -66,15 +68,26 @@ class GpuEnvExtension(ExtensionApp):
         # client saves them; an admin's own pre_save_hook runs first and stays.
         hook = NotebookRecordHook(self.state, self.log)
         install_notebook_hook(serverapp.contents_manager, hook, self.log)
+        self.state.reclaimer = GpuIdleReclaimer(self.state, self.log)
+        self.state.reclaimer.start()
         # Kernel containers left by a server that died (kill -9) are removed in the
         # background, so a slow or absent Docker never delays startup.
         start_orphan_sweep(self.log, config.docker_host or None)
         self.log.info("jupyter_gpuenv: REST API at %sgpuenv/api/", serverapp.base_url)
 
     def initialize_handlers(self) -> None:
-        for module in (environments_api, gpus_api, doctor_api, openapi_api, resolve_api):
+        for module in (
+            environments_api,
+            gpus_api,
+            kernels_api,
+            doctor_api,
+            openapi_api,
+            resolve_api,
+        ):
             self.handlers.extend(module.handlers)
 
     async def stop_extension(self) -> None:
+        if self.state.reclaimer is not None:
+            self.state.reclaimer.stop()
         self.state.gpu_sampler.stop()
         self.state.services.stop()

@@ -92,6 +92,51 @@ export interface GpuSnapshot {
   sampled_at?: number | null;
 }
 
+/** How a kernel's previous process ended (`last_exit` of `GET /gpuenv/api/kernels/{id}`). */
+export interface KernelExit {
+  code: number | null;
+  signal: string | null;
+  oom_killed: boolean;
+  reason: string;
+  at: string;
+  requested: boolean;
+  log_tail?: string[];
+}
+
+/** A kernel due to be shut down for holding GPU memory while idle. */
+export interface ReclaimWarning {
+  kernel_id: string;
+  name?: string | null;
+  idle_seconds: number;
+  gpu_memory: number;
+  shutdown_at: string;
+  message: string;
+}
+
+/** One kernel of the server, as `GET /gpuenv/api/kernels/{id}` describes it. */
+export interface KernelStatus {
+  id: string;
+  name: string | null;
+  kind: 'docker' | 'local' | null;
+  environment: { id: string; name: string | null; kind: string | null } | null;
+  container: { id: string; name: string | null; image: string | null } | null;
+  gpus: { index: number; uuid: string | null; used_memory: number | null }[];
+  execution_state: string | null;
+  idle_seconds: number | null;
+  connection: 'connected' | 'disconnected';
+  docker: { reachable: boolean; reason: string | null; since: string | null };
+  restart_count: number;
+  last_exit: KernelExit | null;
+  reclaim: ReclaimWarning | null;
+}
+
+/** `GET /gpuenv/api/kernels`. */
+export interface KernelsListing {
+  kernels: KernelStatus[];
+  gpu_idle_timeout: number | null;
+  reclaimed: ReclaimWarning[];
+}
+
 /** The three flavours of `conda env export`. */
 export type ExportMode = 'full' | 'no-builds' | 'from-history';
 
@@ -176,6 +221,16 @@ export class GpuEnvClient {
   /** The latest GPU sample (never waits on NVML server-side). */
   async getGpus(): Promise<GpuSnapshot> {
     return this.requestJson<GpuSnapshot>('gpus');
+  }
+
+  /** Every kernel of the server: last exits, Docker reach, idle GPU warnings. */
+  async listKernels(): Promise<KernelsListing> {
+    return this.requestJson<KernelsListing>('kernels');
+  }
+
+  /** One kernel (404 once it is shut down). */
+  async getKernel(id: string): Promise<KernelStatus> {
+    return this.requestJson<KernelStatus>(`kernels/${encodeURIComponent(id)}`);
   }
 
   /** An environment.yml as conda would write it, with the server's file name. */

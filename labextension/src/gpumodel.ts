@@ -23,6 +23,8 @@ export interface ProcessView {
   memory: string;
   usedMemory: number | null;
   isKernel: boolean;
+  /** The kernel's id when the process is a kernel's. */
+  kernelId: string | null;
   own: boolean;
 }
 
@@ -87,6 +89,7 @@ function gpuView(
         memory: formatBytes(proc.used_memory),
         usedMemory: proc.used_memory ?? null,
         isKernel,
+        kernelId: proc.kernel_id ?? null,
         own: Boolean(proc.own)
       };
     });

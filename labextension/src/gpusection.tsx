@@ -1,10 +1,11 @@
 /** The GPU section: one card per GPU, or why there is none. */
 import * as React from 'react';
 
-import type { GpuSnapshot } from './api';
+import type { GpuSnapshot, KernelStatus } from './api';
 import { ErrorBox, Loading } from './feedback';
 import { driverSummary, GpuView, gpuViews, noGpuMessage, SessionRef } from './gpumodel';
 import { gpuIcon } from './icons';
+import { formatIdle } from './kernelnotice';
 import { formatPercent, formatRetry } from './model';
 import type { GpuEnvStore } from './store';
 
@@ -12,6 +13,8 @@ export interface GpuSectionProps {
   snapshot: GpuSnapshot | null;
   store: GpuEnvStore;
   sessions: SessionRef[];
+  /** The server's kernels (idle time, idle GPU warnings), by id. */
+  kernels?: ReadonlyMap<string, KernelStatus>;
 }
 
 export function GpuSection(props: GpuSectionProps): JSX.Element {
@@ -41,7 +44,7 @@ export function GpuSection(props: GpuSectionProps): JSX.Element {
         aria-label="GPUs"
       >
         {views.map(view => (
-          <GpuCard key={view.key} view={view} />
+          <GpuCard key={view.key} view={view} kernels={props.kernels} />
         ))}
       </ul>
     );
@@ -61,7 +64,13 @@ export function GpuSection(props: GpuSectionProps): JSX.Element {
   );
 }
 
-function GpuCard({ view }: { view: GpuView }): JSX.Element {
+function GpuCard({
+  view,
+  kernels
+}: {
+  view: GpuView;
+  kernels?: ReadonlyMap<string, KernelStatus>;
+}): JSX.Element {
   const percent = view.memoryFraction === null ? null : Math.round(view.memoryFraction * 100);
   const level = percent === null ? '' : percent >= 90 ? ' jp-mod-high' : percent >= 70 ? ' jp-mod-mid' : '';
   return (
@@ -95,7 +104,11 @@ function GpuCard({ view }: { view: GpuView }): JSX.Element {
       {view.details ? <div className="jp-GpuEnv-gpuDetails">{view.details}</div> : null}
       {view.processes.length ? (
         <ul className="jp-GpuEnv-procs" aria-label={`Processes on ${view.title}`}>
-          {view.processes.map(proc => (
+          {view.processes.map(proc => {
+            const kernel = proc.kernelId ? kernels?.get(proc.kernelId) : undefined;
+            const idle =
+              kernel?.execution_state === 'busy' ? 'busy' : formatIdle(kernel?.idle_seconds);
+            return (
             <li
               key={proc.key}
               className={proc.isKernel ? 'jp-GpuEnv-proc jp-mod-kernel' : 'jp-GpuEnv-proc'}
@@ -105,11 +118,20 @@ function GpuCard({ view }: { view: GpuView }): JSX.Element {
                 <span className="jp-GpuEnv-procName">{proc.label}</span>
                 <span className="jp-GpuEnv-procMem">{proc.memory}</span>
               </div>
-              {proc.environment ? (
-                <div className="jp-GpuEnv-procEnv">{proc.environment}</div>
+              {proc.environment || idle ? (
+                <div className="jp-GpuEnv-procEnv">
+                  {proc.environment}
+                  {idle ? <span className="jp-GpuEnv-procIdle">{idle}</span> : null}
+                </div>
+              ) : null}
+              {kernel?.reclaim ? (
+                <div className="jp-GpuEnv-procReclaim" role="alert">
+                  {kernel.reclaim.message}
+                </div>
               ) : null}
             </li>
-          ))}
+            );
+          })}
         </ul>
       ) : (
         <div className="jp-GpuEnv-muted jp-GpuEnv-noProcs">No kernels on this GPU</div>

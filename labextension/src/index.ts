@@ -20,6 +20,7 @@ import { IStatusBar } from '@jupyterlab/statusbar';
 import { ActiveKernelWatcher } from './activekernel';
 import { ApiError, Environment, ExportMode, GpuEnvClient } from './api';
 import { gpuIcon } from './icons';
+import { KernelHealth } from './kernelhealth';
 import { describeError } from './model';
 import { GpuEnvPanel, PANEL_ID, PanelActions } from './panel';
 import { openInRecordedEnvironment } from './recordopen';
@@ -77,6 +78,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const client = new GpuEnvClient(serviceManager.serverSettings);
     const store = new GpuEnvStore(client);
     const watcher = new ActiveKernelWatcher(tracker);
+    const health = new KernelHealth(client, tracker);
 
     const refresh = async (): Promise<void> => {
       await store.refresh();
@@ -149,7 +151,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       tracker.widgetAdded.connect(openRecorded);
     }
 
-    const panel = new GpuEnvPanel(store, watcher, actions);
+    const panel = new GpuEnvPanel(store, watcher, actions, health);
     panel.title.caption = 'GPU Environments';
     shell.add(panel, 'left', { rank: 750, type: 'GPU Environments' });
     restorer?.add(panel, 'jupyter-gpuenv:panel');
@@ -187,7 +189,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
     palette?.addItem({ command: COMMAND_REFRESH, category: 'GPU Environments' });
 
     if (statusBar) {
-      const item = new GpuEnvStatus(store, watcher, () => shell.activateById(PANEL_ID));
+      const item = new GpuEnvStatus(
+        store,
+        watcher,
+        () => shell.activateById(PANEL_ID),
+        health
+      );
       statusBar.registerStatusItem('jupyter-gpuenv:status', {
         item,
         align: 'left',

@@ -8,11 +8,13 @@ import { ReactWidget, refreshIcon } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
 import type { ActiveKernelWatcher } from './activekernel';
+import type { KernelStatus } from './api';
 import { EnvironmentRow, RowActions } from './envcard';
 import { ErrorBox, Loading } from './feedback';
 import type { SessionRef } from './gpumodel';
 import { GpuSection } from './gpusection';
 import { gpuIcon } from './icons';
+import type { KernelHealth } from './kernelhealth';
 import { environmentForKernel } from './model';
 import { NotebookRecord, recordMismatch } from './record';
 import type { GpuEnvStore } from './store';
@@ -33,7 +35,8 @@ export class GpuEnvPanel extends ReactWidget {
   constructor(
     private readonly _store: GpuEnvStore,
     private readonly _watcher: ActiveKernelWatcher,
-    private readonly _actions: PanelActions
+    private readonly _actions: PanelActions,
+    private readonly _health?: KernelHealth
   ) {
     super();
     this.id = PANEL_ID;
@@ -44,9 +47,11 @@ export class GpuEnvPanel extends ReactWidget {
     this.node.setAttribute('aria-label', 'GPU Environments');
     _store.changed.connect(this._onChange, this);
     _watcher.changed.connect(this._onChange, this);
+    _health?.changed.connect(this._onChange, this);
   }
 
   dispose(): void {
+    this._health?.changed.disconnect(this._onChange, this);
     this._store.changed.disconnect(this._onChange, this);
     this._watcher.changed.disconnect(this._onChange, this);
     super.dispose();
@@ -80,6 +85,7 @@ export class GpuEnvPanel extends ReactWidget {
         hasNotebook={this._watcher.notebook !== null}
         actions={this._actions}
         sessions={this._actions.sessions()}
+        kernels={this._health?.kernels}
       />
     );
   }
@@ -99,6 +105,7 @@ interface PanelViewProps {
   hasNotebook: boolean;
   actions: PanelActions;
   sessions: SessionRef[];
+  kernels?: ReadonlyMap<string, KernelStatus>;
 }
 
 function PanelView(props: PanelViewProps): JSX.Element {
@@ -128,6 +135,7 @@ function PanelView(props: PanelViewProps): JSX.Element {
         snapshot={store.gpus}
         store={store}
         sessions={props.sessions}
+        kernels={props.kernels}
       />
     </div>
   );

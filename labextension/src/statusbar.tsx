@@ -9,6 +9,8 @@ import * as React from 'react';
 
 import type { ActiveKernelWatcher } from './activekernel';
 import { gpuIcon } from './icons';
+import type { KernelHealth } from './kernelhealth';
+import { kernelWarning } from './kernelnotice';
 import { statusBarView } from './gpumodel';
 import { environmentForKernel } from './model';
 import { recordMismatch } from './record';
@@ -18,12 +20,14 @@ export class GpuEnvStatus extends ReactWidget {
   constructor(
     private readonly _store: GpuEnvStore,
     private readonly _watcher: ActiveKernelWatcher,
-    private readonly _openPanel: () => void
+    private readonly _openPanel: () => void,
+    private readonly _health?: KernelHealth
   ) {
     super();
     this.addClass('jp-GpuEnv-status');
     _store.changed.connect(this._onChange, this);
     _watcher.changed.connect(this._onChange, this);
+    _health?.changed.connect(this._onChange, this);
     this._onChange();
   }
 
@@ -41,6 +45,7 @@ export class GpuEnvStatus extends ReactWidget {
     this._store.setGpuConsumer('statusbar', false);
     this._store.changed.disconnect(this._onChange, this);
     this._watcher.changed.disconnect(this._onChange, this);
+    this._health?.changed.disconnect(this._onChange, this);
     Signal.clearData(this);
     super.dispose();
   }
@@ -54,7 +59,7 @@ export class GpuEnvStatus extends ReactWidget {
     return (
       <button
         type="button"
-        className="jp-GpuEnv-statusButton"
+        className={`jp-GpuEnv-statusButton${view.warning ? ' jp-mod-warning' : ''}`}
         title={mismatch ? `${view.title}\nThis notebook was ${mismatch}` : view.title}
         aria-label={`Kernel environment ${view.text}. Open the GPU Environments panel`}
         onClick={this._openPanel}
@@ -66,12 +71,27 @@ export class GpuEnvStatus extends ReactWidget {
             ⚠ {mismatch}
           </span>
         ) : null}
+        {view.warning ? (
+          <span className="jp-GpuEnv-statusWarning">⚠ {view.warning}</span>
+        ) : null}
       </button>
     );
   }
 
-  private _view(): { text: string; title: string } | null {
-    return statusBarView(this._watcher.current, this._store.environments, this._store.gpus);
+  private _view(): { text: string; title: string; warning: string | null } | null {
+    const view = statusBarView(this._watcher.current, this._store.environments, this._store.gpus);
+    if (!view) {
+      return null;
+    }
+    const kernelId = this._watcher.current?.kernelId;
+    const status = kernelId ? this._health?.kernels.get(kernelId) : undefined;
+    const warning = kernelWarning(status);
+    const detail = status?.reclaim?.message ?? status?.docker.reason ?? '';
+    return {
+      ...view,
+      warning,
+      title: warning && detail ? `${view.title}\n${detail}` : view.title
+    };
   }
 
   private _mismatch(): string | null {
