@@ -69,6 +69,15 @@ class GpuEnv(LoggingConfigurable):
         Ignored when restrict_to_configured_images is True.""",
     ).tag(config=True)
 
+    docker_discover_pytorch_images = Bool(
+        True,
+        help="""Also list local images that are PyTorch environments, judged from the image
+        config alone (nothing is run): a PYTORCH_VERSION or NVIDIA_PYTORCH_VERSION
+        variable (set by the official pytorch/pytorch and NGC images) or a repository
+        named pytorch/pytorch or .../nvidia/pytorch. One entry per image, named from its
+        repository and tag. Ignored when restrict_to_configured_images is True.""",
+    ).tag(config=True)
+
     conda_envs_dirs = List(
         Unicode(),
         default_value=None,

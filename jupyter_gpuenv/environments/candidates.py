@@ -44,13 +44,14 @@ class Candidate:
 
     @property
     def fingerprint(self) -> str:
-        """Everything that changes the listed entry: content identity, problems, settings."""
+        """Everything that changes the listed entry: identity, problems, settings, location."""
         return "\x1f".join(
             [
                 self.identity or "",
                 *self.problems,
                 self.display_name or "",
                 repr(sorted(self.settings.items(), key=lambda kv: kv[0])),
+                repr(sorted(self.location.items(), key=lambda kv: kv[0])),
             ]
         )
 
