@@ -165,6 +165,14 @@ class GpuEnv(LoggingConfigurable):
         12.x-capable driver >= the major's minimum).""",
     ).tag(config=True)
 
+    block_incompatible = Bool(
+        True,
+        help="""Refuse to start a kernel in an environment the doctor judges an error for
+        this host (the driver too old for the build's CUDA, no kernel image for the GPUs'
+        compute capability), with the doctor's message and fix. False: start it anyway and
+        show the warning in the kernel's first output.""",
+    ).tag(config=True)
+
     hub_user = Unicode(
         help="JupyterHub user name used to label containers; default $JUPYTERHUB_USER."
     ).tag(config=True)

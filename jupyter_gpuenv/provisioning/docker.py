@@ -46,6 +46,7 @@ from .container_spec import (
 from .errors import KernelStartFailed
 from .gpu_request import plan_gpus
 from .kernel_layer import ensure_layer, image_has_ipykernel
+from .kernel_side import START_WARNING_ENV
 from .policy import EffectiveLaunch
 from .readiness import PORT_NAMES, container_state, wait_until_ready
 
@@ -63,6 +64,7 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
     _connection_copy: str | None = None
     _env: Environment | None = None
     _launch: EffectiveLaunch | None = None
+    _start_warning: str | None = None
     _extra_arguments: list[str] = []  # noqa: RUF012 (replaced per launch, never mutated)
 
     @property
@@ -81,6 +83,7 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
             )
         self._env = env
         self._launch = self.apply_policy(env)
+        self._start_warning = self.check_compatibility(env)
         km = self.parent
         if km is None:
             raise KernelStartFailed("Docker kernels need a KernelManager as parent.")
@@ -210,6 +213,11 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
             settings["environment"] = {
                 **(settings.get("environment") or {}),
                 **launch.overrides["environment"],
+            }
+        if self._start_warning:
+            settings["environment"] = {
+                **(settings.get("environment") or {}),
+                START_WARNING_ENV: self._start_warning,
             }
         ignored = sorted(set(launch.overrides) - set(settings) - {"environment_id", "gpus"})
         if ignored:

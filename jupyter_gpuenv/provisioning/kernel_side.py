@@ -16,11 +16,15 @@ from pathlib import Path
 from jupyter_core.paths import jupyter_runtime_dir
 
 from ..kernel import KERNEL_PACKAGE
+from ..kernel.start_warning import START_WARNING_VARIABLE
 
 # The magic is loaded through extra_extensions so the user's own ``extensions`` config
 # stays intact (a command-line ``extensions=`` would replace it).
 EXTENSION_ARG = f"--IPKernelApp.extra_extensions={KERNEL_PACKAGE}"
 KERNEL_SIDE_IN_CONTAINER = "/opt/jupyter-gpuenv"
+# The doctor's warning for a kernel started although it found an error; the kernel side
+# prints it with the first cell's output.
+START_WARNING_ENV = START_WARNING_VARIABLE
 
 
 def ipykernel_argv(python: str, connection_file: str, extra: list[str] | None = None) -> list[str]:

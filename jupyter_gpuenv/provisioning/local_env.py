@@ -20,7 +20,7 @@ from ..gpu_set import GpuSet
 from .activation import activated_env
 from .base import GpuEnvProvisionerMixin
 from .errors import KernelStartFailed
-from .kernel_side import ipykernel_argv, kernel_side_env, local_kernel_side_dir
+from .kernel_side import START_WARNING_ENV, ipykernel_argv, kernel_side_env, local_kernel_side_dir
 from .policy import EffectiveLaunch, local_gpu_environment
 
 
@@ -37,6 +37,7 @@ class LocalEnvProvisioner(GpuEnvProvisionerMixin, LocalProvisioner):  # type: ig
                 "gpuenv-docker-provisioner."
             )
         launch = self.apply_policy(env)
+        warning = self.check_compatibility(env)
         prefix = str(env.location.get("prefix") or "")
         python = env.python_executable or os.path.join(prefix, "bin", "python")
         if not prefix or not os.path.isdir(prefix):
@@ -65,6 +66,8 @@ class LocalEnvProvisioner(GpuEnvProvisionerMixin, LocalProvisioner):  # type: ig
         kernel_env.update(
             kernel_side_env(env.id, self.kernel_id or "", kernel_side, kernel_env.get("PYTHONPATH"))
         )
+        if warning:
+            kernel_env[START_WARNING_ENV] = warning
         kwargs["env"] = kernel_env
         kwargs["cmd"] = ipykernel_argv(python, self._connection_file(), extra)
         return kwargs
