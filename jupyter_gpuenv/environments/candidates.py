@@ -150,6 +150,7 @@ def build_environment(candidate: Candidate, probe: dict[str, Any] | None) -> Env
         cudnn_version=probe.get("cudnn_version"),
         torch_arch_list=list(probe.get("torch_arch_list") or []),
         ipykernel=ipykernel,
+        ipykernel_version=probe.get("ipykernel_version") if ipykernel else None,
         labels=dict(candidate.labels),
         problems=_unique(problems),
         settings=dict(candidate.settings),

@@ -37,6 +37,7 @@ class Environment:
     cudnn_version: str | None = None
     torch_arch_list: list[str] = field(default_factory=list)
     ipykernel: bool = False
+    ipykernel_version: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     compatibility: dict[str, Any] | None = None

@@ -113,6 +113,8 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
 
         The kernel in the container reads them from the mounted connection file
         (ipykernel >= 7.4), so its TCP channels are encrypted like a local kernel's.
+        ipykernel 7.4 also rewrites that file when it holds keys, which the read-only
+        mount refuses, so this is not done unasked (unlike local kernels, ``use_curve``).
         """
         policy_of = getattr(km, "_transport_encryption_policy", None)
         if policy_of is None:

@@ -20,7 +20,13 @@ from ..gpu_set import GpuSet
 from .activation import activated_env
 from .base import GpuEnvProvisionerMixin
 from .errors import KernelStartFailed
-from .kernel_side import START_WARNING_ENV, ipykernel_argv, kernel_side_env, local_kernel_side_dir
+from .kernel_side import (
+    START_WARNING_ENV,
+    ipykernel_argv,
+    kernel_side_env,
+    local_kernel_side_dir,
+    use_curve,
+)
 from .policy import EffectiveLaunch, local_gpu_environment
 
 
@@ -54,6 +60,9 @@ class LocalEnvProvisioner(GpuEnvProvisionerMixin, LocalProvisioner):  # type: ig
             )
 
         extra = list(kwargs.get("extra_arguments") or [])
+        # LocalProvisioner provisions the CurveZMQ keys when "required".
+        encrypt = use_curve(self.parent, kwargs.pop("transport_encryption", None), env)
+        kwargs["transport_encryption"] = "required" if encrypt else "disabled"
         kwargs = await super().pre_launch(**kwargs)
         base_env = kwargs["env"]
         # Activation (and the activate.d scripts) runs in a thread: first use per prefix
