@@ -28,13 +28,18 @@ CONDA_CLI_INTERVAL = 300.0
 class Sources:
     """Candidates from conda prefixes, venvs and Docker images for one configuration."""
 
-    def __init__(self, config: Any, on_new_prefixes: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        config: Any,
+        on_new_prefixes: Callable[[], None] | None = None,
+        image_configs: ImageConfigs | None = None,
+    ) -> None:
         self.config = config
         self.on_new_prefixes = on_new_prefixes
         self._cli_prefixes: list[Path] = []
         self._cli_checked = -CONDA_CLI_INTERVAL
         self._cli_running = False
-        self._image_configs = ImageConfigs()
+        self.image_configs = image_configs or ImageConfigs()
 
     def config_key(self) -> str:
         """The settings that decide what is listed (a saved listing is only valid for them)."""
@@ -67,7 +72,7 @@ class Sources:
             return [], None
         try:
             client = self.docker_client()
-            found = docker_images.image_candidates(client, self.config, self._image_configs)
+            found = docker_images.image_candidates(client, self.config, self.image_configs)
             return found, None
         except DockerUnavailable as exc:
             reason = exc.message

@@ -159,3 +159,24 @@ def test_common_conda_roots_without_cli_or_variables(make_catalog, isolated_cond
     assert found[root].name == "base"
     assert found[ml].name == "ml"
     assert found[forge].name == "forge"
+
+
+@pytest.mark.docker
+def test_image_configs_are_read_once_and_kept_on_disk(
+    make_catalog, docker_client, pytorch_official_image, tmp_path
+):
+    """A new process (a new catalog on the same cache file) inspects no known image."""
+    cache = tmp_path / "shared-cache" / "catalog.json"
+    first = make_catalog(cache_path=cache, docker_discover_pytorch_images=True)
+    official_id = image_id(docker_client, pytorch_official_image)
+    assert len(discovered(first, official_id)) == 1
+    inspected = first.sources.image_configs.inspected
+    assert inspected >= 1
+    discovered(first, official_id)  # a later scan of the same process
+    assert first.sources.image_configs.inspected == inspected
+    second = make_catalog(cache_path=cache, docker_discover_pytorch_images=True)
+    [env] = discovered(second, official_id)
+    assert env.name.startswith("pytorch-official-")
+    # only images that appeared since (other test sessions share this engine) are new
+    assert second.sources.image_configs.inspected < inspected
+    assert second.probe_counter.total == 0
