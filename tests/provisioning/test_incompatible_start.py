@@ -69,3 +69,31 @@ async def test_started_with_a_warning_when_not_blocking(server_processes, old_dr
     assert lines[-1] == "first cell"
     assert second.text == "second cell\n"  # once only
     assert "starts although" in server.log_text()
+
+
+@pytest.mark.docker
+async def test_docker_kernel_refused_then_started_with_the_warning(
+    server_processes, old_driver_host, pytorch_official_image
+):
+    """The official layout's CUDA 12.1 build on the same old driver, as a container kernel."""
+    _gpuenv, nvml, notebooks = old_driver_host
+    images = {"docker_images": {"official": pytorch_official_image}}
+    blocking = server_processes(notebooks, images, extra_env=nvml)
+    status, listing = await blocking.request("GET", "/gpuenv/api/environments")
+    (env,) = listing["environments"]
+    assert env["compatibility"]["verdict"] == "error", env["compatibility"]
+    status, body = await blocking.request("POST", "/api/kernels", {"name": env["kernel_name"]})
+    assert status == 403 and DRIVER_FIX in body["message"], body
+    blocking.stop()
+
+    server = server_processes(notebooks, {**images, "block_incompatible": False}, extra_env=nvml)
+    status, kernel = await server.request("POST", "/api/kernels", {"name": env["kernel_name"]})
+    assert status == 201, kernel
+    ws = await server.channels(kernel["id"])
+    try:
+        first = await ws.run("print('first cell')")
+    finally:
+        ws.close()
+        await server.request("DELETE", f"/api/kernels/{kernel['id']}")
+    assert first.text.startswith("Warning from jupyter-gpuenv: official (docker)"), first.text
+    assert DRIVER_FIX in first.text and first.text.endswith("first cell\n")
