@@ -69,6 +69,15 @@ class GpuEnv(LoggingConfigurable):
         Ignored when restrict_to_configured_images is True.""",
     ).tag(config=True)
 
+    docker_discover_pytorch_images = Bool(
+        True,
+        help="""Also list local images that are PyTorch environments, judged from the image
+        config alone (nothing is run): a PYTORCH_VERSION or NVIDIA_PYTORCH_VERSION
+        variable (set by the official pytorch/pytorch and NGC images) or a repository
+        named pytorch/pytorch or .../nvidia/pytorch. One entry per image, named from its
+        repository and tag. Ignored when restrict_to_configured_images is True.""",
+    ).tag(config=True)
+
     conda_envs_dirs = List(
         Unicode(),
         default_value=None,
@@ -167,6 +176,14 @@ class GpuEnv(LoggingConfigurable):
         True,
         help="""Doctor: accept CUDA minor-version compatibility (a CUDA 12.x build on any
         12.x-capable driver >= the major's minimum).""",
+    ).tag(config=True)
+
+    block_incompatible = Bool(
+        True,
+        help="""Refuse to start a kernel in an environment the doctor judges an error for
+        this host (the driver too old for the build's CUDA, no kernel image for the GPUs'
+        compute capability), with the doctor's message and fix. False: start it anyway and
+        show the warning in the kernel's first output.""",
     ).tag(config=True)
 
     hub_user = Unicode(

@@ -172,6 +172,7 @@ def test_gpuenv_list_reads_config_file(tmp_path, clean_env, venv_factory):
         f"c.GpuEnv.venv_dirs = [{str(tmp_path / 'venvs')!r}]\n"
         "c.GpuEnv.conda_envs_dirs = []\n"
         "c.GpuEnv.docker_label_discovery = False\n"
+        "c.GpuEnv.docker_discover_pytorch_images = False\n"
     )
     result = jupyter("gpuenv", "--config", str(config), "list", "--json", env=clean_env)
     assert result.returncode == 0, result.stdout
@@ -206,6 +207,7 @@ def server_process(tmp_path: Path, clean_env: dict[str, str]) -> Iterator[tuple[
                     "conda_envs_dirs": [],
                     "venv_dirs": [],
                     "docker_label_discovery": False,
+                    "docker_discover_pytorch_images": False,
                 }
             }
         )

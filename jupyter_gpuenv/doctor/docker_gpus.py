@@ -1,7 +1,8 @@
 """Docker environments whose GPU setting this engine cannot honour, as catalog problems.
 
 An environment with explicit GPU ids cannot start on an engine without NVIDIA support;
-one with "all" starts without GPUs. The catalog says so before a user tries.
+one with "all" starts without GPUs. The catalog says so before a user tries, and marks
+the first ``cannot_start`` so that no kernelspec offers it.
 """
 
 from __future__ import annotations
@@ -52,5 +53,7 @@ def runtime_annotator(
             problem = gpu_problem(gpus, runtime)
             if problem and problem not in env.problems:
                 env.problems.append(problem)
+            if problem and not gpus.is_all:
+                env.cannot_start = problem
 
     return annotate

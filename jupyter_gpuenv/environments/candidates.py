@@ -44,13 +44,14 @@ class Candidate:
 
     @property
     def fingerprint(self) -> str:
-        """Everything that changes the listed entry: content identity, problems, settings."""
+        """Everything that changes the listed entry: identity, problems, settings, location."""
         return "\x1f".join(
             [
                 self.identity or "",
                 *self.problems,
                 self.display_name or "",
                 repr(sorted(self.settings.items(), key=lambda kv: kv[0])),
+                repr(sorted(self.location.items(), key=lambda kv: kv[0])),
             ]
         )
 
@@ -149,6 +150,7 @@ def build_environment(candidate: Candidate, probe: dict[str, Any] | None) -> Env
         cudnn_version=probe.get("cudnn_version"),
         torch_arch_list=list(probe.get("torch_arch_list") or []),
         ipykernel=ipykernel,
+        ipykernel_version=probe.get("ipykernel_version") if ipykernel else None,
         labels=dict(candidate.labels),
         problems=_unique(problems),
         settings=dict(candidate.settings),

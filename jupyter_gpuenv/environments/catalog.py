@@ -26,6 +26,7 @@ from .candidates import Candidate, build_environment
 from .export import export_environment
 from .model import Environment
 from .probe import ProbeCounter, ProbeSlots, probe_image, probe_prefix
+from .pytorch_images import ImageConfigs
 from .snapshot import (
     Snapshot,
     environment_from_json,
@@ -78,7 +79,9 @@ class Catalog:
         workers = probe_workers or max(4, 2 * (os.cpu_count() or 2))
         self._local_probes = ThreadPoolExecutor(workers, thread_name_prefix="gpuenv-probe")
         self._docker_work = ThreadPoolExecutor(8, thread_name_prefix="gpuenv-docker")
-        self.sources = Sources(config, on_new_prefixes=self._new_prefixes)
+        self.sources = Sources(
+            config, on_new_prefixes=self._new_prefixes, image_configs=ImageConfigs(self._cache)
+        )
 
     def _new_prefixes(self) -> None:
         self._request_scan(force=False)

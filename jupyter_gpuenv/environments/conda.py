@@ -34,7 +34,8 @@ def conda_prefixes(
     settings: CondaSettings,
     extra_prefixes: Iterable[str | os.PathLike[str]] = (),
 ) -> list[Path]:
-    """Every conda prefix: subfolders of ``envs_dirs``, environments.txt, base, CLI extras.
+    """Every conda prefix: base, subfolders of ``envs_dirs``, environments.txt, the usual
+    install roots and their ``envs/``, CLI extras.
 
     An entry of ``envs_dirs`` that is itself a prefix counts too. Paths are made absolute
     and deduplicated by their real path, first occurrence wins.
@@ -44,6 +45,8 @@ def conda_prefixes(
         found.append(settings.root_prefix)
     found += prefixes_in(envs_dirs, is_conda_prefix)
     found += [p for p in settings.listed_prefixes if is_conda_prefix(p)]
+    for root in settings.install_roots:
+        found += prefixes_in([root, root / "envs"], is_conda_prefix)
     found += [Path(p) for p in extra_prefixes if is_conda_prefix(Path(p))]
     return unique_prefixes(found)
 

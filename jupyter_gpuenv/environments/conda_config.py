@@ -19,6 +19,10 @@ import yaml
 
 ROOT_PREFIX_VARS = ("CONDA_ROOT", "MAMBA_ROOT_PREFIX")
 DEFAULT_CHANNELS = ("defaults",)
+# Where the installers put conda when nothing says otherwise (a server started by systemd
+# or a Hub spawner has no conda variables and often no conda on PATH).
+HOME_INSTALL_ROOTS = ("miniconda3", "miniforge3", "anaconda3", "mambaforge")
+SYSTEM_INSTALL_ROOTS = ("/opt/conda", "/opt/miniconda3")
 
 
 def condarc_paths(environ: Mapping[str, str] | None = None) -> list[Path]:
@@ -100,6 +104,7 @@ class CondaSettings:
     listed_prefixes: list[Path] = field(default_factory=list)
     condarc_files: list[Path] = field(default_factory=list)
     channel_alias: str | None = None
+    install_roots: list[Path] = field(default_factory=list)
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> CondaSettings:
@@ -109,8 +114,9 @@ class CondaSettings:
         configs = [_read_condarc(path) for path in files]
         merged = _merge_condarcs(configs)
         aliases = [c["channel_alias"] for c in configs if isinstance(c.get("channel_alias"), str)]
-        root = root_prefix(env)
         home = Path(env.get("HOME") or os.path.expanduser("~"))
+        install_roots = common_install_roots(home)
+        root = root_prefix(env) or (install_roots[0] if install_roots else None)
         envs_dirs: list[Path] = []
         env_var = env.get("CONDA_ENVS_PATH") or env.get("CONDA_ENVS_DIRS")
         if env_var:
@@ -127,7 +133,15 @@ class CondaSettings:
             listed_prefixes=read_environments_txt(home),
             condarc_files=files,
             channel_alias=aliases[-1] if aliases else None,
+            install_roots=install_roots,
         )
+
+
+def common_install_roots(home: Path) -> list[Path]:
+    """The usual conda install folders (``~/miniconda3``, ``/opt/conda``, ...) that exist."""
+    candidates = [home / name for name in HOME_INSTALL_ROOTS]
+    candidates += [Path(p) for p in SYSTEM_INSTALL_ROOTS]
+    return [p for p in candidates if (p / "conda-meta").is_dir()]
 
 
 def read_environments_txt(home: Path) -> list[Path]:

@@ -1,4 +1,4 @@
-"""Docker images as environments: the configured ``docker_images`` and opt-in labelled images.
+"""Docker images as environments: the configured ``docker_images``, labelled and PyTorch images.
 
 Discovery asks the engine for image metadata only; code runs inside an image only through
 :func:`jupyter_gpuenv.docker.runs.run_in_image`.
@@ -14,6 +14,13 @@ import docker.errors
 from ..docker import labels
 from ..docker.runs import short_error
 from .candidates import Candidate
+from .pytorch_images import (
+    ImageConfig,
+    ImageConfigs,
+    environment_name,
+    image_tags,
+    is_pytorch_image,
+)
 
 DEFAULT_CONDA_ROOT = "/opt/conda"
 
@@ -37,8 +44,17 @@ def conda_root(image_env: Sequence[str] = ()) -> str:
     return DEFAULT_CONDA_ROOT
 
 
-def image_candidates(client: Any, config: Any) -> list[Candidate]:
-    """Candidates for configured entries and (unless disabled) labelled local images."""
+def local_discovery(config: Any) -> bool:
+    """Whether local images are looked at beyond the configured ones."""
+    if config.restrict_to_configured_images:
+        return False
+    return bool(config.docker_label_discovery or config.docker_discover_pytorch_images)
+
+
+def image_candidates(
+    client: Any, config: Any, image_configs: ImageConfigs | None = None
+) -> list[Candidate]:
+    """Candidates for configured entries, then (unless disabled) labelled and PyTorch images."""
     found: list[Candidate] = []
     configured_ids: set[str] = set()
     for name in config.docker_images:
@@ -47,8 +63,10 @@ def image_candidates(client: Any, config: Any) -> list[Candidate]:
         if candidate.location.get("image_id"):
             configured_ids.add(candidate.location["image_id"])
         found.append(candidate)
-    if config.docker_label_discovery and not config.restrict_to_configured_images:
-        found += _labelled_candidates(client, configured_ids)
+    if local_discovery(config):
+        found += _discovered_candidates(
+            client, config, configured_ids, image_configs or ImageConfigs()
+        )
     return found
 
 
@@ -89,28 +107,63 @@ def _configured_candidate(client: Any, name: str, entry: dict[str, Any]) -> Cand
     )
 
 
-def _labelled_candidates(client: Any, skip_ids: set[str]) -> list[Candidate]:
-    summaries = client.api.images(filters={"label": f"{labels.IMAGE_ENABLE}=true"})
+def _discovered_candidates(
+    client: Any, config: Any, skip_ids: set[str], image_configs: ImageConfigs
+) -> list[Candidate]:
+    """Labelled images (``docker_label_discovery``) and PyTorch images, one per image id."""
+    labelled_only = not config.docker_discover_pytorch_images
+    label_filter = {"label": f"{labels.IMAGE_ENABLE}=true"}
+    summaries = client.api.images(filters=label_filter) if labelled_only else client.api.images()
+    wanted = [
+        s
+        for s in summaries
+        if s["Id"] not in skip_ids and labels.LAYER_BASE_ID not in (s.get("Labels") or {})
+    ]  # neither configured already nor our own ipykernel layer built FROM an image
+    configs = image_configs.get_many(client, [s["Id"] for s in wanted])
     out = []
-    for summary in sorted(summaries, key=lambda s: (s.get("RepoTags") or [""])[0]):
+    for summary in sorted(wanted, key=lambda s: (s.get("RepoTags") or [""])[0]):
         image_id = summary["Id"]
         image_labels = summary.get("Labels") or {}
-        if image_id in skip_ids or labels.LAYER_BASE_ID in image_labels:
-            continue  # configured already, or our own ipykernel layer built FROM it
-        tags = [t for t in summary.get("RepoTags") or [] if t != "<none>:<none>"]
-        reference = tags[0] if tags else image_id
-        entry: dict[str, Any] = {"image": reference}
-        if image_labels.get(labels.IMAGE_CONDA_ENV):
-            entry["conda_env"] = image_labels[labels.IMAGE_CONDA_ENV]
-        if image_labels.get(labels.IMAGE_DISPLAY_NAME):
-            entry["display_name"] = image_labels[labels.IMAGE_DISPLAY_NAME]
-        info = client.api.inspect_image(image_id)
-        image_env = (info.get("Config") or {}).get("Env") or ()
-        name = reference if tags else image_id.split(":")[-1][:12]
-        out.append(
-            _candidate(name, f"label:{reference}", entry, image_id, image_env, image_labels, [])
-        )
+        image_config = configs.get(image_id)
+        if image_config is None:
+            continue  # removed since the listing
+        tags = image_tags(summary)
+        if config.docker_label_discovery and image_labels.get(labels.IMAGE_ENABLE) == "true":
+            out.append(_labelled_candidate(image_id, tags, image_config))
+        elif (
+            config.docker_discover_pytorch_images and tags and is_pytorch_image(tags, image_config)
+        ):
+            out.append(_pytorch_candidate(image_id, tags, image_config))
     return out
+
+
+def _labelled_candidate(image_id: str, tags: list[str], image: ImageConfig) -> Candidate:
+    tags = sorted(tags)
+    reference = tags[0] if tags else image_id
+    entry: dict[str, Any] = {"image": reference}
+    if image.labels.get(labels.IMAGE_CONDA_ENV):
+        entry["conda_env"] = image.labels[labels.IMAGE_CONDA_ENV]
+    if image.labels.get(labels.IMAGE_DISPLAY_NAME):
+        entry["display_name"] = image.labels[labels.IMAGE_DISPLAY_NAME]
+    name = reference if tags else image_id.split(":")[-1][:12]
+    return _candidate(
+        name, f"label:{reference}", entry, image_id, image.env, image.labels, [], tags
+    )
+
+
+def _pytorch_candidate(image_id: str, tags: list[str], image: ImageConfig) -> Candidate:
+    """A PyTorch image found without configuration, named from its first tag."""
+    reference = tags[0]
+    return _candidate(
+        environment_name(reference),
+        f"image:{reference}",
+        {"image": reference},
+        image_id,
+        image.env,
+        image.labels,
+        [],
+        tags,
+    )
 
 
 def _candidate(
@@ -121,6 +174,7 @@ def _candidate(
     image_env: Sequence[str],
     image_labels: dict[str, str],
     problems: list[str],
+    tags: list[str] | None = None,
 ) -> Candidate:
     conda_env = entry.get("conda_env")
     python = conda_python(conda_env, image_env)
@@ -130,7 +184,12 @@ def _candidate(
         kind="docker",
         name=name,
         discriminator=discriminator,
-        location={"image": entry["image"], "image_id": image_id, "conda_env": conda_env},
+        location={
+            "image": entry["image"],
+            "image_id": image_id,
+            "conda_env": conda_env,
+            "tags": list(tags) if tags is not None else [entry["image"]],
+        },
         identity=f"docker:{image_id}|{conda_env or ''}" if image_id else None,
         python=python,
         settings=settings,

@@ -18,7 +18,9 @@ class Environment:
 
     ``location`` is ``{"prefix": path}`` for conda/venv and
     ``{"image": reference, "image_id": sha, "conda_env": name|None}`` for docker.
-    ``settings`` carries the docker_images entry (gpus, mounts, ...) for provisioners and
+    ``cannot_start`` is the reason a kernel start is known to fail on this host (no
+    kernelspec is offered then; the environment stays listed). ``settings`` carries the
+    docker_images entry (gpus, mounts, ...) for provisioners and
     is not part of the REST payload.
     """
 
@@ -35,9 +37,11 @@ class Environment:
     cudnn_version: str | None = None
     torch_arch_list: list[str] = field(default_factory=list)
     ipykernel: bool = False
+    ipykernel_version: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     compatibility: dict[str, Any] | None = None
+    cannot_start: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:

@@ -8,7 +8,8 @@ into environment.yml (export.py); nothing here formats YAML.
 What conda reads, read the same way:
 - ``conda-meta/*.json`` records (name, version, build, channel, url) and the anchor
   files (``*.dist-info/RECORD``, ``*.egg-info``) listed in their ``files``;
-- ``conda-meta/history`` (for ``--from-history``) and ``conda-meta/state`` (env vars);
+- ``conda-meta/history`` (for ``--from-history``) and ``conda-meta/state`` (env vars, for
+  export and for the activation of local kernels alike, ``***unset***`` markers honoured);
 - site-packages anchors that no conda record owns: packages installed by pip.
 """
 
@@ -69,7 +70,7 @@ def read_conda_prefix(prefix):
         "records": records,
         "corrupt": corrupt,
         "history": _read_text(os.path.join(meta, "history")),
-        "env_vars": _env_vars(os.path.join(meta, "state")),
+        "env_vars": exported_env_vars(prefix),
         "pip": pip,
         "condarc": _condarc_texts(prefix),
     }
@@ -148,18 +149,53 @@ def _read_metadata(path):
     return {"name": name.strip(), "version": version.strip()}
 
 
-def _env_vars(path):
+def state_env_vars(prefix):
+    """``conda env config vars`` of the prefix as written in ``conda-meta/state``, unset
+    markers included (a variable removed with ``unset`` stays there as ``***unset***``)."""
+    return _str_dict(_read_json(os.path.join(prefix, "conda-meta", "state")), "env_vars")
+
+
+def exported_env_vars(prefix):
+    """The ``variables:`` of ``conda env export``: the state's variables that are set."""
+    return {k: v for k, v in state_env_vars(prefix).items() if v != UNSET_VAR}
+
+
+def activation_env_vars(prefix):
+    """What ``conda activate`` does with the prefix's variables: ``(set, unset names)``.
+
+    Packages' ``etc/conda/env_vars.d/*.json`` first, then the state's variables over them;
+    a variable whose value is the unset marker is removed from the environment.
+    """
+    merged = {}
+    folder = os.path.join(prefix, "etc", "conda", "env_vars.d")
+    try:
+        names = sorted(n for n in os.listdir(folder) if n.endswith(".json"))
+    except OSError:
+        names = []
+    for name in names:
+        merged.update(_str_dict(_read_json(os.path.join(folder, name))))
+    merged.update(state_env_vars(prefix))
+    to_set = {k: v for k, v in merged.items() if v != UNSET_VAR}
+    to_unset = [k for k, v in merged.items() if v == UNSET_VAR]
+    return to_set, to_unset
+
+
+def _read_json(path):
     text = _read_text(path)
     if not text:
-        return {}
+        return None
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except ValueError:
+        return None
+
+
+def _str_dict(data, key=None):
+    if key is not None:
+        data = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(data, dict):
         return {}
-    env_vars = data.get("env_vars") if isinstance(data, dict) else None
-    if not isinstance(env_vars, dict):
-        return {}
-    return {k: v for k, v in env_vars.items() if v != UNSET_VAR}
+    return {str(k): str(v) for k, v in data.items()}
 
 
 def _condarc_texts(prefix):

@@ -20,6 +20,7 @@ from ..errors import DockerUnavailable
 from . import conda, docker_images, venv
 from .candidates import Candidate
 from .conda_config import CondaSettings, conda_cli, default_conda_envs_dirs
+from .pytorch_images import ImageConfigs
 
 CONDA_CLI_INTERVAL = 300.0
 
@@ -27,12 +28,18 @@ CONDA_CLI_INTERVAL = 300.0
 class Sources:
     """Candidates from conda prefixes, venvs and Docker images for one configuration."""
 
-    def __init__(self, config: Any, on_new_prefixes: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        config: Any,
+        on_new_prefixes: Callable[[], None] | None = None,
+        image_configs: ImageConfigs | None = None,
+    ) -> None:
         self.config = config
         self.on_new_prefixes = on_new_prefixes
         self._cli_prefixes: list[Path] = []
         self._cli_checked = -CONDA_CLI_INTERVAL
         self._cli_running = False
+        self.image_configs = image_configs or ImageConfigs()
 
     def config_key(self) -> str:
         """The settings that decide what is listed (a saved listing is only valid for them)."""
@@ -41,6 +48,7 @@ class Sources:
             "venv_dirs",
             "docker_images",
             "docker_label_discovery",
+            "docker_discover_pytorch_images",
             "restrict_to_configured_images",
             "docker_host",
         )
@@ -60,14 +68,12 @@ class Sources:
 
     def docker_candidates(self) -> tuple[list[Candidate], str | None]:
         """Image candidates, and the reason when the engine could not be asked."""
-        configured = bool(self.config.docker_images)
-        labelled = (
-            self.config.docker_label_discovery and not self.config.restrict_to_configured_images
-        )
-        if not configured and not labelled:
+        if not self.config.docker_images and not docker_images.local_discovery(self.config):
             return [], None
         try:
-            return docker_images.image_candidates(self.docker_client(), self.config), None
+            client = self.docker_client()
+            found = docker_images.image_candidates(client, self.config, self.image_configs)
+            return found, None
         except DockerUnavailable as exc:
             reason = exc.message
         except Exception as exc:  # the engine went away mid-listing

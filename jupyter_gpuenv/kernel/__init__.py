@@ -15,7 +15,10 @@ KERNEL_PACKAGE = "jupyter_gpuenv_kernel"
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """``%load_ext jupyter_gpuenv_kernel`` registers the ``%gpuinfo`` magic."""
+    """``%load_ext jupyter_gpuenv_kernel`` registers the ``%gpuinfo`` magic, and shows the
+    doctor's start warning (if the provisioner passed one) with the first cell's output."""
     from .gpuinfo import load_ipython_extension as _load
+    from .start_warning import show_with_first_cell
 
     _load(ipython)
+    show_with_first_cell(ipython)

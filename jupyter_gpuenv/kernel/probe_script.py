@@ -37,6 +37,17 @@ def _find_spec(name):
         return None
 
 
+def _dist_version(name):
+    try:
+        from importlib import metadata
+    except ImportError:  # Python < 3.8
+        return None
+    try:
+        return metadata.version(name)
+    except Exception:
+        return None
+
+
 def _torch_version_file():
     spec = _find_spec("torch")
     if spec is None:
@@ -112,6 +123,7 @@ def facts():
         "python_executable": sys.executable,
         "prefix": sys.prefix,
         "ipykernel": _find_spec("ipykernel") is not None,
+        "ipykernel_version": _dist_version("ipykernel"),
         "torch_version": None,
         "cuda_version": None,
         "hip_version": None,

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..environments.prefix_reader import activation_env_vars
+
 SCRIPT_TIMEOUT = 30.0
 
 _cache: dict[tuple[str, str], ActivationDelta] = {}
@@ -106,7 +108,10 @@ def conda_activation(prefix: str, base_env: dict[str, str]) -> dict[str, str]:
             "CONDA_PROMPT_MODIFIER": f"({default_env}) ",
         }
     )
-    env.update(conda_env_vars(prefix))
+    to_set, to_unset = activation_env_vars(prefix)
+    env.update(to_set)
+    for name in to_unset:
+        env.pop(name, None)
     env.pop("PYTHONHOME", None)
     return env
 
@@ -119,17 +124,6 @@ def conda_default_env(prefix: str) -> str:
     if root.parent.name == "envs":
         return root.name
     return prefix
-
-
-def conda_env_vars(prefix: str) -> dict[str, str]:
-    """``etc/conda/env_vars.d/*.json`` then ``conda-meta/state`` env_vars, like conda."""
-    values: dict[str, str] = {}
-    pkg_dir = Path(prefix, "etc", "conda", "env_vars.d")
-    if pkg_dir.is_dir():
-        for file in sorted(pkg_dir.glob("*.json")):
-            values.update(_json_str_dict(file))
-    values.update(_json_str_dict(Path(prefix, "conda-meta", "state"), "env_vars"))
-    return values
 
 
 def activate_scripts(prefix: str) -> list[Path]:
@@ -211,15 +205,3 @@ def _parse_env0(raw: bytes) -> dict[str, str]:
 
 def _path_list(env: dict[str, str]) -> list[str]:
     return [p for p in env.get("PATH", "").split(os.pathsep) if p]
-
-
-def _json_str_dict(path: Path, key: str | None = None) -> dict[str, str]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    if key is not None:
-        data = data.get(key, {}) if isinstance(data, dict) else {}
-    if not isinstance(data, dict):
-        return {}
-    return {str(k): str(v) for k, v in data.items()}

@@ -61,6 +61,29 @@ class GpuEnvProvisionerMixin(LoggingConfigurable):
             self.log.info("Kernel %s: %s", self.kernel_id, note)
         return launch
 
+    def check_compatibility(self, env: Environment) -> str | None:
+        """Refuse a start the doctor judged an error for this host (``block_incompatible``).
+
+        With ``block_incompatible = False`` the start goes on and the returned warning is
+        what the kernel shows first; None when the doctor found no error.
+        """
+        compatibility = env.compatibility or {}
+        if compatibility.get("verdict") != "error":
+            return None
+        errors = [f for f in compatibility.get("findings") or [] if f.get("severity") == "error"]
+        described = "; ".join(
+            str(f.get("message")) + (f" (fix: {f['fix']})" if f.get("fix") else "")
+            for f in errors
+        )
+        message = f"{env.display_name} will not work on this host: {described}"
+        if self.gpuenv_config.block_incompatible:
+            raise KernelRefused(
+                f"{message}. The start is refused (c.GpuEnv.block_incompatible); "
+                "`jupyter gpuenv doctor` shows the details."
+            )
+        self.log.warning("Kernel %s starts although %s", self.kernel_id, message)
+        return message
+
     @property
     def services(self) -> Services:
         """The server's services (through its kernelspec manager) or this process's."""

@@ -47,6 +47,7 @@ from .container_watch import UNREACHABLE, mark_reachable, mark_unreachable, read
 from .errors import KernelDisconnected, KernelStartFailed
 from .gpu_request import plan_gpus
 from .kernel_layer import ensure_layer, image_has_ipykernel
+from .kernel_side import START_WARNING_ENV
 from .policy import EffectiveLaunch
 from .readiness import PORT_NAMES, container_state, wait_until_ready
 
@@ -65,6 +66,7 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
     _connection_copy: str | None = None
     _env: Environment | None = None
     _launch: EffectiveLaunch | None = None
+    _start_warning: str | None = None
     _extra_arguments: list[str] = []  # noqa: RUF012 (replaced per launch, never mutated)
 
     @property
@@ -83,6 +85,7 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
             )
         self._env = env
         self._launch = self.apply_policy(env)
+        self._start_warning = self.check_compatibility(env)
         km = self.parent
         if km is None:
             raise KernelStartFailed("Docker kernels need a KernelManager as parent.")
@@ -112,6 +115,8 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
 
         The kernel in the container reads them from the mounted connection file
         (ipykernel >= 7.4), so its TCP channels are encrypted like a local kernel's.
+        ipykernel 7.4 also rewrites that file when it holds keys, which the read-only
+        mount refuses, so this is not done unasked (unlike local kernels, ``use_curve``).
         """
         policy_of = getattr(km, "_transport_encryption_policy", None)
         if policy_of is None:
@@ -221,6 +226,11 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
         previous_exit = kernel_history.previous_exit_environment(self.kernel_id)
         if previous_exit:
             settings["environment"] = {**(settings.get("environment") or {}), **previous_exit}
+        if self._start_warning:
+            settings["environment"] = {
+                **(settings.get("environment") or {}),
+                START_WARNING_ENV: self._start_warning,
+            }
         ignored = sorted(set(launch.overrides) - set(settings) - {"environment_id", "gpus"})
         if ignored:
             self.log.warning(

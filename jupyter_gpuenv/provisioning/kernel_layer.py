@@ -29,12 +29,14 @@ from typing import Any
 from packaging.markers import default_environment
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from ..docker import labels
 from ..docker.runs import run_in_image
 from ..errors import GpuEnvError
 from ..kernel import interpreter_facts
 from .errors import KernelStartFailed
+from .kernel_side import CURVE_IPYKERNEL, CURVE_IPYKERNEL_PYTHON
 
 LAYER_REPOSITORY = "gpuenv-kernel-layer"
 WHEELS_DIR = "gpuenv-wheels"
@@ -183,13 +185,20 @@ def probe_image_python(client: Any, image: str, python: str, timeout: float) -> 
 
 def download_wheels(target: ImagePython, dest: Path, deadline: float) -> None:
     """ipykernel + pip wheels for the image's Python, closed over its own markers."""
-    pending = ["ipykernel", "pip"]
+    pending = [ipykernel_requirement(target), "pip"]
     for _ in range(MAX_DEPENDENCY_ROUNDS):
         _pip_download(target, dest, pending, deadline)
         pending = missing_requirements(dest, target.markers())
         if not pending:
             return
     raise KernelStartFailed(f"Could not gather ipykernel's dependencies: still missing {pending}")
+
+
+def ipykernel_requirement(target: ImagePython) -> str:
+    """ipykernel, at least the version with CurveZMQ channels where the Python runs it."""
+    if Version(target.major_minor) >= Version(CURVE_IPYKERNEL_PYTHON):
+        return f"ipykernel>={CURVE_IPYKERNEL}"
+    return "ipykernel"
 
 
 def _pip_download(target: ImagePython, dest: Path, reqs: list[str], deadline: float) -> None:

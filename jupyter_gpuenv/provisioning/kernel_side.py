@@ -12,15 +12,26 @@ import importlib.util
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
+import zmq
 from jupyter_core.paths import jupyter_runtime_dir
+from packaging.version import InvalidVersion, Version
 
+from ..environments.model import Environment
 from ..kernel import KERNEL_PACKAGE
+from ..kernel.start_warning import START_WARNING_VARIABLE
 
 # The magic is loaded through extra_extensions so the user's own ``extensions`` config
 # stays intact (a command-line ``extensions=`` would replace it).
 EXTENSION_ARG = f"--IPKernelApp.extra_extensions={KERNEL_PACKAGE}"
 KERNEL_SIDE_IN_CONTAINER = "/opt/jupyter-gpuenv"
+# The doctor's warning for a kernel started although it found an error; the kernel side
+# prints it with the first cell's output.
+START_WARNING_ENV = START_WARNING_VARIABLE
+# ipykernel reads CurveZMQ keys from its connection file since 7.4, which needs Python 3.11.
+CURVE_IPYKERNEL = "7.4"
+CURVE_IPYKERNEL_PYTHON = "3.11"
 
 
 def ipykernel_argv(python: str, connection_file: str, extra: list[str] | None = None) -> list[str]:
@@ -28,6 +39,57 @@ def ipykernel_argv(python: str, connection_file: str, extra: list[str] | None = 
     return [python, "-m", "ipykernel_launcher", "-f", connection_file, EXTENSION_ARG] + list(
         extra or []
     )
+
+
+def curve_capable(env: Environment) -> bool:
+    """Whether the ipykernel running ``env``'s kernels reads CurveZMQ keys (>= 7.4).
+
+    That is the environment's own ipykernel, or for an image without one the kernel
+    layer's, which installs such an ipykernel wherever the image's Python can run it.
+    """
+    if env.ipykernel:
+        return _at_least(env.ipykernel_version, CURVE_IPYKERNEL)
+    if env.kind == "docker":
+        return _at_least(env.python_version, CURVE_IPYKERNEL_PYTHON)
+    return False
+
+
+def use_curve(km: Any, requested: str | None, env: Environment) -> bool:
+    """Encrypt this kernel's channels with CurveZMQ?
+
+    The kernel manager's ``transport_encryption`` decides when set (by the server's
+    request or an admin's ``KernelManager.transport_encryption``); unset, gpuenv kernels
+    encrypt whenever their ipykernel can, which costs nothing.
+    """
+    policy_of = getattr(km, "_transport_encryption_policy", None)
+    if policy_of is None or not zmq.has("curve"):
+        return False  # a jupyter_client or libzmq without CurveZMQ
+    if requested:
+        policy = policy_of(requested)
+    elif _configured(km) or _configured(getattr(km, "parent", None)):
+        policy = policy_of(None)
+    else:
+        policy = "auto"
+    return bool(policy == "required" or (policy == "auto" and curve_capable(env)))
+
+
+def _configured(manager: Any) -> bool:
+    """Whether the admin's config sets ``transport_encryption`` for this manager's class."""
+    config = getattr(manager, "config", None)
+    if manager is None or config is None:
+        return False
+    for cls in type(manager).__mro__:
+        section = config.get(cls.__name__) if cls.__name__ in config else None
+        if section is not None and "transport_encryption" in section:
+            return True
+    return False
+
+
+def _at_least(version: str | None, minimum: str) -> bool:
+    try:
+        return version is not None and Version(version) >= Version(minimum)
+    except InvalidVersion:
+        return False
 
 
 def kernel_side_env(

@@ -39,8 +39,11 @@ def has_kernel(env: Environment) -> bool:
     long as they have a python: only an image that was probed and showed none is left
     out. An image that is missing or not probed yet keeps its spec, so starting it says
     why it cannot run (``docker pull ...``). Conda envs and venvs need ipykernel; the
-    catalog's ``problems`` say so for those left out.
+    catalog's ``problems`` say so for those left out. An environment whose start is known
+    to fail here (``cannot_start``) is left out too.
     """
+    if env.cannot_start:
+        return False
     if env.kind == "docker":
         probed_without_python = bool(env.location.get("image_id")) and not (
             env.python_version or env.ipykernel

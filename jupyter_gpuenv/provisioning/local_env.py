@@ -21,7 +21,13 @@ from . import kernel_history
 from .activation import activated_env
 from .base import GpuEnvProvisionerMixin
 from .errors import KernelStartFailed
-from .kernel_side import ipykernel_argv, kernel_side_env, local_kernel_side_dir
+from .kernel_side import (
+    START_WARNING_ENV,
+    ipykernel_argv,
+    kernel_side_env,
+    local_kernel_side_dir,
+    use_curve,
+)
 from .policy import EffectiveLaunch, local_gpu_environment
 
 
@@ -38,6 +44,7 @@ class LocalEnvProvisioner(GpuEnvProvisionerMixin, LocalProvisioner):  # type: ig
                 "gpuenv-docker-provisioner."
             )
         launch = self.apply_policy(env)
+        warning = self.check_compatibility(env)
         prefix = str(env.location.get("prefix") or "")
         python = env.python_executable or os.path.join(prefix, "bin", "python")
         if not prefix or not os.path.isdir(prefix):
@@ -54,6 +61,9 @@ class LocalEnvProvisioner(GpuEnvProvisionerMixin, LocalProvisioner):  # type: ig
             )
 
         extra = list(kwargs.get("extra_arguments") or [])
+        # LocalProvisioner provisions the CurveZMQ keys when "required".
+        encrypt = use_curve(self.parent, kwargs.pop("transport_encryption", None), env)
+        kwargs["transport_encryption"] = "required" if encrypt else "disabled"
         kwargs = await super().pre_launch(**kwargs)
         base_env = kwargs["env"]
         # Activation (and the activate.d scripts) runs in a thread: first use per prefix
@@ -67,6 +77,8 @@ class LocalEnvProvisioner(GpuEnvProvisionerMixin, LocalProvisioner):  # type: ig
             kernel_side_env(env.id, self.kernel_id or "", kernel_side, kernel_env.get("PYTHONPATH"))
         )
         kernel_env.update(kernel_history.previous_exit_environment(self.kernel_id))
+        if warning:
+            kernel_env[START_WARNING_ENV] = warning
         kwargs["env"] = kernel_env
         kwargs["cmd"] = ipykernel_argv(python, self._connection_file(), extra)
         return kwargs

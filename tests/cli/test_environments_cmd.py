@@ -24,7 +24,8 @@ def setup(tmp_path: Path, conda_prefix_factory, venv_factory) -> dict:
     config.write_text(
         f"c.GpuEnv.conda_envs_dirs = [{str(vision.parent)!r}]\n"
         f"c.GpuEnv.venv_dirs = [{str(tmp_path / 'venvs')!r}]\n"
-        "c.GpuEnv.docker_label_discovery = False\n",
+        "c.GpuEnv.docker_label_discovery = False\n"
+        "c.GpuEnv.docker_discover_pytorch_images = False\n",
         encoding="utf-8",
     )
     home = tmp_path / "home"

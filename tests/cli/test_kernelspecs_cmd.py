@@ -32,6 +32,7 @@ def jupyter_dirs(tmp_path, monkeypatch, conda_prefix_factory):
                     "venv_dirs": [],
                     "docker_images": {},
                     "docker_label_discovery": False,
+                    "docker_discover_pytorch_images": False,
                 }
             }
         )

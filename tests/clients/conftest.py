@@ -80,6 +80,7 @@ def jupyter_setup(tmp_path: Path) -> Callable[..., JupyterSetup]:
             "venv_dirs": [],
             "docker_images": {},
             "docker_label_discovery": False,
+            "docker_discover_pytorch_images": False,
             **gpuenv,
         }
         config_dir = tmp_path / "jupyter-config"

@@ -25,6 +25,7 @@ def doctor(conda_prefix_factory, tmp_path):
         "c.GpuEnv.venv_dirs = []\n"
         "c.GpuEnv.docker_images = {}\n"
         "c.GpuEnv.docker_label_discovery = False\n"
+        "c.GpuEnv.docker_discover_pytorch_images = False\n"
     )
     home = tmp_path / "home"
     home.mkdir()

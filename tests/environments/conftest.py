@@ -48,6 +48,7 @@ def make_catalog(tmp_path: Path) -> Iterator[Callable[..., Catalog]]:
 
     def factory(cache_path: Path | None = None, **traits: Any) -> Catalog:
         traits.setdefault("docker_label_discovery", False)
+        traits.setdefault("docker_discover_pytorch_images", False)
         traits.setdefault("conda_envs_dirs", [])
         traits.setdefault("venv_dirs", [])
         config = GpuEnv(**traits)

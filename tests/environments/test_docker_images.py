@@ -117,7 +117,12 @@ def test_real_images_list_with_probed_versions(
     assert torch_env.ipykernel is True and torch_env.problems == []
     assert torch_env.python_version.startswith("3.11.")
     image_id = docker_client.images.get(torch_cpu_image).id
-    assert torch_env.location == {"image": torch_cpu_image, "image_id": image_id, "conda_env": None}
+    assert torch_env.location == {
+        "image": torch_cpu_image,
+        "image_id": image_id,
+        "conda_env": None,
+        "tags": [torch_cpu_image],
+    }
     assert "org.opencontainers.image.title" in torch_env.labels
     plain = listed["plain"]
     assert plain.display_name == "Plain Python 3"

@@ -38,6 +38,7 @@ def jp_server_config(env_dirs, docker_images):
             "venv_dirs": [str(env_dirs["venv"])],
             "docker_images": docker_images,
             "docker_label_discovery": False,
+            "docker_discover_pytorch_images": False,
         },
     }
 

@@ -32,6 +32,7 @@ def jp_server_config(python_kernel_image: str) -> dict[str, Any]:
             "conda_envs_dirs": [],
             "venv_dirs": [],
             "docker_label_discovery": False,
+            "docker_discover_pytorch_images": False,
             "hub_user": HUB_USER,
         },
     }

@@ -36,6 +36,7 @@ def lab(
             "venv_dirs": [],
             "docker_images": {"small": {"image": python_kernel_image, "mem_limit": "100m"}},
             "docker_label_discovery": False,
+            "docker_discover_pytorch_images": False,
         },
     )
     try:

@@ -105,6 +105,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
             "venv_dirs": [],
             "docker_images": {},
             "docker_label_discovery": False,
+            "docker_discover_pytorch_images": False,
         },
     )
     write_notebook(server.root_dir / "exact.ipynb", record(fingerprint, "vision"))

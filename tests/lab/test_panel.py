@@ -56,6 +56,7 @@ def lab(
             "venv_dirs": [],
             "docker_images": {"torch-cpu": torch_cpu_image},
             "docker_label_discovery": False,
+            "docker_discover_pytorch_images": False,
         },
     )
     try:

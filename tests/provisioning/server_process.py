@@ -121,9 +121,16 @@ class ServerProcess:
 
 
 def start_server(
-    root_dir: Path, gpuenv: dict[str, Any], uid: int | None = None, gid: int | None = None
+    root_dir: Path,
+    gpuenv: dict[str, Any],
+    uid: int | None = None,
+    gid: int | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> ServerProcess:
-    """Start ``python -m jupyter_server`` with ``c.GpuEnv = gpuenv``; wait until it answers."""
+    """Start ``python -m jupyter_server`` with ``c.GpuEnv = gpuenv``; wait until it answers.
+
+    ``extra_env`` is added to the server's environment last (e.g. a fake NVML's).
+    """
     uid = os.getuid() if uid is None else uid
     gid = os.getgid() if gid is None else gid
     home = make_shared_dir("gpuenv-server-", uid, gid)
@@ -158,6 +165,7 @@ def start_server(
         JUPYTER_PLATFORM_DIRS="0",
         PYTHONPATH=str(REPO),
     )
+    env.update(extra_env or {})
     if uid == 0:
         argv.append("--allow-root")
     log_path = home / "server.log"

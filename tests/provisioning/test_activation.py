@@ -3,6 +3,7 @@ sourced once per prefix state (real bash, real files)."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -89,3 +90,22 @@ def test_script_that_exits_is_reported_not_fatal(tmp_path):
     delta = activate_scripts_delta(str(prefix), {"PATH": "/usr/bin:/bin"})
     assert delta.problem and "leaving" in delta.problem
     assert delta.set == {}
+
+
+def test_unset_marker_removes_the_variable_like_conda(tmp_path):
+    """``conda env config vars unset`` leaves ``***unset***`` in conda-meta/state: conda's
+    activation removes the variable (also one a package's env_vars.d sets), export drops it."""
+    from jupyter_gpuenv.environments.prefix_reader import read_conda_prefix
+
+    prefix = tmp_path / "envs" / "vision"
+    (prefix / "conda-meta").mkdir(parents=True)
+    pkg_vars = prefix / "etc" / "conda" / "env_vars.d"
+    pkg_vars.mkdir(parents=True)
+    (pkg_vars / "cuda.json").write_text('{"FROM_PACKAGE": "1", "DROPPED": "package"}')
+    state = {"env_vars": {"KEEP": "x", "DROPPED": "***unset***", "SERVER_VAR": "***unset***"}}
+    (prefix / "conda-meta" / "state").write_text(json.dumps(state))
+    env = activated_env("conda", str(prefix), {"PATH": "/usr/bin", "SERVER_VAR": "server"})
+    assert env["KEEP"] == "x" and env["FROM_PACKAGE"] == "1"
+    assert "DROPPED" not in env and "SERVER_VAR" not in env
+    assert "***unset***" not in env.values()
+    assert read_conda_prefix(str(prefix))["env_vars"] == {"KEEP": "x"}

@@ -40,6 +40,7 @@ async def test_torch_kernel_in_a_container(
         {
             "docker_images": {"torch": torch_cpu_image},
             "docker_label_discovery": False,
+            "docker_discover_pytorch_images": False,
             "conda_envs_dirs": [],
             "venv_dirs": [],
         },

@@ -14,6 +14,8 @@ from tornado.httpclient import HTTPClientError
 
 from jupyter_gpuenv.docker import labels
 from jupyter_gpuenv.docker.nvidia_runtime import detect_runtime
+from jupyter_gpuenv.environments.snapshot import environment_from_json
+from jupyter_gpuenv.provisioning.kernelspecs import kernelspec_dict
 from tests.provisioning.conftest import Collect, environment_named, kernel_containers
 from tests.support.server_config import server_config
 
@@ -136,10 +138,17 @@ async def test_start_timeout_is_reported_and_cleaned_up(jp_fetch, docker_client)
     assert not kernel_containers(docker_client, **{labels.ENVIRONMENT_ID: env["id"]})
 
 
-async def test_explicit_gpu_ids_need_an_nvidia_runtime(jp_fetch, docker_client):
+async def test_explicit_gpu_ids_need_an_nvidia_runtime(jp_fetch, jp_data_dir, docker_client):
     env = await environment_named(jp_fetch, "pinned")
     if detect_runtime(docker_client).kind is None:
         assert any("kernels cannot start" in p for p in env["problems"])
+        specs = json.loads((await jp_fetch("api", "kernelspecs")).body)["kernelspecs"]
+        assert env["kernel_name"] not in specs  # not offered ...
+        # ... and a kernelspec written to disk earlier is refused by the provisioner.
+        folder = jp_data_dir / "kernels" / env["kernel_name"]
+        folder.mkdir(parents=True)
+        on_disk = kernelspec_dict(environment_from_json(env))
+        (folder / "kernel.json").write_text(json.dumps(on_disk))
         message = await start_failure(jp_fetch, env["kernel_name"])
         assert (
             "GPUs 0 are configured for this environment but Docker cannot provide GPUs" in message

@@ -187,6 +187,7 @@ def test_plain_jupyter_client_reads_config_files_and_cleans_up_at_exit(
                     "conda_envs_dirs": [],
                     "venv_dirs": [],
                     "docker_label_discovery": False,
+                    "docker_discover_pytorch_images": False,
                 },
             }
         )

@@ -179,7 +179,12 @@ class TestAuthorizer:
                 "jpserver_extensions": {"jupyter_gpuenv": True},
                 "authorizer_class": DenyGpuEnv,
             },
-            "GpuEnv": {"conda_envs_dirs": [], "venv_dirs": [], "docker_label_discovery": False},
+            "GpuEnv": {
+                "conda_envs_dirs": [],
+                "venv_dirs": [],
+                "docker_label_discovery": False,
+                "docker_discover_pytorch_images": False,
+            },
         }
 
     async def test_routes_ask_jupyter_servers_authorizer(self, jp_fetch, jp_serverapp):

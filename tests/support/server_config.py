@@ -21,6 +21,7 @@ def server_config(*, kernelspecs: bool = True, **gpuenv: Any) -> dict[str, Any]:
         "venv_dirs": [],
         "docker_images": {},
         "docker_label_discovery": False,
+        "docker_discover_pytorch_images": False,
     }
     settings.update(gpuenv)
     server: dict[str, Any] = {"jpserver_extensions": {"jupyter_gpuenv": True}}
