@@ -21,7 +21,7 @@ from .activation import activated_env
 from .base import GpuEnvProvisionerMixin
 from .errors import KernelStartFailed
 from .kernel_side import ipykernel_argv, kernel_side_env, local_kernel_side_dir
-from .policy import EffectiveLaunch, local_gpu_environment
+from .policy import LOCAL_KEYS, EffectiveLaunch, local_gpu_environment
 
 
 # LocalProvisioner's metaclass derives from traitlets' and ABCMeta; mypy cannot see it.
@@ -36,7 +36,7 @@ class LocalEnvProvisioner(GpuEnvProvisionerMixin, LocalProvisioner):  # type: ig
                 f"Environment {env.id!r} is a {env.kind} environment; its kernelspec must use "
                 "gpuenv-docker-provisioner."
             )
-        launch = self.apply_policy(env)
+        launch = self.apply_policy(env, LOCAL_KEYS)
         prefix = str(env.location.get("prefix") or "")
         python = env.python_executable or os.path.join(prefix, "bin", "python")
         if not prefix or not os.path.isdir(prefix):

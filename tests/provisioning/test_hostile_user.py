@@ -1,0 +1,285 @@
+"""A hostile user against a server running as that user (a real, non-root system account).
+
+The account is created for the module; it reaches Docker through the socket's group (as
+a user who may start Docker kernels must). What it controls is what it can write: its
+kernelspecs in its Jupyter data dir, the catalog cache there, and the environments in its
+folders. Two servers: one with ``restrict_to_configured_images`` (as docs/jupyterhub.md
+recommends), one without it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from traitlets.config import Config
+
+from jupyter_gpuenv.config import GpuEnv
+from jupyter_gpuenv.docker import labels
+from jupyter_gpuenv.environments.model import environment_id, kernel_name_for
+from jupyter_gpuenv.environments.sources import Sources
+from tests.provisioning.conftest import kernel_containers
+from tests.provisioning.server_process import ServerProcess, make_shared_dir, start_server
+from tests.support.docker_engine import running_in_ci
+from tests.support.server_config import server_config
+from tests.support.system_user import SystemUser, UserUnavailable, system_user
+
+pytestmark = pytest.mark.docker
+
+PLAIN_ID = environment_id("docker", "plain", "plain")
+PROBE_TIMEOUT = 15
+
+
+@pytest.fixture(scope="module")
+def hostile() -> Iterator[SystemUser]:
+    try:
+        with system_user() as user:
+            yield user
+    except UserUnavailable as exc:
+        if running_in_ci():
+            pytest.fail(f"CI must run the hostile-user tests: {exc}")
+        pytest.skip(str(exc))
+
+
+def own(path: Path, user: SystemUser) -> Path:
+    for root, dirs, files in os.walk(path):
+        for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
+            os.lchown(name, user.uid, user.gid)
+    return path
+
+
+def conda_env_that_holds_the_scan(envs: Path) -> None:
+    """A conda env whose python never answers: the first scan waits for its probe."""
+    (envs / "sleeper" / "conda-meta").mkdir(parents=True)
+    python = envs / "sleeper" / "bin" / "python"
+    python.parent.mkdir()
+    python.write_text("#!/bin/sh\nexec sleep 600\n")
+    python.chmod(0o755)
+
+
+def unreadable_environments(envs: Path) -> None:
+    """A root-owned 0700 folder, and a python symlink into /root."""
+    locked = envs / "locked"
+    locked.mkdir()
+    (locked / "conda-meta").mkdir()
+    (envs / "escaped" / "conda-meta").mkdir(parents=True)
+    (envs / "escaped" / "bin").mkdir()
+    (envs / "escaped" / "bin" / "python").symlink_to("/root/.gpuenv-hidden/bin/python3")
+
+
+def poisoned_cache(settings: dict[str, Any]) -> dict[str, Any]:
+    """The issue's attack: root and the host's / in the cached entry's settings."""
+    config = Config()
+    for name, value in server_config(**settings)["GpuEnv"].items():
+        setattr(config.GpuEnv, name, value)
+    key = Sources(GpuEnv(config=config)).config_key()
+    entry = {
+        "id": PLAIN_ID,
+        "name": "plain",
+        "kind": "docker",
+        "display_name": "plain",
+        "kernel_name": kernel_name_for(PLAIN_ID),
+        "location": {"image": settings["docker_images"]["plain"], "image_id": None},
+        "python_version": "3.11.2",
+        "python_executable": "/usr/bin/python3",
+        "torch_version": None,
+        "cuda_version": None,
+        "cudnn_version": None,
+        "torch_arch_list": [],
+        "ipykernel": True,
+        "labels": {},
+        "problems": [],
+        "compatibility": None,
+        "settings": {"mounts": ["/:/host"], "user": "root", "privileged": True},
+    }
+    probe = {"result": {"ipykernel": True, "mounts": ["/:/host"], "user": "root"}, "at": 1}
+    return {
+        "format": 2,
+        "probes": {"anything#x": probe},
+        "listing": [entry],
+        "listing_key": key,
+    }
+
+
+def start_as(
+    user: SystemUser, settings: dict[str, Any], kernelspecs: dict[str, dict[str, Any]]
+) -> ServerProcess:
+    root_dir = make_shared_dir("gpuenv-hostile-nb-", user.uid, user.gid)
+
+    def prepare(home: Path) -> None:
+        cache = home / "data" / "gpuenv" / "catalog-cache.json"
+        cache.parent.mkdir()
+        cache.write_text(json.dumps(poisoned_cache(settings)))
+        for name, config in kernelspecs.items():
+            folder = home / "data" / "kernels" / name
+            folder.mkdir(parents=True)
+            spec = {
+                "argv": [],
+                "display_name": name,
+                "language": "python",
+                "metadata": {
+                    "kernel_provisioner": {
+                        "provisioner_name": "gpuenv-docker-provisioner",
+                        "config": {"environment_id": PLAIN_ID, **config},
+                    }
+                },
+            }
+            (folder / "kernel.json").write_text(json.dumps(spec))
+        own(home / "data", user)
+
+    return start_server(
+        root_dir,
+        settings,
+        user.uid,
+        user.gid,
+        prepare=prepare,
+        extra_env={"JUPYTERHUB_API_TOKEN": "hub-secret-of-the-server"},
+    )
+
+
+HOSTILE_KERNELSPECS: dict[str, dict[str, Any]] = {
+    "k-plus-zero": {"user": "+0"},
+    "k-zero-zero": {"user": "00"},
+    "k-root-group": {"user": "0:0"},
+    "k-nobody-root-group": {"user": "65534:0"},
+    "k-shadow": {"user": "65534:42"},
+    "k-shadow-by-name": {"user": "nobody:shadow"},
+    "k-disk-by-name": {"user": "nobody:disk"},
+    "k-root-by-name": {"user": "root"},
+    "k-nobody": {"user": "65534"},
+    "k-config": {"config": {"Foo": {"bar": 1}}},
+    "k-log": {"log": "x"},
+    "k-privileged": {"privileged": True},
+    "k-cap-add": {"cap_add": ["SYS_ADMIN"]},
+    "k-namespaces": {"pid_mode": "host", "network_mode": "bridge"},
+    "k-devices": {"devices": ["/dev/sda:/dev/sda"]},
+    "k-security-opt": {"security_opt": ["apparmor=unconfined"]},
+    "k-volumes": {"volumes": {"/": {"bind": "/host"}}},
+}
+
+
+@pytest.fixture(scope="module")
+def restricted(hostile: SystemUser, python_kernel_image: str, tmp_path_factory) -> Iterator[Any]:
+    envs = make_shared_dir("gpuenv-hostile-envs-", hostile.uid, hostile.gid)
+    conda_env_that_holds_the_scan(envs)
+    own(envs, hostile)
+    unreadable_environments(envs)
+    settings = {
+        "docker_images": {"plain": python_kernel_image},
+        "restrict_to_configured_images": True,
+        "conda_envs_dirs": [str(envs)],
+        "probe_timeout": PROBE_TIMEOUT,
+        "docker_environment_allowlist": ["JUPYTERHUB_API_TOKEN", "LANG"],
+    }
+    kernelspecs = {**HOSTILE_KERNELSPECS, "k-host-mount": {"mounts": ["/:/host"]}}
+    server = start_as(hostile, settings, kernelspecs)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def unrestricted(hostile: SystemUser, python_kernel_image: str) -> Iterator[ServerProcess]:
+    settings = {"docker_images": {"plain": python_kernel_image}}
+    server = start_as(hostile, settings, HOSTILE_KERNELSPECS)
+    yield server
+    server.stop()
+
+
+def inspect(docker_client: Any, kernel_id: str) -> dict[str, Any]:
+    (container,) = kernel_containers(docker_client, **{labels.KERNEL_ID: kernel_id})
+    return container.attrs
+
+
+def leftovers(server: ServerProcess, secret_hint: str = "") -> list[str]:
+    """Connection files (they hold the HMAC key) in the server's runtime dir."""
+    runtime = server.home / "runtime"
+    return sorted(
+        str(p.relative_to(runtime))
+        for p in runtime.rglob("*")
+        if p.is_file() and ("connection" in p.name or p.name.startswith("kernel-"))
+    )
+
+
+async def test_poisoned_cache_and_held_back_scan_give_no_root_and_no_host(
+    restricted: ServerProcess, hostile: SystemUser, docker_client: Any
+) -> None:
+    code, kernel = await restricted.request(
+        "POST", "/api/kernels", {"name": kernel_name_for(PLAIN_ID)}
+    )
+    assert code == 201, kernel
+    try:
+        attrs = inspect(docker_client, kernel["id"])
+        assert attrs["Config"]["User"] == f"{hostile.uid}:{hostile.gid}"
+        assert not attrs["HostConfig"].get("Privileged")
+        assert attrs["HostConfig"]["SecurityOpt"] == ["no-new-privileges"]
+        sources = {m["Source"] for m in attrs["Mounts"]}
+        assert "/" not in sources and not any(m["Destination"] == "/host" for m in attrs["Mounts"])
+        env = dict(item.partition("=")[::2] for item in attrs["Config"]["Env"])
+        assert "JUPYTERHUB_API_TOKEN" not in env, "allowlisted or not, the Hub token stays out"
+    finally:
+        await restricted.request("DELETE", f"/api/kernels/{kernel['id']}")
+    assert "JUPYTERHUB_API_TOKEN not passed to the container" in restricted.log_text()
+    saved = (restricted.home / "data" / "gpuenv" / "catalog-cache.json").read_text()
+    assert "settings" not in saved and "/host" not in saved
+
+
+async def test_unreadable_folders_and_symlinks_are_problems_not_errors(
+    restricted: ServerProcess,
+) -> None:
+    for method, path in (
+        ("GET", "/gpuenv/api/environments"),
+        ("POST", "/gpuenv/api/environments/refresh"),
+    ):
+        code, listing = await restricted.request(method, path)
+        assert code == 200, listing
+        by_name = {env["name"]: env for env in listing["environments"]}
+        assert {"plain", "locked", "escaped", "sleeper"} <= set(by_name)
+        assert "cannot be read" in " ".join(by_name["locked"]["problems"])
+        assert "/root/.gpuenv-hidden" in " ".join(by_name["escaped"]["problems"])
+    code, report = await restricted.request("GET", "/gpuenv/api/doctor")
+    assert code == 200, report
+
+
+@pytest.mark.parametrize(
+    ("kernelspec", "named"),
+    [
+        ("k-plus-zero", "user"),
+        ("k-shadow", "user"),
+        ("k-config", "config"),
+        ("k-privileged", "privileged"),
+        ("k-namespaces", "pid_mode"),
+        ("k-host-mount", "mounts"),
+    ],
+)
+async def test_restricted_server_refuses_with_the_setting_named(
+    restricted: ServerProcess, docker_client: Any, kernelspec: str, named: str
+) -> None:
+    before = leftovers(restricted)
+    code, reply = await restricted.request("POST", "/api/kernels", {"name": kernelspec})
+    assert code == 403, reply
+    assert named in reply["message"]
+    assert leftovers(restricted) == before
+
+
+async def test_every_spelling_of_root_and_every_widening_is_refused(
+    unrestricted: ServerProcess, docker_client: Any
+) -> None:
+    """Without the restriction too: 403 with the reason, never a 500, nothing left."""
+    before = leftovers(unrestricted)
+    containers_before = len(kernel_containers(docker_client))
+    answers = {}
+    for name in HOSTILE_KERNELSPECS:
+        code, reply = await unrestricted.request("POST", "/api/kernels", {"name": name})
+        answers[name] = (code, (reply or {}).get("message", reply))
+    assert all(code == 403 for code, _ in answers.values()), answers
+    for name in ("k-config", "k-privileged", "k-cap-add", "k-devices", "k-volumes"):
+        assert "does not support" in answers[name][1], answers[name]
+    assert "uid 0" in answers["k-plus-zero"][1] and "uid 0" in answers["k-zero-zero"][1]
+    assert "privileged group shadow" in answers["k-shadow"][1]
+    assert "starts kernels only as that user" in answers["k-nobody"][1]
+    assert leftovers(unrestricted) == before
+    assert len(kernel_containers(docker_client)) <= containers_before
