@@ -327,12 +327,13 @@ def allowance_for(req: ContainerRequest, gpus: GpuSet) -> LaunchAllowance:
     if server.uid == 0:
         allowance.users.add(KernelUser(0, 0))
         owner, _ = container_user(req.cwd, req.allow_root)
-        allowance.users.add(owner)
+        if not owner.is_root:
+            allowance.granted_users.add(owner)
     if req.settings.get("user"):
         wanted = parse_user(req.settings["user"])
         allowance.users.add(wanted)
-        if wanted.is_root or wanted.privileged_group(server.gid):
-            allowance.root_users.add(wanted)
+        if req.allow_root and (wanted.is_root or wanted.privileged_group(server.gid)):
+            allowance.granted_users.add(wanted)
     package, pynvml = kernel_side_sources()
     allowance.mounts |= {
         MountGrant(req.connection_file, CONNECTION_FILE_IN_CONTAINER, read_only=True),

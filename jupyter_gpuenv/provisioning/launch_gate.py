@@ -71,15 +71,16 @@ class MountGrant:
 class LaunchAllowance:
     """What one kernel container may get, from the admin's configuration and the server.
 
-    ``users`` are the uid:gid the kernel may run as (the server's, the notebook folder's
-    owner for a root server, the admin's or an allowed kernelspec ``user``);
-    ``root_users`` those of them granted as root or a privileged group by the admin
-    (``docker_allow_root`` or the admin's own ``user``).
+    ``users`` are the uid:gid the kernel may run as (the server's, a root server's
+    confined uid 0, an allowed kernelspec ``user``), judged further on uid 0 and
+    privileged groups; ``granted_users`` are taken as they are: root granted by
+    ``docker_allow_root``, or the notebook folder's owner and group as a root server
+    read them from the file system.
     """
 
     server: KernelUser
     users: set[KernelUser] = field(default_factory=set)
-    root_users: set[KernelUser] = field(default_factory=set)
+    granted_users: set[KernelUser] = field(default_factory=set)
     mounts: set[MountGrant] = field(default_factory=set)
     working_dirs: set[str] = field(default_factory=set)
     gpus: GpuSet = field(default_factory=GpuSet.none)
@@ -120,9 +121,9 @@ def _check_user(args: Mapping[str, Any], allowance: LaunchAllowance) -> list[str
         user = parse_user(spec)
     except UserSpecError as err:
         return [str(err)]
-    if user not in allowance.users and user not in allowance.root_users:
+    if user not in allowance.users and user not in allowance.granted_users:
         return [f"user {spec} (not the server's user nor one the administrator allows)"]
-    if user in allowance.root_users:
+    if user in allowance.granted_users:
         return []
     problems = []
     if user.is_root:

@@ -66,6 +66,7 @@ def unreadable_environments(envs: Path) -> None:
     locked = envs / "locked"
     locked.mkdir()
     (locked / "conda-meta").mkdir()
+    locked.chmod(0o700)
     (envs / "escaped" / "conda-meta").mkdir(parents=True)
     (envs / "escaped" / "bin").mkdir()
     (envs / "escaped" / "bin" / "python").symlink_to("/root/.gpuenv-hidden/bin/python3")
@@ -278,7 +279,9 @@ async def test_every_spelling_of_root_and_every_widening_is_refused(
     assert all(code == 403 for code, _ in answers.values()), answers
     for name in ("k-config", "k-privileged", "k-cap-add", "k-devices", "k-volumes"):
         assert "does not support" in answers[name][1], answers[name]
-    assert "uid 0" in answers["k-plus-zero"][1] and "uid 0" in answers["k-zero-zero"][1]
+    assert "neither a user name nor a uid" in answers["k-plus-zero"][1]
+    assert "is uid 0" in answers["k-zero-zero"][1] and "is uid 0" in answers["k-root-by-name"][1]
+    assert "privileged group root (0)" in answers["k-nobody-root-group"][1]
     assert "privileged group shadow" in answers["k-shadow"][1]
     assert "starts kernels only as that user" in answers["k-nobody"][1]
     assert leftovers(unrestricted) == before

@@ -48,7 +48,7 @@ def owner() -> Iterator[SystemUser]:
 
 def kernelspecs(home: Path) -> None:
     for name, config in {
-        "k-plus-zero": {"user": "+0"},
+        "k-zero-zero": {"user": "00"},
         "k-bad-mount": {"mounts": ["/nonexistent-gpuenv-mount:/x"]},
     }.items():
         folder = home / "data" / "kernels" / name
@@ -88,7 +88,8 @@ def private_files(server: ServerProcess, runtime: Path | None = None) -> list[Pa
 async def test_its_own_kernel_is_uid_0_without_capabilities(
     root_server: ServerProcess, notebooks: Path, docker_client: Any
 ) -> None:
-    code, kernel = await root_server.request("POST", "/api/kernels", {"name": PLAIN})
+    body = {"name": PLAIN, "path": ""}
+    code, kernel = await root_server.request("POST", "/api/kernels", body)
     assert code == 201, kernel
     try:
         (container,) = kernel_containers(docker_client, **{labels.KERNEL_ID: kernel["id"]})
@@ -114,7 +115,7 @@ async def test_its_own_kernel_is_uid_0_without_capabilities(
 
 
 async def test_a_root_uid_from_a_kernelspec_is_refused(root_server: ServerProcess) -> None:
-    code, reply = await root_server.request("POST", "/api/kernels", {"name": "k-plus-zero"})
+    code, reply = await root_server.request("POST", "/api/kernels", {"name": "k-zero-zero"})
     assert code == 403, reply
     assert "uid 0" in reply["message"]
 
