@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -355,7 +355,7 @@ def allowance_for(req: ContainerRequest, gpus: GpuSet) -> LaunchAllowance:
 
 
 def connection_file_for(
-    user: KernelUser, path: str, private_dir: str, kernel_id: str
+    user: KernelUser, path: str, private_dir: Callable[[], str], kernel_id: str
 ) -> str | None:
     """A copy of the connection file readable by ``user`` only, or None when not needed.
 
@@ -369,7 +369,7 @@ def connection_file_for(
     own = os.getuid()
     if user.uid == own or own != 0 or user.uid == 0:
         return None
-    folder = Path(private_dir)
+    folder = Path(private_dir())
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     folder.chmod(0o700)
     copy = folder / f"gpuenv-connection-{kernel_id}.json"

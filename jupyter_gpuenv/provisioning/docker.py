@@ -47,7 +47,7 @@ from .container_spec import (
 from .errors import KernelRefused, KernelStartFailed
 from .gpu_request import plan_gpus
 from .kernel_layer import ensure_layer, image_has_ipykernel
-from .launch_gate import check_create_arguments, is_secret_variable
+from .launch_gate import SECRETS_STAY_OUT, check_create_arguments, is_secret_variable
 from .orphans import private_connection_dir
 from .policy import DOCKER_KEYS, EffectiveLaunch
 from .readiness import PORT_NAMES, container_state, wait_until_ready
@@ -221,17 +221,17 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
             raise KernelStartFailed("Docker kernels need a KernelManager as parent.")
         original = os.path.realpath(km.connection_file)
         copy = connection_file_for(
-            user, original, private_connection_dir(), self.kernel_id or "kernel"
+            user, original, private_connection_dir, self.kernel_id or "kernel"
         )
         self._connection_copy = copy
         allowlist = list(config.docker_environment_allowlist)
         secret = [name for name in allowlist if is_secret_variable(name)]
         if secret:
             self.log.warning(
-                "Kernel %s: %s not passed to the container: the server's credentials never "
-                "enter kernel containers, even when in c.GpuEnv.docker_environment_allowlist",
+                "Kernel %s: %s not passed to the container: %s",
                 self.kernel_id,
                 ", ".join(secret),
+                SECRETS_STAY_OUT,
             )
         conda_env = env.location.get("conda_env")
         image_attrs = client.images.get(image_id).attrs.get("Config") or {}

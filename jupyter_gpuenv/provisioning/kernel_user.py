@@ -106,3 +106,31 @@ def group_name(gid: int) -> str:
         return grp.getgrgid(gid).gr_name
     except KeyError:
         return str(gid)
+
+
+def check_user(spec: object, allow_root: bool) -> tuple[KernelUser | None, str | None]:
+    """(the numeric user, None) when a kernelspec may run as ``spec``, else (None, why).
+
+    Judged on numbers after parsing: uid 0, gid 0 and system groups need
+    ``docker_allow_root``; a server that is not root starts kernels only as itself (its
+    kernels could not read their connection file as anybody else).
+    """
+    try:
+        user = parse_user(spec)
+    except UserSpecError as err:
+        return None, str(err)
+    own = KernelUser.of_server()
+    if allow_root:
+        return user, None
+    if user.is_root:
+        return None, f"user {spec!r} is uid 0 (root needs c.GpuEnv.docker_allow_root = True)"
+    if user.privileged_group(own.gid):
+        return None, (
+            f"user {spec!r} has the privileged group {group_name(user.gid)} ({user.gid}) "
+            "(it needs c.GpuEnv.docker_allow_root = True)"
+        )
+    if own.uid != 0 and user != own:
+        return None, (
+            f"user {spec!r}: this server runs as {own} and starts kernels only as that user"
+        )
+    return user, None

@@ -56,6 +56,10 @@ _NUMERIC_USER = re.compile(r"[0-9]+:[0-9]+")
 # Never handed to a kernel from the server's environment, even when allowlisted.
 SECRET_ENV_PREFIXES = ("JUPYTERHUB_",)
 SECRET_ENV_NAMES = frozenset({"JPY_API_TOKEN", "JUPYTER_TOKEN", "JUPYTER_SERVER_TOKEN"})
+SECRETS_STAY_OUT = (
+    "the server's credentials never enter kernel containers, even when in "
+    "c.GpuEnv.docker_environment_allowlist"
+)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,8 @@ from ..environments.model import Environment
 from ..errors import PolicyViolation
 from ..gpu.grant import NVIDIA_VISIBLE_DEVICES, read_user_grant
 from ..gpu_set import GpuSet, GpuSetError, gpu_key
-from .kernel_user import KernelUser, UserSpecError, group_name, parse_user
+from .kernel_user import check_user
+from .request_shapes import drop_misshapen
 
 # Keys a kernelspec may always carry: they select or narrow, never widen.
 SELECTING_KEYS = frozenset({"environment_id", "gpus", "cap_drop"})
@@ -90,48 +91,6 @@ DOCKER_KEYS = frozenset(
 LOCAL_KEYS = frozenset({"environment_id", "gpus"})
 
 
-def _text(value: object) -> bool:
-    return isinstance(value, str)
-
-
-def _size(value: object) -> bool:
-    return isinstance(value, (str, int)) and not isinstance(value, bool)
-
-
-def _number(value: object) -> bool:
-    if isinstance(value, bool):
-        return False
-    try:
-        return isinstance(value, (int, float, str)) and float(value) > 0
-    except ValueError:
-        return False
-
-
-def _mounts(value: object) -> bool:
-    return isinstance(value, list) and all(isinstance(m, (str, dict)) for m in value)
-
-
-def _names(value: object) -> bool:
-    return isinstance(value, list) and all(isinstance(c, str) for c in value)
-
-
-def _variables(value: object) -> bool:
-    return isinstance(value, dict) and all(
-        isinstance(k, str) and isinstance(v, (str, int, float)) for k, v in value.items()
-    )
-
-
-# The shape each kernelspec value must have (user and gpus are parsed on their own).
-VALUE_SHAPES: dict[str, tuple[Any, str]] = {
-    "environment_id": (_text, "a string"),
-    "image": (_text, "an image reference"),
-    "mounts": (_mounts, "a list of 'host:container[:ro]' strings or mappings"),
-    "mem_limit": (_size, "a size like '8g'"),
-    "shm_size": (_size, "a size like '2g'"),
-    "cpus": (_number, "a positive number"),
-    "cap_drop": (_names, "a list of capability names"),
-    "environment": (_variables, "a mapping of names to values"),
-}
 # Settings of the admin's docker_images entry that a Docker kernel is created with.
 LAUNCH_SETTING_KEYS = ("mounts", "mem_limit", "cpus", "shm_size", "user", "cap_drop")
 
@@ -238,34 +197,6 @@ def _configured_images(config: GpuEnv) -> dict[str, str]:
     return {config.docker_entry(name)["image"]: name for name in config.docker_images}
 
 
-def check_user(spec: object, allow_root: bool) -> tuple[KernelUser | None, str | None]:
-    """(the numeric user, None) when a kernelspec may run as ``spec``, else (None, why).
-
-    Judged on numbers after parsing: uid 0, gid 0 and system groups need
-    ``docker_allow_root``; a server that is not root starts kernels only as itself (its
-    kernels could not read their connection file as anybody else).
-    """
-    try:
-        user = parse_user(spec)
-    except UserSpecError as err:
-        return None, str(err)
-    own = KernelUser.of_server()
-    if allow_root:
-        return user, None
-    if user.is_root:
-        return None, f"user {spec!r} is uid 0 (root needs c.GpuEnv.docker_allow_root = True)"
-    if user.privileged_group(own.gid):
-        return None, (
-            f"user {spec!r} has the privileged group {group_name(user.gid)} ({user.gid}) "
-            "(it needs c.GpuEnv.docker_allow_root = True)"
-        )
-    if own.uid != 0 and user != own:
-        return None, (
-            f"user {spec!r}: this server runs as {own} and starts kernels only as that user"
-        )
-    return user, None
-
-
 def _check_gpus(wanted: GpuSet, allowed: GpuSet, grant: GpuSet | None) -> str | None:
     """None when the requested GPUs fit the allowed ones, else the refusal text."""
     if wanted.is_none or wanted.is_all:
@@ -323,12 +254,7 @@ def enforce_policy(
     """
     requested = dict(requested or {})
     restrict = bool(config.restrict_to_configured_images)
-    refused: list[str] = []
-    for key, value in list(requested.items()):
-        shape = VALUE_SHAPES.get(key)
-        if shape is not None and value is not None and not shape[0](value):
-            refused.append(f"{key}={value!r} (must be {shape[1]})")
-            del requested[key]
+    requested, refused = drop_misshapen(requested)
     entry_name, entry = _admin_entry(config, env)
     admin = entry or {}
 
