@@ -8,8 +8,11 @@ jupyter_client asks the provisioner to launch, poll, signal, wait for, kill and 
   ports of the connection file, which is mounted read-only;
 * has docker-init as PID 1, so ``docker kill --signal SIGINT`` reaches the kernel as a
   KeyboardInterrupt (interrupt) and exits with it;
-* runs as the server's uid:gid with the notebook folder mounted at the same path as its
-  working directory, so files belong to the user and relative paths work;
+* runs as the server's uid:gid (a root server's: the notebook folder's owner, else uid 0
+  without capabilities) with the notebook folder mounted at the same path as its working
+  directory, so files belong to the user and relative paths work;
+* is created only through the last gate (launch_gate.py), which refuses any argument
+  beyond the admin's policy whatever produced it;
 * is labelled with the kernel, the environment and the server instance (orphans.py
   removes it if the server dies) and removed on shutdown and on every restart (a restart
   is a new container: fresh state, the old one gone).

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from traitlets.config import Config
 
 from jupyter_gpuenv.config import GpuEnv
+from jupyter_gpuenv.docker.nvidia_runtime import GpuRuntime
 from jupyter_gpuenv.environments.cache import ProbeCache
 from jupyter_gpuenv.environments.model import environment_id, kernel_name_for
 from jupyter_gpuenv.environments.snapshot import environment_from_json
@@ -32,6 +33,7 @@ from jupyter_gpuenv.provisioning.container_spec import (
     create_arguments,
 )
 from jupyter_gpuenv.provisioning.errors import KernelStartFailed
+from jupyter_gpuenv.provisioning.gpu_request import plan_gpus
 from jupyter_gpuenv.provisioning.kernel_side import KERNEL_SIDE_IN_CONTAINER
 from jupyter_gpuenv.provisioning.launch_gate import check_create_arguments
 from jupyter_gpuenv.provisioning.orphans import ServerInstance
@@ -305,3 +307,37 @@ def test_cache_content_of_any_shape_is_ignored_or_read_as_facts(
         for item in cache.listing("k") or []:
             env = environment_from_json(item)
             assert env is not None and env.settings == {}
+
+
+MIG = "MIG-4a7c1a0e-0b55-5d11-9a8f-0e7f3b2c1d00"
+
+
+@pytest.mark.parametrize("runtime", [GpuRuntime("nvidia", "toolkit"), GpuRuntime("cdi", "specs")])
+@pytest.mark.parametrize("allowed", [GpuSet.all(), GpuSet.parse([0, 2]), GpuSet.parse([MIG])])
+def test_gpu_requests_pass_within_the_selection_and_stop_beyond_it(
+    runtime: GpuRuntime, allowed: GpuSet
+) -> None:
+    """What plan_gpus asks Docker for passes the gate; more GPUs than allowed do not."""
+    request = ContainerRequest(
+        kernel_id="k" * 32,
+        environment_id=ENV_ID,
+        image="sha256:" + "1" * 64,
+        python="/usr/bin/python3",
+        connection_file=str(CONNECTION),
+        cwd=str(NOTEBOOKS),
+        settings={},
+        instance=ServerInstance("sid", 1, "host", "1"),
+        device_requests=plan_gpus(allowed, runtime).device_requests,
+    )
+    args = create_arguments(request)
+    check_create_arguments(args, allowance_for(request, allowed))
+    if allowed.is_all:
+        return
+    narrower = GpuSet.parse([0]) if MIG not in (allowed.ids or ()) else GpuSet.none()
+    with pytest.raises(PolicyViolation, match="GPU"):
+        check_create_arguments(args, allowance_for(request, narrower))
+    widened = plan_gpus(GpuSet.all(), runtime).device_requests
+    with pytest.raises(PolicyViolation, match="GPU"):
+        check_create_arguments(
+            {**args, "device_requests": widened}, allowance_for(request, allowed)
+        )
