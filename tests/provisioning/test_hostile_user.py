@@ -11,21 +11,18 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from traitlets.config import Config
 
-from jupyter_gpuenv.config import GpuEnv
 from jupyter_gpuenv.docker import labels
 from jupyter_gpuenv.environments.model import environment_id, kernel_name_for
-from jupyter_gpuenv.environments.sources import Sources
 from tests.provisioning.conftest import kernel_containers
 from tests.provisioning.server_process import ServerProcess, make_shared_dir, start_server
 from tests.support.docker_engine import running_in_ci
-from tests.support.server_config import server_config
 from tests.support.system_user import SystemUser, UserUnavailable, system_user
 
 pytestmark = pytest.mark.docker
@@ -72,52 +69,41 @@ def unreadable_environments(envs: Path) -> None:
     (envs / "escaped" / "bin" / "python").symlink_to("/root/.gpuenv-hidden/bin/python3")
 
 
-def poisoned_cache(settings: dict[str, Any]) -> dict[str, Any]:
-    """The issue's attack: root and the host's / in the cached entry's settings."""
-    config = Config()
-    for name, value in server_config(**settings)["GpuEnv"].items():
-        setattr(config.GpuEnv, name, value)
-    key = Sources(GpuEnv(config=config)).config_key()
-    entry = {
-        "id": PLAIN_ID,
-        "name": "plain",
-        "kind": "docker",
-        "display_name": "plain",
-        "kernel_name": kernel_name_for(PLAIN_ID),
-        "location": {"image": settings["docker_images"]["plain"], "image_id": None},
-        "python_version": "3.11.2",
-        "python_executable": "/usr/bin/python3",
-        "torch_version": None,
-        "cuda_version": None,
-        "cudnn_version": None,
-        "torch_arch_list": [],
-        "ipykernel": True,
-        "labels": {},
-        "problems": [],
-        "compatibility": None,
-        "settings": {"mounts": ["/:/host"], "user": "root", "privileged": True},
-    }
-    probe = {"result": {"ipykernel": True, "mounts": ["/:/host"], "user": "root"}, "at": 1}
-    return {
-        "format": 2,
-        "probes": {"anything#x": probe},
-        "listing": [entry],
-        "listing_key": key,
-    }
+def listing_of(server: ServerProcess) -> dict[str, Any]:
+    """The environments as the server lists them (waits for its first scan)."""
+    request = urllib.request.Request(
+        f"{server.url}/gpuenv/api/environments", headers=server.headers
+    )
+    with urllib.request.urlopen(request, timeout=300) as response:
+        return json.loads(response.read())
+
+
+def poisoned(cache: dict[str, Any]) -> dict[str, Any]:
+    """The issue's attack on the file the server wrote: root and the host's / in every
+    listed environment's settings, and in every probe result."""
+    for item in cache["listing"]:
+        item["settings"] = {"mounts": ["/:/host"], "user": "root", "privileged": True}
+    for entry in cache["probes"].values():
+        entry["result"].update({"mounts": ["/:/host"], "user": "root"})
+    return cache
 
 
 def start_as(
-    user: SystemUser, settings: dict[str, Any], kernelspecs: dict[str, dict[str, Any]]
+    user: SystemUser,
+    settings: dict[str, Any],
+    kernelspecs: dict[str, dict[str, Any]],
+    cache: dict[str, Any] | None = None,
 ) -> ServerProcess:
     root_dir = make_shared_dir("gpuenv-hostile-nb-", user.uid, user.gid)
 
     def prepare(home: Path) -> None:
-        cache = home / "data" / "gpuenv" / "catalog-cache.json"
-        cache.parent.mkdir()
-        cache.write_text(json.dumps(poisoned_cache(settings)))
+        if cache is not None:
+            path = home / "data" / "gpuenv" / "catalog-cache.json"
+            path.parent.mkdir(parents=True)
+            path.write_text(json.dumps(cache))
         for name, config in kernelspecs.items():
             folder = home / "data" / "kernels" / name
-            folder.mkdir(parents=True)
+            folder.mkdir(parents=True, exist_ok=True)
             spec = {
                 "argv": [],
                 "display_name": name,
@@ -177,7 +163,16 @@ def restricted(hostile: SystemUser, python_kernel_image: str, tmp_path_factory) 
         "docker_environment_allowlist": ["JUPYTERHUB_API_TOKEN", "LANG"],
     }
     kernelspecs = {**HOSTILE_KERNELSPECS, "k-host-mount": {"mounts": ["/:/host"]}}
-    server = start_as(hostile, settings, kernelspecs)
+    # A first server writes the cache; the user poisons it; the next server starts with
+    # it while the sleeping environment holds its first scan back.
+    first = start_as(hostile, settings, kernelspecs)
+    try:
+        assert any(env["name"] == "plain" for env in listing_of(first)["environments"])
+        cache = json.loads((first.home / "data" / "gpuenv" / "catalog-cache.json").read_text())
+    finally:
+        first.stop()
+    assert cache["listing"], "the first server saved its listing"
+    server = start_as(hostile, settings, kernelspecs, poisoned(cache))
     yield server
     server.stop()
 
@@ -225,7 +220,7 @@ async def test_poisoned_cache_and_held_back_scan_give_no_root_and_no_host(
         await restricted.request("DELETE", f"/api/kernels/{kernel['id']}")
     assert "JUPYTERHUB_API_TOKEN not passed to the container" in restricted.log_text()
     saved = (restricted.home / "data" / "gpuenv" / "catalog-cache.json").read_text()
-    assert "settings" not in saved and "/host" not in saved
+    assert '"settings"' not in saved and "/host" not in saved, "the file was rebuilt"
 
 
 async def test_unreadable_folders_and_symlinks_are_problems_not_errors(
