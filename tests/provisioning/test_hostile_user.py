@@ -190,7 +190,7 @@ def inspect(docker_client: Any, kernel_id: str) -> dict[str, Any]:
     return container.attrs
 
 
-def leftovers(server: ServerProcess, secret_hint: str = "") -> list[str]:
+def leftovers(server: ServerProcess) -> list[str]:
     """Connection files (they hold the HMAC key) in the server's runtime dir."""
     runtime = server.home / "runtime"
     return sorted(
