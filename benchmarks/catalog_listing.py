@@ -107,7 +107,7 @@ def single_probes(prefixes: list[Path], images: dict[str, str], client) -> list[
             runs.append(time.perf_counter() - started)
         timings.append((statistics.median(runs), f"docker {name}", result))
     for _, what, result in timings:
-        assert not result.get("problems"), (what, result["problems"])
+        assert not result.problems, (what, result.problems)
     return timings
 
 

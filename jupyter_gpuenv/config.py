@@ -141,16 +141,19 @@ class GpuEnv(LoggingConfigurable):
 
     docker_allow_root = Bool(
         False,
-        help="""Run container kernels as root. By default they run as the server's
-        uid:gid so files written into the notebook folder belong to the user.""",
+        help="""Let kernelspecs ask for uid 0, gid 0 or a system group as their ``user``.
+        Kernels otherwise run as the server's uid:gid (a root server: the notebook
+        folder's owner, else uid 0 without capabilities), so files written into the
+        notebook folder belong to whoever owns the server's files.""",
     ).tag(config=True)
 
     docker_environment_allowlist = List(
         Unicode(),
         default_value=["LANG", "LC_ALL", "TZ"],
         help="""Names of the server's environment variables passed into containers. Nothing
-        else from the server's environment is passed (tokens and secrets stay out);
-        per-environment "environment" entries are added explicitly.""",
+        else from the server's environment is passed; JUPYTERHUB_* variables and the
+        server's tokens never are, even when listed. Per-environment "environment"
+        entries are added explicitly.""",
     ).tag(config=True)
 
     restrict_to_configured_images = Bool(

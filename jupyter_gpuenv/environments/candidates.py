@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .model import Environment, EnvironmentKind, environment_id, kernel_name_for
+from .probe_result import ProbeResult
 
 KIND_ORDER = {"conda": 0, "venv": 1, "docker": 2}
 
@@ -71,7 +72,7 @@ def prefix_candidate(
         discriminator=str(prefix),
         location={"prefix": str(prefix)},
         identity=identity,
-        python=str(python) if python.exists() else None,
+        python=str(python) if os.path.exists(python) else None,
         settings={"prefix": str(prefix)},
         problems=problems,
     )
@@ -114,12 +115,11 @@ def display_name_for(
     return " · ".join(parts)
 
 
-def build_environment(candidate: Candidate, probe: dict[str, Any] | None) -> Environment:
+def build_environment(candidate: Candidate, probe: ProbeResult | None) -> Environment:
     """Combine what discovery found with what the probe reported."""
-    probe = probe or {}
-    problems = list(candidate.problems) + list(probe.get("problems") or [])
-    ipykernel = bool(probe.get("ipykernel"))
-    if probe.get("python_version") and not ipykernel and candidate.kind != "docker":
+    probe = probe or ProbeResult()
+    problems = list(candidate.problems) + list(probe.problems)
+    if probe.python_version and not probe.ipykernel and candidate.kind != "docker":
         # Docker kernels get ipykernel from a derived layer; local envs must have it.
         prefix = candidate.location.get("prefix", "")
         problems.append(
@@ -130,10 +130,10 @@ def build_environment(candidate: Candidate, probe: dict[str, Any] | None) -> Env
     display_name = candidate.display_name or display_name_for(
         candidate.name,
         candidate.kind,
-        probe.get("python_version"),
-        probe.get("torch_version"),
-        probe.get("cuda_version"),
-        probe.get("hip_version"),
+        probe.python_version,
+        probe.torch_version,
+        probe.cuda_version,
+        probe.hip_version,
     )
     env_id = candidate.id
     return Environment(
@@ -143,14 +143,14 @@ def build_environment(candidate: Candidate, probe: dict[str, Any] | None) -> Env
         display_name=display_name,
         kernel_name=kernel_name_for(env_id),
         location=dict(candidate.location),
-        python_version=probe.get("python_version"),
-        python_executable=probe.get("python_executable") or candidate.python,
-        torch_version=probe.get("torch_version"),
-        cuda_version=probe.get("cuda_version"),
-        cudnn_version=probe.get("cudnn_version"),
-        torch_arch_list=list(probe.get("torch_arch_list") or []),
-        ipykernel=ipykernel,
-        ipykernel_version=probe.get("ipykernel_version") if ipykernel else None,
+        python_version=probe.python_version,
+        python_executable=probe.python_executable or candidate.python,
+        torch_version=probe.torch_version,
+        cuda_version=probe.cuda_version,
+        cudnn_version=probe.cudnn_version,
+        torch_arch_list=list(probe.torch_arch_list),
+        ipykernel=probe.ipykernel,
+        ipykernel_version=probe.ipykernel_version if probe.ipykernel else None,
         labels=dict(candidate.labels),
         problems=_unique(problems),
         settings=dict(candidate.settings),
@@ -180,8 +180,46 @@ def prefixes_in(
             entries = sorted(os.scandir(base), key=lambda e: e.name)
         except OSError:
             continue
-        found += [Path(e.path) for e in entries if e.is_dir() and is_prefix(Path(e.path))]
+        found += [Path(e.path) for e in entries if _is_dir(e) and is_prefix(Path(e.path))]
     return found
+
+
+def unreadable_in(dirs: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Subfolders of ``dirs`` the server's user cannot enter (listed with a problem)."""
+    found: list[Path] = []
+    for folder in dirs:
+        try:
+            entries = sorted(os.scandir(Path(folder).expanduser().absolute()), key=lambda e: e.name)
+        except OSError:
+            continue
+        found += [
+            Path(e.path) for e in entries if _is_dir(e) and not os.access(e.path, os.R_OK | os.X_OK)
+        ]
+    return found
+
+
+def unreadable_candidate(kind: EnvironmentKind, prefix: Path, error: OSError | None) -> Candidate:
+    """A prefix that cannot be read: listed with the reason, never probed."""
+    reason = error.strerror if error is not None and error.strerror else "permission denied"
+    return Candidate(
+        kind=kind,
+        name=prefix.name,
+        discriminator=str(prefix),
+        location={"prefix": str(prefix)},
+        identity=None,
+        settings={"prefix": str(prefix)},
+        problems=[
+            f"{prefix} cannot be read by the server's user ({reason}); fix its permissions "
+            "or remove it from the configured folders"
+        ],
+    )
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def unique_prefixes(paths: Iterable[Path]) -> list[Path]:

@@ -26,6 +26,7 @@ from .candidates import Candidate, build_environment
 from .export import export_environment
 from .model import Environment
 from .probe import ProbeCounter, ProbeSlots, probe_image, probe_prefix
+from .probe_result import ProbeResult
 from .pytorch_images import ImageConfigs
 from .snapshot import (
     Snapshot,
@@ -80,7 +81,9 @@ class Catalog:
         self._local_probes = ThreadPoolExecutor(workers, thread_name_prefix="gpuenv-probe")
         self._docker_work = ThreadPoolExecutor(8, thread_name_prefix="gpuenv-docker")
         self.sources = Sources(
-            config, on_new_prefixes=self._new_prefixes, image_configs=ImageConfigs(self._cache)
+            config,
+            on_new_prefixes=self._new_prefixes,
+            image_configs=ImageConfigs(self._cache.image_configs()),
         )
 
     def _new_prefixes(self) -> None:
@@ -148,7 +151,8 @@ class Catalog:
             return snapshot.environments
         self._request_scan(force=False)
         saved = self._cache.listing(self.sources.config_key())
-        return [environment_from_json(item) for item in saved or []]
+        restored = [environment_from_json(item) for item in saved or []]
+        return [env for env in restored if env is not None]
 
     # ---------------------------------------------------------------- public, async
     async def list_environments(self, refresh: bool = False) -> list[Environment]:
@@ -254,7 +258,7 @@ class Catalog:
         transient = False
         for candidate in candidates:
             probe = results[candidate.identity].result() if candidate.identity else None
-            transient = transient or bool(probe and probe.get("transient"))
+            transient = transient or bool(probe and probe.transient)
             env = build_environment(candidate, probe)
             if candidate.kind == "docker" and candidate.identity is None and previous:
                 keep_known_versions(env, previous.by_id.get(env.id))
@@ -291,7 +295,7 @@ class Catalog:
         pool = self._docker_work if candidate.kind == "docker" else self._local_probes
         return pool.submit(self._probe, candidate)
 
-    def _probe(self, candidate: Candidate) -> dict[str, Any]:
+    def _probe(self, candidate: Candidate) -> ProbeResult:
         assert candidate.identity is not None
         timeout = float(self.config.probe_timeout)
         self.probe_counter.add(candidate.kind)
@@ -299,7 +303,7 @@ class Catalog:
             try:
                 client = self.sources.docker_client(ping=False)
             except DockerUnavailable as exc:
-                result = {"problems": [exc.message], "transient": True}
+                result = ProbeResult.failed(exc.message, transient=True)
             else:
                 image_id = candidate.location["image_id"]
                 with self._slots.heavy():
@@ -309,10 +313,8 @@ class Catalog:
             with self._slots.light():
                 result = probe_prefix(candidate.python, candidate.location["prefix"], timeout)
         self._cache.put(candidate.identity, result)
-        listed = result.get("problems")
-        if self.log is not None and isinstance(listed, list) and listed:
-            problems = [str(p) for p in listed]
-            self.log.info("gpuenv probe of %s: %s", candidate.id, "; ".join(problems))
+        if self.log is not None and result.problems:
+            self.log.info("gpuenv probe of %s: %s", candidate.id, "; ".join(result.problems))
         return result
 
     def _annotate(self, environments: list[Environment]) -> None:

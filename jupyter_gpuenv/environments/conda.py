@@ -26,7 +26,7 @@ CONDA_ENV_LIST_TIMEOUT = 60.0
 
 
 def is_conda_prefix(path: Path) -> bool:
-    return (path / "conda-meta").is_dir()
+    return os.path.isdir(path / "conda-meta")
 
 
 def conda_prefixes(
@@ -57,7 +57,12 @@ def conda_candidate(prefix: Path, settings: CondaSettings) -> Candidate:
     name = "base" if settings.root_prefix and _same(prefix, settings.root_prefix) else prefix.name
     python = prefix / "bin" / "python"
     problems: list[str] = []
-    if not python.exists():
+    if os.path.islink(python) and not os.path.exists(python):
+        problems.append(
+            f"the environment's interpreter {python} points to {os.readlink(python)}, which "
+            "does not exist or the server's user cannot reach"
+        )
+    elif not os.path.exists(python):
         problems.append(
             f"no Python interpreter in this environment ({python} is missing); "
             f"install one with `conda install -p {prefix} python ipykernel`"

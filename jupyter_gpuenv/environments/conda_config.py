@@ -61,10 +61,13 @@ def condarc_paths(environ: Mapping[str, str] | None = None) -> list[Path]:
     files: list[Path] = []
     seen: set[Path] = set()
     for path in candidates:
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix in (".yml", ".yaml"))
+        if os.path.isdir(path):
+            try:
+                found = sorted(p for p in path.iterdir() if p.suffix in (".yml", ".yaml"))
+            except OSError:
+                found = []
         else:
-            found = [path] if path.is_file() else []
+            found = [path] if os.path.isfile(path) else []
         for item in found:
             if item not in seen:
                 seen.add(item)
@@ -76,20 +79,20 @@ def root_prefix(environ: Mapping[str, str] | None = None) -> Path | None:
     """conda's root (base) prefix: $CONDA_ROOT, then $CONDA_EXE's prefix, then $CONDA_PREFIX's."""
     env = os.environ if environ is None else environ
     for var in ROOT_PREFIX_VARS:
-        if env.get(var) and Path(env[var], "conda-meta").is_dir():
+        if env.get(var) and os.path.isdir(Path(env[var], "conda-meta")):
             return Path(env[var])
     exe = env.get("CONDA_EXE")
     if exe:
         # <root>/bin/conda or <root>/condabin/conda
         root = Path(exe).parent.parent
-        if (root / "conda-meta").is_dir():
+        if os.path.isdir(root / "conda-meta"):
             return root
     prefix = env.get("CONDA_PREFIX")
     if prefix:
         path = Path(prefix)
-        if path.parent.name == "envs" and (path.parent.parent / "conda-meta").is_dir():
+        if path.parent.name == "envs" and os.path.isdir(path.parent.parent / "conda-meta"):
             return path.parent.parent
-        if (path / "conda-meta").is_dir():
+        if os.path.isdir(path / "conda-meta"):
             return path
     return None
 
@@ -168,7 +171,7 @@ def conda_cli() -> str | None:
 
 def default_conda_envs_dirs() -> list[str]:
     """Default of ``c.GpuEnv.conda_envs_dirs``: conda's envs_dirs that exist."""
-    return [str(p) for p in CondaSettings.load().envs_dirs if p.is_dir()]
+    return [str(p) for p in CondaSettings.load().envs_dirs if os.path.isdir(p)]
 
 
 def _read_condarc(path: Path) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Run the probe script in an environment and turn whatever happens into a result dict.
+"""Run the probe script in an environment and turn whatever happens into a ProbeResult.
 
 Never raises for a broken environment: a timeout, a crash, a missing interpreter or an
 unreachable Docker engine becomes a ``problems`` entry. ``transient`` marks outcomes that
@@ -21,6 +21,7 @@ from typing import Any
 from ..docker.runs import ContainerRun, ImageMissing, run_in_image
 from ..errors import DockerUnavailable
 from ..kernel import probe_script
+from .probe_result import ProbeResult
 
 PROBE_NICENESS = 10
 ENV_DROP = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONSAFEPATH", "VIRTUAL_ENV")
@@ -103,7 +104,7 @@ class ProbeCounter:
         return self.local + self.docker
 
 
-def probe_prefix(python: str, prefix: str, timeout: float) -> dict[str, Any]:
+def probe_prefix(python: str, prefix: str, timeout: float) -> ProbeResult:
     """Probe a conda env or venv with its own interpreter, as a kernel would start it."""
     env = {k: v for k, v in os.environ.items() if k not in ENV_DROP}
     env["PATH"] = os.pathsep.join([os.path.join(prefix, "bin"), env.get("PATH", "")])
@@ -136,7 +137,7 @@ def probe_prefix(python: str, prefix: str, timeout: float) -> dict[str, Any]:
     return _interpret(run, timeout)
 
 
-def probe_image(client: Any, image_id: str, python: str | None, timeout: float) -> dict[str, Any]:
+def probe_image(client: Any, image_id: str, python: str | None, timeout: float) -> ProbeResult:
     """Probe an image in a short-lived container (``python3``, else ``python``, from its PATH)."""
     interpreters = [python] if python else ["python3", "python"]
     run: ContainerRun | None = None
@@ -159,7 +160,7 @@ def probe_image(client: Any, image_id: str, python: str | None, timeout: float) 
     return _interpret(run, timeout)
 
 
-def _interpret(run: ContainerRun, timeout: float) -> dict[str, Any]:
+def _interpret(run: ContainerRun, timeout: float) -> ProbeResult:
     data = probe_script.parse_output(run.stdout)
     if data is None:
         if run.timed_out:
@@ -172,23 +173,20 @@ def _interpret(run: ContainerRun, timeout: float) -> dict[str, Any]:
             f"{_last_line(run.stderr)}",
             transient=False,
         )
-    data["transient"] = False
-    data["probe_seconds"] = round(run.seconds, 3)
-    if data.get("torch_version") and not data.pop("torch_probed", False):
+    result = ProbeResult.from_probe_output(data)
+    result.probe_seconds = round(run.seconds, 3)
+    if result.torch_version and not data.get("torch_probed"):
         if run.timed_out:
-            data["problems"].append(
+            result.problems.append(
                 f"import torch did not finish within {timeout:g} s; cuDNN and arch list unknown"
             )
-            data["transient"] = True
+            result.transient = True
         else:
-            data["problems"].append(
+            result.problems.append(
                 f"import torch crashed the interpreter (exit {run.exit_code}): "
                 f"{_last_line(run.stderr)}"
             )
-    data.pop("torch_probed", None)
-    data.setdefault("cudnn_version", None)
-    data.setdefault("torch_arch_list", [])
-    return data
+    return result
 
 
 def _lower_priority(pid: int) -> None:
@@ -200,8 +198,8 @@ def _lower_priority(pid: int) -> None:
         pass  # the process already exited, or the platform has no priorities
 
 
-def _failed(message: str, transient: bool) -> dict[str, Any]:
-    return {"problems": [message], "transient": transient}
+def _failed(message: str, transient: bool) -> ProbeResult:
+    return ProbeResult.failed(message, transient)
 
 
 def _text(value: bytes | str | None) -> str:

@@ -70,12 +70,56 @@ def still_known_docker(
 
 
 def environment_to_json(env: Environment) -> dict[str, Any]:
-    """The REST form plus ``settings``, for the listing saved on disk."""
-    data = env.to_json()
-    data["settings"] = env.settings
-    return data
+    """The REST form, for the listing saved on disk (``settings`` never leave memory)."""
+    return env.to_json()
 
 
-def environment_from_json(data: dict[str, Any]) -> Environment:
-    names = {f.name for f in dataclasses.fields(Environment)}
-    return Environment(**{k: v for k, v in data.items() if k in names})
+_TEXT_FIELDS = ("id", "name", "display_name", "kernel_name")
+_OPTIONAL_TEXT_FIELDS = (
+    "python_version",
+    "python_executable",
+    "torch_version",
+    "cuda_version",
+    "cudnn_version",
+)
+_LOCATION_KEYS = frozenset({"prefix", "image", "image_id", "conda_env"})
+
+
+def environment_from_json(data: object) -> Environment | None:
+    """An Environment from a saved listing item, or None when the item is not our shape.
+
+    The file is the user's to write: only the public fields are read, each of its type;
+    ``settings`` are never read back (launches take them from the admin's configuration).
+    """
+    if not isinstance(data, dict):
+        return None
+    public = {f.name for f in dataclasses.fields(Environment)} - {"settings"}
+    if set(data) != public:
+        return None
+    if not all(isinstance(data[k], str) for k in _TEXT_FIELDS):
+        return None
+    if data["kind"] not in ("conda", "venv", "docker"):
+        return None
+    if not all(data[k] is None or isinstance(data[k], str) for k in _OPTIONAL_TEXT_FIELDS):
+        return None
+    location = data["location"]
+    if not isinstance(location, dict) or not set(location) <= _LOCATION_KEYS:
+        return None
+    if not all(v is None or isinstance(v, str) for v in location.values()):
+        return None
+    if not _texts(data["torch_arch_list"]) or not _texts(data["problems"]):
+        return None
+    labels = data["labels"]
+    if not isinstance(labels, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+    ):
+        return None
+    if not isinstance(data["ipykernel"], bool):
+        return None
+    if data["compatibility"] is not None and not isinstance(data["compatibility"], dict):
+        return None
+    return Environment(**data)
+
+
+def _texts(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)

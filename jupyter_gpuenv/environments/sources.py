@@ -18,8 +18,9 @@ from typing import Any
 from ..docker.client import docker_client, forget, unreachable_message
 from ..errors import DockerUnavailable
 from . import conda, docker_images, venv
-from .candidates import Candidate
+from .candidates import Candidate, unreadable_candidate, unreadable_in
 from .conda_config import CondaSettings, conda_cli, default_conda_envs_dirs
+from .model import EnvironmentKind
 from .pytorch_images import ImageConfigs
 
 CONDA_CLI_INTERVAL = 300.0
@@ -62,8 +63,19 @@ class Sources:
         conda_dirs = default_conda_envs_dirs() if configured is None else configured
         dirs = [*conda_dirs, *self.config.venv_dirs]
         prefixes = conda.conda_prefixes(dirs, settings, self._cli_prefixes)
-        found = [conda.conda_candidate(p, settings) for p in prefixes]
-        found += [venv.venv_candidate(p) for p in venv.venv_prefixes(self.config.venv_dirs)]
+        found = [
+            _described("conda", p, lambda p: conda.conda_candidate(p, settings)) for p in prefixes
+        ]
+        found += [
+            _described("venv", p, venv.venv_candidate)
+            for p in venv.venv_prefixes(self.config.venv_dirs)
+        ]
+        known = {c.discriminator for c in found}
+        found += [
+            unreadable_candidate("conda", p, None)
+            for p in unreadable_in(conda_dirs)
+            if str(p) not in known
+        ]
         return found
 
     def docker_candidates(self) -> tuple[list[Candidate], str | None]:
@@ -113,3 +125,13 @@ class Sources:
                 self.on_new_prefixes()
 
         threading.Thread(target=work, name="gpuenv-conda-env-list", daemon=True).start()
+
+
+def _described(
+    kind: EnvironmentKind, prefix: Path, describe: Callable[[Path], Candidate]
+) -> Candidate:
+    """``describe(prefix)``; a file the server's user cannot read makes a problem entry."""
+    try:
+        return describe(prefix)
+    except OSError as err:
+        return unreadable_candidate(kind, prefix, err)

@@ -19,7 +19,7 @@ from .candidates import (
 
 
 def is_venv_prefix(path: Path) -> bool:
-    return (path / "pyvenv.cfg").is_file() and not (path / "conda-meta").is_dir()
+    return os.path.isfile(path / "pyvenv.cfg") and not os.path.isdir(path / "conda-meta")
 
 
 def venv_prefixes(venv_dirs: Iterable[str | os.PathLike[str]]) -> list[Path]:
@@ -55,7 +55,7 @@ def venv_site_packages(prefix: Path) -> Path:
     major_minor = ".".join(version.split(".")[:2])
     if major_minor:
         path = prefix / "lib" / f"python{major_minor}" / "site-packages"
-        if path.is_dir():
+        if os.path.isdir(path):
             return path
     for candidate in sorted((prefix / "lib").glob("python3.*/site-packages")):
         return candidate
@@ -66,9 +66,13 @@ def venv_candidate(prefix: Path) -> Candidate:
     """Describe one venv without running its interpreter."""
     python = prefix / "bin" / "python"
     problems: list[str] = []
-    if not python.exists():
-        target = os.readlink(python) if python.is_symlink() else None
-        reason = f"it points to {target}, which no longer exists" if target else "it is missing"
+    if not os.path.exists(python):
+        target = os.readlink(python) if os.path.islink(python) else None
+        reason = (
+            f"it points to {target}, which does not exist or the server's user cannot reach"
+            if target
+            else "it is missing"
+        )
         problems.append(f"the venv's interpreter {python} cannot run ({reason}); recreate the venv")
     return prefix_candidate("venv", venv_name(prefix), prefix, venv_identity(prefix), problems)
 

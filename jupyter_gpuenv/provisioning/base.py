@@ -36,11 +36,17 @@ class GpuEnvProvisionerMixin(LoggingConfigurable):
     _gpuenv_config: GpuEnv | None = None
 
     def __init__(self, **kwargs: Any) -> None:
-        known = set(self.class_trait_names())
-        # Other keys of the kernelspec's provisioner config are requests (gpus, mounts,
-        # ...) that the admin policy checks at launch.
-        self.requested_config = {k: kwargs.pop(k) for k in list(kwargs) if k not in known}
-        super().__init__(**kwargs)
+        # jupyter_client passes these three itself; every other keyword comes from the
+        # kernelspec's provisioner config. Of those only environment_id sets a trait: the
+        # rest (gpus, mounts, ... and names like "config" or "log" that would otherwise
+        # reach traitlets) are requests that the admin policy checks at launch.
+        own: dict[str, Any] = {
+            k: kwargs.pop(k) for k in ("kernel_id", "kernel_spec", "parent") if k in kwargs
+        }
+        if "environment_id" in kwargs and isinstance(kwargs["environment_id"], str):
+            own["environment_id"] = kwargs.pop("environment_id")
+        self.requested_config = dict(kwargs)
+        super().__init__(**own)
 
     @property
     def gpuenv_config(self) -> GpuEnv:
@@ -49,12 +55,17 @@ class GpuEnvProvisionerMixin(LoggingConfigurable):
             self._gpuenv_config = gpuenv_config_for(self)
         return self._gpuenv_config
 
-    def apply_policy(self, env: Environment) -> EffectiveLaunch:
-        """What this launch may use; a refusal becomes a 403 the user can read."""
+    def apply_policy(self, env: Environment, supported: frozenset[str]) -> EffectiveLaunch:
+        """What this launch may use; a refusal becomes a 403 the user can read.
+
+        ``supported``: the kernelspec keys the provisioner uses; others are refused.
+        """
         requested = dict(self.requested_config, environment_id=self.environment_id)
         name = getattr(self.kernel_spec, "name", None) or getattr(self.parent, "kernel_name", None)
         try:
-            launch = enforce_policy(self.gpuenv_config, env, requested, kernel_name=name)
+            launch = enforce_policy(
+                self.gpuenv_config, env, requested, kernel_name=name, supported=supported
+            )
         except PolicyViolation as err:
             raise KernelRefused(err.message) from err
         for note in launch.notes:

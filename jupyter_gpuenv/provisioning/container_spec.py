@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 from docker.types import Mount
 
 from ..docker import labels
+from ..gpu_set import GpuSet
 from ..kernel import KERNEL_PACKAGE
 from .errors import KernelStartFailed
 from .kernel_side import (
@@ -24,11 +25,18 @@ from .kernel_side import (
     kernel_side_env,
     kernel_side_sources,
 )
+from .kernel_user import KernelUser, parse_user
+from .launch_gate import (
+    NO_NEW_PRIVILEGES,
+    LaunchAllowance,
+    MountGrant,
+    is_secret_variable,
+)
 from .orphans import ServerInstance, container_user_label
 
 CONNECTION_FILE_IN_CONTAINER = f"{KERNEL_SIDE_IN_CONTAINER}/run/connection.json"
 CONTAINER_HOME = "/home/gpuenv"
-NOBODY = (65534, 65534)
+
 # Never mounted as a kernel's working directory: they would shadow the image's system.
 SYSTEM_DIRS = frozenset(
     {
@@ -92,25 +100,32 @@ def container_name(environment_id: str, kernel_id: str) -> str:
     return name[:120] or f"gpuenv-{kernel_id[:8]}"
 
 
-def container_user(cwd: str | None, allow_root: bool, requested: str | None = None) -> str:
-    """uid:gid the kernel runs as: the server's user, never root unless allowed.
+def container_user(
+    cwd: str | None, allow_root: bool, requested: str | None = None
+) -> tuple[KernelUser, bool]:
+    """(uid:gid the kernel runs as, whether it runs as root by request).
 
-    A server running as root (without docker_allow_root) runs kernels as the owner of
-    the notebook folder when that is not root, else as nobody.
+    ``requested`` is a ``user`` setting already allowed by the policy (the admin's, or a
+    kernelspec's). Otherwise the kernel runs as the server's user. A root server runs it
+    as the notebook folder's owner when that is not root, else as uid 0 confined by
+    create_arguments (every capability dropped, no new privileges): its files belong to
+    whoever owns the server's files, and it never has more rights than the server.
+    ``allow_root`` only says what a ``user`` setting may ask for.
     """
     if requested:
-        return str(requested)
-    uid, gid = os.getuid(), os.getgid()
-    if uid != 0 or allow_root:
-        return f"{uid}:{gid}"
+        user = parse_user(requested)
+        return user, user.is_root
+    own = KernelUser.of_server()
+    if own.uid != 0:
+        return own, False
     if cwd:
         try:
             st = os.stat(cwd)
         except OSError:
             st = None
         if st is not None and st.st_uid != 0:
-            return f"{st.st_uid}:{st.st_gid}"
-    return f"{NOBODY[0]}:{NOBODY[1]}"
+            return KernelUser(st.st_uid, st.st_gid), False
+    return KernelUser(0, 0), False
 
 
 def parse_mount(spec: Any) -> Mount:
@@ -151,7 +166,7 @@ def container_environment(req: ContainerRequest, user: str) -> dict[str, str]:
     """Only what the admin allowed from the server, plus explicit and kernel variables."""
     env: dict[str, str] = {}
     for name in req.env_allowlist:
-        if name in req.server_env:
+        if name in req.server_env and not is_secret_variable(name):
             env[name] = req.server_env[name]
     configured = req.settings.get("environment") or {}
     if not isinstance(configured, Mapping):
@@ -159,7 +174,7 @@ def container_environment(req: ContainerRequest, user: str) -> dict[str, str]:
     env.update({str(k): str(v) for k, v in configured.items()})
     if req.session_name:
         env["JPY_SESSION_NAME"] = req.session_name
-    if not user.startswith("0:") and user not in ("0", "root"):
+    if not user.startswith("0:"):
         env.setdefault("HOME", CONTAINER_HOME)
     if req.conda_prefix_in_image:
         prefix = req.conda_prefix_in_image
@@ -257,7 +272,8 @@ def container_labels(req: ContainerRequest) -> dict[str, str]:
 
 def create_arguments(req: ContainerRequest) -> dict[str, Any]:
     """Keyword arguments of ``client.containers.create`` for this kernel."""
-    user = container_user(req.cwd, req.allow_root, req.settings.get("user"))
+    kernel_user, root_by_request = container_user(req.cwd, req.allow_root, req.settings.get("user"))
+    user = str(kernel_user)
     command = kernel_command(req)
     args: dict[str, Any] = {
         "image": req.image,
@@ -276,6 +292,8 @@ def create_arguments(req: ContainerRequest) -> dict[str, Any]:
         "detach": True,
         "stdin_open": False,
         "tty": False,
+        # setuid programs of the image (sudo, su) cannot raise the kernel's rights.
+        "security_opt": [NO_NEW_PRIVILEGES],
         **resource_limits(req.settings),
     }
     cwd = working_dir(req.cwd)
@@ -285,8 +303,11 @@ def create_arguments(req: ContainerRequest) -> dict[str, Any]:
         args["tmpfs"] = {CONTAINER_HOME: "rw,mode=1777,size=1g"}
     if req.device_requests:
         args["device_requests"] = req.device_requests
-    if req.settings.get("cap_drop"):
-        args["cap_drop"] = list(req.settings["cap_drop"])
+    cap_drop = [str(c) for c in req.settings.get("cap_drop") or []]
+    if kernel_user.is_root and not root_by_request:
+        cap_drop = ["ALL"]
+    if cap_drop:
+        args["cap_drop"] = cap_drop
     return args
 
 
@@ -298,22 +319,68 @@ def _image_env_value(image_env: list[str], name: str) -> str | None:
     return None
 
 
-def connection_file_for(user: str, path: str, runtime_dir: str, kernel_id: str) -> str:
-    """The connection file the container can read as ``user``.
+def allowance_for(req: ContainerRequest, gpus: GpuSet) -> LaunchAllowance:
+    """What the last gate lets this kernel have: built from the server and the settings
+    the policy passed (the admin's entry, read at launch, and allowed kernelspec keys)."""
+    server = KernelUser.of_server()
+    allowance = LaunchAllowance(server=server, users={server}, gpus=gpus)
+    if server.uid == 0:
+        allowance.users.add(KernelUser(0, 0))
+        owner, _ = container_user(req.cwd, req.allow_root)
+        if not owner.is_root:
+            allowance.granted_users.add(owner)
+    if req.settings.get("user"):
+        wanted = parse_user(req.settings["user"])
+        allowance.users.add(wanted)
+        if req.allow_root and (wanted.is_root or wanted.privileged_group(server.gid)):
+            allowance.granted_users.add(wanted)
+    package, pynvml = kernel_side_sources()
+    allowance.mounts |= {
+        MountGrant(req.connection_file, CONNECTION_FILE_IN_CONTAINER, read_only=True),
+        MountGrant(str(package), f"{KERNEL_SIDE_IN_CONTAINER}/{KERNEL_PACKAGE}", True),
+    }
+    if pynvml is not None:
+        allowance.mounts.add(
+            MountGrant(str(pynvml), f"{KERNEL_SIDE_IN_CONTAINER}/fallback/pynvml.py", True)
+        )
+    cwd = working_dir(req.cwd)
+    if cwd:
+        allowance.mounts.add(MountGrant(cwd, cwd))
+        allowance.working_dirs.add(cwd)
+    for spec in req.settings.get("mounts") or []:
+        mount = parse_mount(spec)
+        allowance.mounts.add(MountGrant(mount["Source"], mount["Target"], mount["ReadOnly"]))
+    allowance.tmpfs_targets.add(CONTAINER_HOME)
+    return allowance
 
-    jupyter_client writes it 0600 for the server's user; when the kernel runs as another
-    uid (a root server without docker_allow_root) a private copy owned by that uid is
-    mounted instead.
+
+def connection_file_for(
+    user: KernelUser, path: str, private_dir: Callable[[], str], kernel_id: str
+) -> str | None:
+    """A copy of the connection file readable by ``user`` only, or None when not needed.
+
+    jupyter_client writes it 0600 for the server's user. When the kernel runs as another
+    uid (a root server's kernel as the notebook folder's owner, or a kernelspec's user) a
+    copy owned by that uid, mode 0400, is made in ``private_dir`` (0700, the server's:
+    nobody else can list or enter it; Docker mounts the file itself). A server that is
+    not root cannot give a file away: its kernels run as itself (the policy sees to it),
+    or as root allowed by the admin, which reads the original.
     """
-    uid_text, _, gid_text = user.partition(":")
-    if not uid_text.isdigit() or int(uid_text) == os.getuid():
-        return path
-    uid, gid = int(uid_text), int(gid_text or uid_text)
-    Path(runtime_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
-    copy = Path(runtime_dir) / f"gpuenv-connection-{kernel_id}.json"
+    own = os.getuid()
+    if user.uid == own or own != 0 or user.uid == 0:
+        return None
+    folder = Path(private_dir())
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    copy = folder / f"gpuenv-connection-{kernel_id}.json"
     data = Path(path).read_bytes()
-    fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.chown(copy, uid, gid)
+    fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o400)
+    try:
+        os.fchown(fd, user.uid, user.gid)
+        with os.fdopen(fd, "wb") as f:
+            fd = -1
+            f.write(data)
+    finally:
+        if fd >= 0:
+            os.close(fd)
     return str(copy)

@@ -8,8 +8,11 @@ jupyter_client asks the provisioner to launch, poll, signal, wait for, kill and 
   ports of the connection file, which is mounted read-only;
 * has docker-init as PID 1, so ``docker kill --signal SIGINT`` reaches the kernel as a
   KeyboardInterrupt (interrupt) and exits with it;
-* runs as the server's uid:gid with the notebook folder mounted at the same path as its
-  working directory, so files belong to the user and relative paths work;
+* runs as the server's uid:gid (a root server's: the notebook folder's owner, else uid 0
+  without capabilities) with the notebook folder mounted at the same path as its working
+  directory, so files belong to the user and relative paths work;
+* is created only through the last gate (launch_gate.py), which refuses any argument
+  beyond the admin's policy whatever produced it;
 * is labelled with the kernel, the environment and the server instance (orphans.py
   removes it if the server dies) and removed on shutdown and on every restart (a restart
   is a new container: fresh state, the old one gone).
@@ -29,26 +32,29 @@ import zmq
 from docker.errors import APIError, ImageNotFound, NotFound
 from jupyter_client.connect import KernelConnectionInfo, LocalPortCache
 from jupyter_client.provisioning import KernelProvisionerBase
-from jupyter_core.paths import jupyter_runtime_dir
 
 from ..docker import labels
 from ..docker.client import DaemonUnreachable
 from ..docker.nvidia_runtime import detect_runtime
 from ..environments.model import Environment
+from ..errors import PolicyViolation
 from . import kernel_history, orphans
 from .base import GpuEnvProvisionerMixin
 from .container_spec import (
     ContainerRequest,
+    allowance_for,
     connection_file_for,
     container_user,
     create_arguments,
 )
 from .container_watch import UNREACHABLE, mark_reachable, mark_unreachable, read_container_exit
-from .errors import KernelDisconnected, KernelStartFailed
+from .errors import KernelDisconnected, KernelRefused, KernelStartFailed
 from .gpu_request import plan_gpus
 from .kernel_layer import ensure_layer, image_has_ipykernel
 from .kernel_side import START_WARNING_ENV
-from .policy import EffectiveLaunch
+from .launch_gate import SECRETS_STAY_OUT, check_create_arguments, is_secret_variable
+from .orphans import private_connection_dir
+from .policy import DOCKER_KEYS, EffectiveLaunch
 from .readiness import PORT_NAMES, container_state, wait_until_ready
 
 
@@ -84,7 +90,7 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
                 "gpuenv-local-provisioner."
             )
         self._env = env
-        self._launch = self.apply_policy(env)
+        self._launch = self.apply_policy(env, DOCKER_KEYS)
         self._start_warning = self.check_compatibility(env)
         km = self.parent
         if km is None:
@@ -139,11 +145,15 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
             raise KernelStartFailed(err.message) from err
         await asyncio.to_thread(orphans.remove_orphans_once, client, self.log)
         image_id, python = await self._kernel_image(client)
-        request = await asyncio.to_thread(
-            self._container_request, client, image_id, python, kwargs.get("env") or {}
-        )
-        started = time.monotonic()
-        container = await asyncio.to_thread(self._create, client, request)
+        try:
+            request = await asyncio.to_thread(
+                self._container_request, client, image_id, python, kwargs.get("env") or {}
+            )
+            started = time.monotonic()
+            container = await asyncio.to_thread(self._create, client, request)
+        except BaseException:
+            self._remove_connection_copy()
+            raise
         self.container_id, self.container_name = container.id, container.name
         orphans.track(container.id, self.gpuenv_config.docker_host or None)
         try:
@@ -214,42 +224,37 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
         self, client: Any, image_id: str, python: str, server_env: dict[str, str]
     ) -> ContainerRequest:
         (env, launch), config = self._prepared(), self.gpuenv_config
-        settings = dict(env.settings or {})
-        for key in ("mounts", "mem_limit", "cpus", "shm_size", "user", "cap_drop"):
-            if key in launch.overrides:
-                settings[key] = launch.overrides[key]
-        if "environment" in launch.overrides:
-            settings["environment"] = {
-                **(settings.get("environment") or {}),
-                **launch.overrides["environment"],
-            }
-        previous_exit = kernel_history.previous_exit_environment(self.kernel_id)
-        if previous_exit:
-            settings["environment"] = {**(settings.get("environment") or {}), **previous_exit}
+        # The admin's entry as read at launch, then what the policy let through; never
+        # the catalog's copy (its cache file is the user's to write).
+        settings = launch.settings()
+        # Ours, for the kernel side: how the previous kernel process ended, and the
+        # doctor's warning when an incompatible start was allowed.
+        kernel_notes = dict(kernel_history.previous_exit_environment(self.kernel_id))
         if self._start_warning:
-            settings["environment"] = {
-                **(settings.get("environment") or {}),
-                START_WARNING_ENV: self._start_warning,
-            }
-        ignored = sorted(set(launch.overrides) - set(settings) - {"environment_id", "gpus"})
-        if ignored:
-            self.log.warning(
-                "Kernel %s: kernelspec settings %s are not used by Docker kernels",
-                self.kernel_id,
-                ignored,
-            )
+            kernel_notes[START_WARNING_ENV] = self._start_warning
+        if kernel_notes:
+            settings["environment"] = {**(settings.get("environment") or {}), **kernel_notes}
         gpu_plan = plan_gpus(launch.gpus, detect_runtime(client))
         for note in gpu_plan.notes:
             self.log.warning("Kernel %s (%s): %s", self.kernel_id, env.name, note)
-        user = container_user(self.cwd, config.docker_allow_root, settings.get("user"))
+        user, _ = container_user(self.cwd, config.docker_allow_root, settings.get("user"))
         km = self.parent
         if km is None:
             raise KernelStartFailed("Docker kernels need a KernelManager as parent.")
         original = os.path.realpath(km.connection_file)
-        connection = connection_file_for(
-            user, original, jupyter_runtime_dir(), self.kernel_id or "kernel"
+        copy = connection_file_for(
+            user, original, private_connection_dir, self.kernel_id or "kernel"
         )
-        self._connection_copy = connection if connection != original else None
+        self._connection_copy = copy
+        allowlist = list(config.docker_environment_allowlist)
+        secret = [name for name in allowlist if is_secret_variable(name)]
+        if secret:
+            self.log.warning(
+                "Kernel %s: %s not passed to the container: %s",
+                self.kernel_id,
+                ", ".join(secret),
+                SECRETS_STAY_OUT,
+            )
         conda_env = env.location.get("conda_env")
         image_attrs = client.images.get(image_id).attrs.get("Config") or {}
         return ContainerRequest(
@@ -257,13 +262,13 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
             environment_id=env.id,
             image=image_id,
             python=python,
-            connection_file=connection,
+            connection_file=copy or original,
             cwd=self.cwd,
             settings=settings,
             instance=orphans.this_instance(),
             hub_user=config.hub_user,
             server_env=dict(os.environ),
-            env_allowlist=list(config.docker_environment_allowlist),
+            env_allowlist=[name for name in allowlist if name not in secret],
             image_env=list(image_attrs.get("Env") or []),
             gpu_environment=gpu_plan.environment,
             device_requests=gpu_plan.device_requests,
@@ -274,7 +279,13 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
         )
 
     def _create(self, client: Any, request: ContainerRequest) -> Any:
+        """Docker's create, behind the last gate: nothing beyond the policy reaches it."""
+        _, launch = self._prepared()
         args = create_arguments(request)
+        try:
+            check_create_arguments(args, allowance_for(request, launch.gpus))
+        except PolicyViolation as err:
+            raise KernelRefused(err.message) from err
         try:
             return client.containers.create(**args)
         except APIError as err:
@@ -406,6 +417,9 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
                 orphans.untrack(container_id)
         self.container_id = None
         self._exited = True
+        self._remove_connection_copy()
+
+    def _remove_connection_copy(self) -> None:
         if self._connection_copy:
             pathlib.Path(self._connection_copy).unlink(missing_ok=True)
             self._connection_copy = None

@@ -28,7 +28,7 @@ from .kernel_side import (
     local_kernel_side_dir,
     use_curve,
 )
-from .policy import EffectiveLaunch, local_gpu_environment
+from .policy import LOCAL_KEYS, EffectiveLaunch, local_gpu_environment
 
 
 # LocalProvisioner's metaclass derives from traitlets' and ABCMeta; mypy cannot see it.
@@ -43,7 +43,7 @@ class LocalEnvProvisioner(GpuEnvProvisionerMixin, LocalProvisioner):  # type: ig
                 f"Environment {env.id!r} is a {env.kind} environment; its kernelspec must use "
                 "gpuenv-docker-provisioner."
             )
-        launch = self.apply_policy(env)
+        launch = self.apply_policy(env, LOCAL_KEYS)
         warning = self.check_compatibility(env)
         prefix = str(env.location.get("prefix") or "")
         python = env.python_executable or os.path.join(prefix, "bin", "python")

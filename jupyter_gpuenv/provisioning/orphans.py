@@ -11,6 +11,10 @@ containers whose owner is gone:
 * at normal interpreter exit, containers this process started and did not clean up are
   removed (jupyter_client users that exit without shutting their kernel down).
 
+Copies of connection files (they hold the kernel's HMAC key) live in a private folder
+per server process (:func:`private_connection_dir`); the same sweep removes the folders
+of processes that are gone.
+
 Owners on another host (a shared daemon) cannot be checked and are left alone.
 """
 
@@ -21,10 +25,14 @@ import getpass
 import logging
 import os
 import secrets
+import shutil
 import socket
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from jupyter_core.paths import jupyter_runtime_dir
 
 from ..docker import labels
 from ..docker.client import DaemonUnreachable, docker_client
@@ -142,6 +150,58 @@ def remove_orphans(client: Any, log: Any = None) -> list[str]:
     return removed
 
 
+PRIVATE_DIR_PREFIX = "gpuenv-private-"
+LEGACY_CONNECTION_GLOB = "gpuenv-connection-*.json"
+
+
+def private_connection_dir(runtime_dir: str | None = None) -> str:
+    """This process's folder for connection-file copies: ``<runtime>/gpuenv-private-<pid>-<start>``.
+
+    Created 0700 on first use; named after the process so a later server can tell
+    whether its owner is alive.
+    """
+    me = this_instance()
+    base = Path(runtime_dir or jupyter_runtime_dir())
+    folder = base / f"{PRIVATE_DIR_PREFIX}{me.pid}-{me.started or '0'}"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return str(folder)
+
+
+def remove_stale_connection_files(runtime_dir: str | None = None, log: Any = None) -> list[str]:
+    """Remove private folders of server processes that are gone, and loose copies."""
+    base = Path(runtime_dir or jupyter_runtime_dir())
+    removed: list[str] = []
+    try:
+        entries = list(base.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        if entry.name.startswith(PRIVATE_DIR_PREFIX) and entry.is_dir():
+            pid_text, _, started = entry.name[len(PRIVATE_DIR_PREFIX) :].partition("-")
+            if pid_text.isdigit() and _process_alive(int(pid_text), started):
+                continue
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(str(entry))
+        elif entry.match(LEGACY_CONNECTION_GLOB):
+            entry.unlink(missing_ok=True)  # written by older versions, owner unknown
+            removed.append(str(entry))
+    if removed:
+        (log or _log).info("Removed connection files of servers that are gone: %s", removed)
+    return removed
+
+
+def _process_alive(pid: int, started: str) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return started in ("", "0") or process_start_time(pid) in (None, started)
+
+
 _swept = False
 _swept_lock = threading.Lock()
 
@@ -153,6 +213,7 @@ def remove_orphans_once(client: Any, log: Any = None) -> None:
         if _swept:
             return
         _swept = True
+    remove_stale_connection_files(log=log)
     try:
         remove_orphans(client, log)
     except Exception as err:
@@ -167,6 +228,7 @@ def start_orphan_sweep(log: Any = None, docker_host: str | None = None) -> threa
             client = docker_client(docker_host)
         except DaemonUnreachable as err:
             (log or _log).debug("No orphan sweep: %s", err)
+            remove_stale_connection_files(log=log)
             return
         remove_orphans_once(client, log)
 

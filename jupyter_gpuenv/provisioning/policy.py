@@ -26,6 +26,8 @@ from ..environments.model import Environment
 from ..errors import PolicyViolation
 from ..gpu.grant import NVIDIA_VISIBLE_DEVICES, read_user_grant
 from ..gpu_set import GpuSet, GpuSetError, gpu_key
+from .kernel_user import check_user
+from .request_shapes import drop_misshapen
 
 # Keys a kernelspec may always carry: they select or narrow, never widen.
 SELECTING_KEYS = frozenset({"environment_id", "gpus", "cap_drop"})
@@ -71,7 +73,26 @@ HOST_ACCESS_KEYS: dict[str, str] = {
 # Environment variables that control which GPUs the NVIDIA runtime hands a container.
 GPU_CONTROL_ENV_PREFIX = "NVIDIA_"
 
-ROOT_USERS = frozenset({"root", "0"})
+# What each provisioner reads from a kernelspec; any other key is refused, not ignored.
+DOCKER_KEYS = frozenset(
+    {
+        "environment_id",
+        "gpus",
+        "image",
+        "mounts",
+        "mem_limit",
+        "cpus",
+        "shm_size",
+        "user",
+        "cap_drop",
+        "environment",
+    }
+)
+LOCAL_KEYS = frozenset({"environment_id", "gpus"})
+
+
+# Settings of the admin's docker_images entry that a Docker kernel is created with.
+LAUNCH_SETTING_KEYS = ("mounts", "mem_limit", "cpus", "shm_size", "user", "cap_drop")
 
 
 @dataclass
@@ -86,8 +107,25 @@ class EffectiveLaunch:
     gpus: GpuSet
     image: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
+    admin: dict[str, Any] = field(default_factory=dict)
     grant: GpuSet | None = None
     notes: list[str] = field(default_factory=list)
+
+    def settings(self) -> dict[str, Any]:
+        """The container's settings: the admin's entry, then the kernelspec's allowed keys.
+
+        ``admin`` is read from ``c.GpuEnv`` at launch; nothing comes from the catalog's
+        cache, which the server's user can write.
+        """
+        settings = {k: self.admin[k] for k in LAUNCH_SETTING_KEYS if k in self.admin}
+        for key in LAUNCH_SETTING_KEYS:
+            if key in self.overrides:
+                settings[key] = self.overrides[key]
+        environment = dict(self.admin.get("environment") or {})
+        environment.update(self.overrides.get("environment") or {})
+        if environment:
+            settings["environment"] = environment
+        return settings
 
 
 def user_gpu_grant(config: GpuEnv, environ: Mapping[str, str] | None = None) -> GpuSet | None:
@@ -159,11 +197,6 @@ def _configured_images(config: GpuEnv) -> dict[str, str]:
     return {config.docker_entry(name)["image"]: name for name in config.docker_images}
 
 
-def _is_root(user: Any) -> bool:
-    text = str(user).strip().lower()
-    return text.split(":", 1)[0] in ROOT_USERS
-
-
 def _check_gpus(wanted: GpuSet, allowed: GpuSet, grant: GpuSet | None) -> str | None:
     """None when the requested GPUs fit the allowed ones, else the refusal text."""
     if wanted.is_none or wanted.is_all:
@@ -204,12 +237,15 @@ def enforce_policy(
     *,
     kernel_name: str | None = None,
     environ: Mapping[str, str] | None = None,
+    supported: frozenset[str] | None = None,
 ) -> EffectiveLaunch:
     """Check a kernelspec's provisioner config against the admin policy.
 
     ``env`` is the catalog Environment the kernelspec names (None when it names none),
-    ``requested`` is ``metadata.kernel_provisioner.config``. Raises PolicyViolation
-    naming everything refused; returns what the launch may use otherwise.
+    ``requested`` is ``metadata.kernel_provisioner.config``; ``supported`` the keys the
+    calling provisioner uses (others are refused: a setting silently dropped would start
+    a kernel without what the user asked for). Raises PolicyViolation naming everything
+    refused; returns what the launch may use otherwise.
 
     Always enforced: GPUs within the admin's selection and the user's grant, no root
     unless ``docker_allow_root``. With ``restrict_to_configured_images`` also: only images
@@ -218,9 +254,9 @@ def enforce_policy(
     """
     requested = dict(requested or {})
     restrict = bool(config.restrict_to_configured_images)
+    requested, refused = drop_misshapen(requested)
     entry_name, entry = _admin_entry(config, env)
     admin = entry or {}
-    refused: list[str] = []
 
     image = (getattr(env, "location", None) or {}).get("image") if env is not None else None
     wanted_image = requested.get("image")
@@ -255,12 +291,28 @@ def enforce_policy(
     if grant is not None and gpus != config.environment_gpus(admin):
         notes.append(f"GPUs limited to {gpus} by {grant.describe()}")
 
+    if supported is not None:
+        unknown = sorted(str(k) for k in requested if k not in supported)
+        if unknown:
+            refused.append(
+                f"settings this provisioner does not support ({', '.join(unknown)}; "
+                f"supported: {', '.join(sorted(supported))})"
+            )
+            requested = {k: v for k, v in requested.items() if k in supported}
+
     overrides: dict[str, Any] = {}
     for key, value in requested.items():
         if key in ("image", "gpus"):
             continue
-        if key == "user" and _is_root(value) and not config.docker_allow_root:
-            refused.append(f"user {value!r} (root needs c.GpuEnv.docker_allow_root = True)")
+        if key == "user":
+            user, problem = check_user(value, config.docker_allow_root)
+            if problem or user is None:
+                refused.append(problem or f"user {value!r}")
+                continue
+            if restrict and admin.get(key) != value:
+                refused.append(f"a different user (user={value!r})")
+                continue
+            overrides[key] = str(user)
             continue
         if key == "environment":
             problems = _check_environment(value, admin.get("environment"), gpus)
@@ -285,4 +337,11 @@ def enforce_policy(
             + ". Pick an environment from the launcher or ask the administrator to add it "
             "to c.GpuEnv.docker_images."
         )
-    return EffectiveLaunch(gpus=gpus, image=image, overrides=overrides, grant=grant, notes=notes)
+    return EffectiveLaunch(
+        gpus=gpus,
+        image=image,
+        overrides=overrides,
+        admin=dict(admin),
+        grant=grant,
+        notes=notes,
+    )

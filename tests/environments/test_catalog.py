@@ -155,10 +155,10 @@ def test_cached_environments_never_probe(make_catalog, envs, tmp_path: Path) -> 
     first = local_catalog(make_catalog, envs, cache_path=cache)
     first.list_environments_sync()
     fresh = local_catalog(make_catalog, envs, cache_path=cache)
-    # before its first scan, the listing saved on disk (with the settings provisioners use)
+    # before its first scan, the listing saved on disk (facts only: never launch settings)
     cached = fresh.cached_environments()
     assert sorted(e.name for e in cached) == ["cpu", "myvenv", "nokernel", "vision"]
-    assert by_name(cached)["vision"].settings == {"prefix": str(envs["vision"])}
+    assert by_name(cached)["vision"].settings == {}
     assert fresh.probe_counter.total == 0
     # a listing saved for other sources is not shown
     other = make_catalog(cache_path=cache, conda_envs_dirs=[str(envs["vision"].parent)])
@@ -192,7 +192,29 @@ def test_disk_cache_survives_a_corrupt_file(make_catalog, envs, tmp_path: Path) 
     cache.write_text("not json", encoding="utf-8")
     catalog = local_catalog(make_catalog, envs, cache_path=cache)
     assert len(catalog.list_environments_sync()) == 4
-    assert json.loads(cache.read_text(encoding="utf-8"))["format"] == 1
+    assert json.loads(cache.read_text(encoding="utf-8"))["format"] == 2
+
+
+def test_a_cache_of_the_wrong_shape_is_ignored_and_rebuilt(
+    make_catalog, envs, tmp_path: Path
+) -> None:
+    """The cache is the user's file: settings in it are never read, odd entries re-probed."""
+    cache = tmp_path / "cache.json"
+    first = local_catalog(make_catalog, envs, cache_path=cache)
+    first.list_environments_sync()
+    data = json.loads(cache.read_text(encoding="utf-8"))
+    for item in data["listing"]:
+        item["settings"] = {"mounts": ["/:/host"], "user": "root"}
+    for entry in data["probes"].values():
+        entry["result"]["torch_version"] = ["not", "a", "version"]
+    cache.write_text(json.dumps(data), encoding="utf-8")
+
+    poisoned = local_catalog(make_catalog, envs, cache_path=cache)
+    assert poisoned.cached_environments() == []
+    listed = poisoned.list_environments_sync()
+    assert poisoned.probe_counter.total == len(data["probes"])
+    assert all(env.settings.get("mounts") is None for env in listed)
+    assert "/host" not in cache.read_text(encoding="utf-8")
 
 
 def test_conda_env_list_adds_environments_in_the_background(

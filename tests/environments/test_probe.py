@@ -27,29 +27,29 @@ def probe(prefix: Path, timeout: float = 60.0) -> dict:
 def test_cuda_build_of_torch(tmp_path: Path, conda_prefix_factory) -> None:
     prefix = conda_prefix_factory(tmp_path / "vision", torch=TORCH_CU121)
     result = probe(prefix)
-    assert result["torch_version"] == "2.9.0+cu121"
-    assert result["cuda_version"] == "12.1"
-    assert result["cudnn_version"] == "9.1.0"
-    assert result["torch_arch_list"] == TORCH_CU121["arch_list"]
-    assert result["ipykernel"] is True
-    assert result["python_executable"] == str(prefix / "bin" / "python")
-    assert result["problems"] == []
-    assert result["transient"] is False
+    assert result.torch_version == "2.9.0+cu121"
+    assert result.cuda_version == "12.1"
+    assert result.cudnn_version == "9.1.0"
+    assert result.torch_arch_list == TORCH_CU121["arch_list"]
+    assert result.ipykernel is True
+    assert result.python_executable == str(prefix / "bin" / "python")
+    assert result.problems == []
+    assert result.transient is False
 
 
 def test_cpu_build_and_no_torch(tmp_path: Path, conda_prefix_factory, venv_factory) -> None:
     cpu = probe(conda_prefix_factory(tmp_path / "cpu", torch={"version": "2.9.0+cpu"}))
-    assert (cpu["torch_version"], cpu["cuda_version"], cpu["cudnn_version"]) == (
+    assert (cpu.torch_version, cpu.cuda_version, cpu.cudnn_version) == (
         "2.9.0+cpu",
         None,
         None,
     )
-    assert cpu["torch_arch_list"] == []
+    assert cpu.torch_arch_list == []
     plain = probe(venv_factory(tmp_path / "plain"))
-    assert plain["torch_version"] is None and plain["cuda_version"] is None
-    assert plain["python_version"].count(".") == 2
+    assert plain.torch_version is None and plain.cuda_version is None
+    assert plain.python_version.count(".") == 2
     bare = probe(venv_factory(tmp_path / "bare", ipykernel=False))
-    assert bare["ipykernel"] is False
+    assert bare.ipykernel is False
 
 
 def test_a_failing_torch_import_still_reports_versions(
@@ -57,10 +57,10 @@ def test_a_failing_torch_import_still_reports_versions(
 ) -> None:
     broken = dict(TORCH_CU121, import_error="libcudnn.so.9: cannot open shared object file")
     result = probe(conda_prefix_factory(tmp_path / "broken", torch=broken))
-    assert result["torch_version"] == "2.9.0+cu121"
-    assert result["cuda_version"] == "12.1"
-    assert result["cudnn_version"] is None
-    (problem,) = result["problems"]
+    assert result.torch_version == "2.9.0+cu121"
+    assert result.cuda_version == "12.1"
+    assert result.cudnn_version is None
+    (problem,) = result.problems
     assert problem.startswith("import torch failed (ImportError: libcudnn.so.9")
 
 
@@ -72,9 +72,9 @@ def test_a_hanging_torch_import_times_out_with_versions_kept(
         "import time\ntime.sleep(60)\n", encoding="utf-8"
     )
     result = probe(prefix, timeout=3)
-    assert result["torch_version"] == "2.9.0+cu121"
-    assert result["transient"] is True
-    assert any("import torch did not finish within 3 s" in p for p in result["problems"])
+    assert result.torch_version == "2.9.0+cu121"
+    assert result.transient is True
+    assert any("import torch did not finish within 3 s" in p for p in result.problems)
 
 
 def fake_python(path: Path, script: str) -> Path:
@@ -87,20 +87,20 @@ def fake_python(path: Path, script: str) -> Path:
 
 def test_an_interpreter_that_crashes_or_hangs(tmp_path: Path) -> None:
     crash = probe(fake_python(tmp_path / "crash", "echo 'Segmentation fault' >&2; exit 139"))
-    (problem,) = crash["problems"]
+    (problem,) = crash.problems
     assert "exit 139" in problem and "Segmentation fault" in problem
-    assert crash["transient"] is False
+    assert crash.transient is False
     hang = probe(fake_python(tmp_path / "hang", "sleep 60"), timeout=2)
-    assert hang["problems"] == ["the probe did not finish within 2 s (c.GpuEnv.probe_timeout)"]
-    assert hang["transient"] is True
+    assert hang.problems == ["the probe did not finish within 2 s (c.GpuEnv.probe_timeout)"]
+    assert hang.transient is True
 
 
 def test_corrupt_conda_meta_json_is_a_problem(tmp_path: Path, conda_prefix_factory) -> None:
     prefix = conda_prefix_factory(tmp_path / "corrupt")
     (prefix / "conda-meta" / "zlib-1.3.1-h4ab18f5_1.json").write_text('{"name": "zl', "utf-8")
     result = probe(prefix)
-    assert result["python_version"]
-    (problem,) = result["problems"]
+    assert result.python_version
+    (problem,) = result.problems
     assert problem.startswith("conda-meta/zlib-1.3.1-h4ab18f5_1.json is corrupt")
 
 
@@ -111,7 +111,7 @@ def test_probe_ignores_pythonpath_of_the_server(tmp_path: Path, venv_factory, mo
     (shadow / "torch" / "version.py").write_text("__version__ = 'shadowed'\n", "utf-8")
     monkeypatch.setenv("PYTHONPATH", str(shadow))
     result = probe(venv_factory(tmp_path / "clean"))
-    assert result["torch_version"] is None
+    assert result.torch_version is None
 
 
 def python38() -> str | None:

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,11 +126,15 @@ def start_server(
     gpuenv: dict[str, Any],
     uid: int | None = None,
     gid: int | None = None,
+    *,
+    prepare: Callable[[Path], None] | None = None,
     extra_env: dict[str, str] | None = None,
 ) -> ServerProcess:
     """Start ``python -m jupyter_server`` with ``c.GpuEnv = gpuenv``; wait until it answers.
 
-    ``extra_env`` is added to the server's environment last (e.g. a fake NVML's).
+    ``prepare(home)`` runs before the start (e.g. to write files into ``home/data``, the
+    server's Jupyter data dir); ``extra_env`` is added to the server's environment last
+    (e.g. a fake NVML's).
     """
     uid = os.getuid() if uid is None else uid
     gid = os.getgid() if gid is None else gid
@@ -166,6 +171,8 @@ def start_server(
         PYTHONPATH=str(REPO),
     )
     env.update(extra_env or {})
+    if prepare is not None:
+        prepare(home)
     if uid == 0:
         argv.append("--allow-root")
     log_path = home / "server.log"

@@ -23,6 +23,7 @@ from jupyter_gpuenv.provisioning.container_spec import (
 )
 from jupyter_gpuenv.provisioning.errors import KernelStartFailed
 from jupyter_gpuenv.provisioning.gpu_request import plan_gpus
+from jupyter_gpuenv.provisioning.kernel_user import KernelUser
 from jupyter_gpuenv.provisioning.orphans import ServerInstance
 
 NVIDIA = GpuRuntime("nvidia", "test host with the toolkit")
@@ -38,17 +39,29 @@ def test_container_names_are_sanitised():
     assert container_name("weird/name:tag", "abc") == "gpuenv-weird-name-tag-abc"
 
 
-def test_user_is_the_server_user_never_root_unless_allowed(tmp_path):
-    me = f"{os.getuid()}:{os.getgid()}"
+def test_user_is_the_server_user_or_a_confined_root(tmp_path):
+    """A root server's kernels run as the notebook folder's owner, else as a confined uid 0."""
+    me = KernelUser(os.getuid(), os.getgid())
     if os.getuid() != 0:
-        assert container_user(str(tmp_path), allow_root=False) == me
+        assert container_user(str(tmp_path), allow_root=False) == (me, False)
         return
-    assert container_user(str(tmp_path), allow_root=True) == "0:0"
     os.chown(tmp_path, 4321, 4322)
-    assert container_user(str(tmp_path), allow_root=False) == "4321:4322"
+    assert container_user(str(tmp_path), allow_root=False) == (KernelUser(4321, 4322), False)
     os.chown(tmp_path, 0, 0)
-    assert container_user(str(tmp_path), allow_root=False) == "65534:65534"
-    assert container_user(None, allow_root=False, requested="1000:100") == "1000:100"
+    for allow_root in (False, True):
+        assert container_user(str(tmp_path), allow_root) == (KernelUser(0, 0), False)
+    assert container_user(None, False, requested="1000:100") == (KernelUser(1000, 100), False)
+    assert container_user(None, True, requested="0:0") == (KernelUser(0, 0), True)
+
+
+def test_a_root_servers_own_kernel_drops_every_capability(tmp_path):
+    args = create_arguments(request(tmp_path, settings={"cap_drop": ["NET_RAW"]}))
+    assert args["security_opt"] == ["no-new-privileges"]
+    if os.getuid() == 0 and os.stat(tmp_path).st_uid == 0:
+        assert args["user"] == "0:0"
+        assert args["cap_drop"] == ["ALL"]
+    granted = create_arguments(request(tmp_path, settings={"user": "0:0"}, allow_root=True))
+    assert granted["user"] == "0:0" and "cap_drop" not in granted
 
 
 def test_mount_forms(tmp_path):

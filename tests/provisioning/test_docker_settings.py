@@ -8,6 +8,7 @@ container behind.
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from tornado.httpclient import HTTPClientError
@@ -257,7 +258,10 @@ async def test_settings_environment_and_kernel_side(
     assert host_config["Memory"] == 512 * 1024 * 1024
     assert host_config["NanoCpus"] == 1_500_000_000
     assert host_config["Init"] is True
-    assert container.attrs["Config"]["User"] != "0:0"
+    # Never more than the server: a root server's own kernel is uid 0 without capabilities.
+    assert host_config["SecurityOpt"] == ["no-new-privileges"]
+    if container.attrs["Config"]["User"] == "0:0":
+        assert os.getuid() == 0 and host_config["CapDrop"] == ["ALL"]
     ws.close()
     await jp_fetch("api", "kernels", kernel_id, method="DELETE")
     assert not kernel_containers(docker_client, **{labels.KERNEL_ID: kernel_id})

@@ -20,9 +20,11 @@ import pytest
 
 from jupyter_gpuenv.docker import labels
 from jupyter_gpuenv.provisioning.orphans import (
+    private_connection_dir,
     process_start_time,
     remove_orphans,
     remove_own_containers,
+    remove_stale_connection_files,
     this_instance,
 )
 from tests.provisioning.conftest import kernel_containers
@@ -211,3 +213,24 @@ def test_plain_jupyter_client_reads_config_files_and_cleans_up_at_exit(
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["status"] == "ok" and report["container"]
     assert not kernel_containers(docker_client, **{labels.KERNEL_ID: report["kernel_id"]})
+
+
+def test_sweep_removes_connection_files_of_servers_that_are_gone(tmp_path) -> None:
+    """Copies of connection files hold the kernel's key: a dead server's go with it."""
+    mine = private_connection_dir(str(tmp_path))
+    (tmp_path / os.path.basename(mine) / "gpuenv-connection-live.json").write_text("{}")
+    dead = tmp_path / f"gpuenv-private-{finished_pid()}-1"
+    dead.mkdir()
+    (dead / "gpuenv-connection-dead.json").write_text("{}")
+    reused = tmp_path / f"gpuenv-private-{os.getppid()}-1"  # a live PID, another start time
+    reused.mkdir()
+    loose = tmp_path / "gpuenv-connection-old.json"
+    loose.write_text("{}")
+    jupyter_own = tmp_path / "kernel-abc.json"
+    jupyter_own.write_text("{}")
+
+    removed = remove_stale_connection_files(str(tmp_path))
+    assert sorted(removed) == sorted(str(p) for p in (dead, reused, loose))
+    assert os.stat(mine).st_mode & 0o777 == 0o700
+    assert os.listdir(mine) == ["gpuenv-connection-live.json"]
+    assert jupyter_own.exists()

@@ -10,6 +10,7 @@ from jupyter_gpuenv.environments.model import Environment, environment_id, kerne
 from jupyter_gpuenv.errors import PolicyViolation
 from jupyter_gpuenv.gpu_set import GpuSet
 from jupyter_gpuenv.provisioning.policy import (
+    DOCKER_KEYS,
     effective_gpus,
     enforce_policy,
     local_gpu_environment,
@@ -129,12 +130,51 @@ def test_every_refusal_is_listed_at_once() -> None:
         assert part in message
 
 
-def test_root_is_refused_even_without_restriction() -> None:
+@pytest.mark.parametrize(
+    "user",
+    [
+        "root",
+        "0",
+        "0:0",
+        "root:root",
+        "+0",
+        "00",
+        "000:65534",
+        "65534:0",
+        "65534:00",
+        "nobody:root",
+    ],
+)
+def test_root_is_refused_even_without_restriction(user: str) -> None:
+    """Judged on the numbers after parsing: every spelling of uid 0 or gid 0 is refused."""
     config = make_config(restrict_to_configured_images=False)
-    for user in ("root", "0", "0:0", "root:root"):
-        assert "docker_allow_root" in refusal(config, TORCH, {"user": user})
+    message = refusal(config, TORCH, {"user": user})
+    assert "docker_allow_root" in message or "neither" in message
+
+
+@pytest.mark.parametrize("user", ["65534:42", "nobody:shadow", "65534:disk", "65534:27"])
+def test_privileged_groups_are_refused(user: str) -> None:
+    config = make_config(restrict_to_configured_images=False)
+    assert "privileged group" in refusal(config, TORCH, {"user": user})
+
+
+@pytest.mark.parametrize("user", [" 0", "0 ", "-1", "1e3", "0x0", "nobody:", ":0", "", [0], True])
+def test_malformed_users_are_refused(user: object) -> None:
+    config = make_config(restrict_to_configured_images=False, docker_allow_root=True)
+    assert "user" in refusal(config, TORCH, {"user": user})
+
+
+def test_root_needs_allow_root_and_is_passed_as_numbers() -> None:
     allowed = make_config(restrict_to_configured_images=False, docker_allow_root=True)
-    assert enforce_policy(allowed, TORCH, {"user": "root"}, environ={}).overrides["user"] == "root"
+    launch = enforce_policy(allowed, TORCH, {"user": "root"}, environ={})
+    assert launch.overrides["user"] == "0:0"
+
+
+def test_unsupported_keys_are_refused_by_name() -> None:
+    config = make_config(restrict_to_configured_images=False)
+    requested = {"environment_id": TORCH.id, "privileged": True, "config": {}, "volumes": []}
+    message = refusal(config, TORCH, requested, supported=DOCKER_KEYS)
+    assert "does not support (config, privileged, volumes;" in message
 
 
 def test_without_restriction_the_user_is_the_admin() -> None:
