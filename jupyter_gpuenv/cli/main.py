@@ -18,6 +18,7 @@ SUBCOMMAND_MODULES = (
     "jupyter_gpuenv.cli.gpus_cmd",
     "jupyter_gpuenv.cli.doctor_cmd",
     "jupyter_gpuenv.cli.kernelspecs_cmd",
+    "jupyter_gpuenv.cli.cluster_cmd",
 )
 
 

@@ -35,7 +35,7 @@ from ..docker import labels
 from ..docker.client import DaemonUnreachable
 from ..docker.nvidia_runtime import detect_runtime
 from ..environments.model import Environment
-from . import orphans
+from . import orphans, swarm_kernel
 from .base import GpuEnvProvisionerMixin
 from .container_spec import (
     ContainerRequest,
@@ -48,6 +48,7 @@ from .gpu_request import plan_gpus
 from .kernel_layer import ensure_layer, image_has_ipykernel
 from .policy import EffectiveLaunch
 from .readiness import PORT_NAMES, container_state, wait_until_ready
+from .swarm import SwarmPlacement
 
 
 # KernelProvisionerBase's metaclass derives from traitlets' and ABCMeta; mypy cannot see it.
@@ -63,11 +64,13 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
     _connection_copy: str | None = None
     _env: Environment | None = None
     _launch: EffectiveLaunch | None = None
+    _swarm: SwarmPlacement | None = None  # swarm mode: the kernel's service
     _extra_arguments: list[str] = []  # noqa: RUF012 (replaced per launch, never mutated)
 
     @property
     def has_process(self) -> bool:
-        return self.container_id is not None and not self._exited
+        running = self.container_id is not None or self._swarm is not None
+        return running and not self._exited
 
     # -- start ---------------------------------------------------------------------
 
@@ -130,6 +133,9 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
             raise KernelStartFailed(err.message) from err
         await asyncio.to_thread(orphans.remove_orphans_once, client, self.log)
         image_id, python = await self._kernel_image(client)
+        if self.gpuenv_config.scheduler == "swarm":
+            env_vars = kwargs.get("env") or {}
+            return await swarm_kernel.launch(self, client, image_id, python, env_vars)
         request = await asyncio.to_thread(
             self._container_request, client, image_id, python, kwargs.get("env") or {}
         )
@@ -282,6 +288,8 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
 
     async def poll(self) -> int | None:
         """None while the container runs, else its exit code (-1 when it vanished)."""
+        if self._swarm is not None:
+            return await swarm_kernel.poll(self)
         if self.container_id is None:
             return 0
         try:
@@ -304,6 +312,9 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
 
     async def send_signal(self, signum: int) -> None:
         """``docker kill --signal``: docker-init passes it on to the kernel process."""
+        if self._swarm is not None:
+            await swarm_kernel.send_signal(self, signum)
+            return
         if self.container_id is None:
             return
         try:
@@ -324,6 +335,7 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
 
     async def cleanup(self, restart: bool = False) -> None:
         """Remove the container (every time: a restart starts a new one) and free ports."""
+        await swarm_kernel.cleanup(self)
         try:
             client = self.services.docker()
         except DaemonUnreachable as err:
