@@ -22,6 +22,7 @@ from ..docker.client import DaemonUnreachable
 from ..gpu_set import GpuSet
 from .errors import KernelStartFailed
 from .swarm import (
+    SwarmPlacement,
     SwarmStart,
     interrupt,
     remove_service,
@@ -123,3 +124,9 @@ async def cleanup(prov: DockerProvisioner) -> None:
         prov.log.warning(
             "Kernel %s: service %s not removed: %s", prov.kernel_id, placement.service_name, err
         )
+
+
+def kernel_placement(provisioner: object) -> dict[str, Any] | None:
+    """Node and GPUs of a swarm-mode kernel's provisioner; None for any other kernel."""
+    placement = getattr(provisioner, "_swarm", None)
+    return placement.to_json() if isinstance(placement, SwarmPlacement) else None

@@ -13,7 +13,7 @@ from ..gpu.sampler import GpuSampler, build_gpu_sampler
 from ..provisioning.kernelspecs import GpuEnvKernelSpecManager
 from ..provisioning.orphans import start_orphan_sweep
 from ..services import Services
-from . import doctor_api, environments_api, gpus_api, openapi_api
+from . import cluster_api, doctor_api, environments_api, gpus_api, openapi_api
 
 
 @dataclass
@@ -67,7 +67,7 @@ class GpuEnvExtension(ExtensionApp):
         self.log.info("jupyter_gpuenv: REST API at %sgpuenv/api/", serverapp.base_url)
 
     def initialize_handlers(self) -> None:
-        for module in (environments_api, gpus_api, doctor_api, openapi_api):
+        for module in (environments_api, gpus_api, doctor_api, cluster_api, openapi_api):
             self.handlers.extend(module.handlers)
 
     async def stop_extension(self) -> None:

@@ -122,6 +122,18 @@ async def test_kernels_on_the_swarm_get_distinct_gpus_wait_interrupt_restart_and
     assert (int(uid), cwd) == (NOTEBOOK_UID, str(notebook_dir))
     assert (notebook_dir / "from-swarm.txt").read_text() == "hi"
 
+    # Which GPUs each kernel got: in REST, and in the kernel's %gpuinfo.
+    code, cluster = await server.request("GET", "/gpuenv/api/cluster/kernels")
+    assert code == 200 and cluster["scheduler"] == "swarm", cluster
+    listed = {k["kernel_id"]: (k["node"], k["gpus"], k["node_addr"]) for k in cluster["kernels"]}
+    assert listed == {
+        k: (swarm.node(n).hostname, g, swarm.node(n).ip) for k, (n, g, _) in placements.items()
+    }
+    result = await ws.run(
+        "import json\ninfo = %gpuinfo --json\nprint(json.dumps(info['scheduled_gpus']))"
+    )
+    assert json.loads(result.text) == {GPU_KIND: ",".join(gpus)}
+
     # Interrupt across hosts: the sleeping cell ends long before its 60 s.
     msg_id = ws.send("import time\ntime.sleep(60)")
     await ws.wait_busy(msg_id)
