@@ -37,7 +37,7 @@ from .swarm_spec import (
     task_template,
 )
 
-POLL = 0.25
+POLL = 0.1
 LOG_TAIL = 20
 PORT_ATTEMPTS = 3
 TASK_ENDED = frozenset({"complete", "shutdown", "failed", "rejected", "remove", "orphaned"})
@@ -243,7 +243,7 @@ async def _wait_ready(
                 f"within {start.start_timeout:g} s (c.GpuEnv.kernel_start_timeout). Last "
                 f"log lines:\n{logs}"
             )
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.05)
 
 
 def latest_task(client: Any, service_id: str) -> dict[str, Any] | None:
