@@ -10,15 +10,17 @@ shutdown removes the service and its secret.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import dataclasses
 import signal
+import threading
 from typing import TYPE_CHECKING, Any
 
 import zmq
 from docker.errors import APIError
 from jupyter_client.connect import KernelConnectionInfo
 
-from ..docker.client import DaemonUnreachable
+from ..docker.client import DaemonUnreachable, docker_client
 from ..gpu_set import GpuSet
 from .errors import KernelStartFailed
 from .swarm import (
@@ -66,6 +68,7 @@ async def launch(
     )
     placement, ports = await start_service(client, request, info, start, prov.log)
     prov._swarm = placement
+    _track(placement, config.docker_host or None)
     connection: dict[str, Any] = dict(info)
     connection.update(ports)
     connection["ip"] = placement.node_addr
@@ -117,6 +120,7 @@ async def cleanup(prov: DockerProvisioner) -> None:
     placement, prov._swarm = prov._swarm, None
     if placement is None:
         return
+    _untrack(placement)
     try:
         client = prov.services.docker()
         await asyncio.to_thread(remove_service, client, placement)
@@ -130,3 +134,32 @@ def kernel_placement(provisioner: object) -> dict[str, Any] | None:
     """Node and GPUs of a swarm-mode kernel's provisioner; None for any other kernel."""
     placement = getattr(provisioner, "_swarm", None)
     return placement.to_json() if isinstance(placement, SwarmPlacement) else None
+
+
+# Services started by this process and not cleaned up yet, removed at interpreter exit
+# (plain jupyter_client programs that exit without shutting their kernels down).
+_live: dict[str, tuple[SwarmPlacement, str | None]] = {}
+_live_lock = threading.Lock()
+
+
+def _track(placement: SwarmPlacement, docker_host: str | None) -> None:
+    with _live_lock:
+        if not _live:
+            atexit.register(_remove_live_at_exit)
+        _live[placement.service_id] = (placement, docker_host)
+
+
+def _untrack(placement: SwarmPlacement) -> None:
+    with _live_lock:
+        _live.pop(placement.service_id, None)
+
+
+def _remove_live_at_exit() -> None:
+    with _live_lock:
+        remaining = list(_live.values())
+        _live.clear()
+    for placement, host in remaining:
+        try:
+            remove_service(docker_client(host), placement)
+        except Exception:
+            pass  # gone already, or the manager is unreachable: the sweep removes it later

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -273,3 +275,53 @@ async def test_drained_node_and_image_missing_on_a_node(
         assert len(kernel_services(swarm)) == 2
     finally:
         n1.client.images.remove(only_on_n1)
+
+
+# A plain jupyter_client program (no server): starts a swarm kernel, exits without
+# shutting it down.
+PLAIN_CLIENT = """
+import asyncio, json, pathlib, sys
+from jupyter_client.manager import AsyncKernelManager
+from traitlets.config import Config
+from jupyter_gpuenv.config import GpuEnv
+from jupyter_gpuenv.provisioning.kernelspecs import GpuEnvKernelSpecManager
+from jupyter_gpuenv.services import Services
+
+config = Config({"GpuEnv": json.loads(sys.argv[1])})
+ksm = GpuEnvKernelSpecManager(config=config)
+services = Services.build(GpuEnv(config=config), cache_path=pathlib.Path(sys.argv[3], "cache.json"))
+ksm.use_services(services)
+(env,) = services.catalog.list_environments_sync()
+km = AsyncKernelManager(kernel_name=env.kernel_name, kernel_spec_manager=ksm, config=config)
+asyncio.run(km.start_kernel(cwd=sys.argv[2]))
+print("STARTED", km.kernel_id, flush=True)
+"""
+
+
+def test_a_plain_client_that_exits_leaves_no_service(
+    swarm: SwarmCluster, python_kernel_image, notebook_dir, tmp_path
+):
+    settings = {
+        **swarm_settings(swarm, python_kernel_image),
+        "conda_envs_dirs": [],
+        "venv_dirs": [],
+        "docker_label_discovery": False,
+    }
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            PLAIN_CLIENT,
+            json.dumps(settings),
+            str(notebook_dir),
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    kernel_id = out.stdout.split("STARTED", 1)[1].split()[0]
+    assert not kernel_services(swarm, **{labels.KERNEL_ID: kernel_id})
+    secrets = swarm.manager.api.secrets(filters={"label": f"{labels.KERNEL_ID}={kernel_id}"})
+    assert secrets == []
