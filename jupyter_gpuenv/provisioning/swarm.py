@@ -204,6 +204,11 @@ async def _wait_ready(
                     f" The image {start.image} is not on node {node}: distribute images "
                     "through a registry, or `docker load` them on every node."
                 )
+            elif "bind source path does not exist" in err:
+                hint = (
+                    f" A folder mounted into the kernel is missing on node {node}: shared "
+                    "storage must be mounted at the same path on every node."
+                )
             raise KernelStartFailed(
                 f"The kernel service of {start.image} {state} on node {node}: "
                 f"{err or 'no reason given'}.{hint} Last log lines:\n{logs}"
