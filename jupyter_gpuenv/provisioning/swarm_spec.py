@@ -55,7 +55,7 @@ PORT_RANGE = (20000, 32000)
 PORT_NAMES = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
 # Label on the service recording its ports, so later kernels avoid them on any node.
 PORTS_LABEL = f"{labels.PREFIX}.ports"
-GRACE_NS = 2_000_000_000
+GRACE_NS = 500_000_000  # removal follows a shutdown or is a kill: no long grace
 # python -c: copy the connection secret (argv 1) to a private file (argv 2), then run
 # ipykernel_launcher on it with the remaining arguments, as ``python -m`` would.
 COPY_SECRET_THEN_RUN = (
