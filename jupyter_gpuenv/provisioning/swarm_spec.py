@@ -34,11 +34,10 @@ from .container_spec import (
     CONNECTION_FILE_IN_CONTAINER,
     CONTAINER_HOME,
     ContainerRequest,
-    container_environment,
     container_labels,
     container_mounts,
     container_name,
-    container_user,
+    create_arguments,
     resource_limits,
     working_dir,
 )
@@ -203,8 +202,10 @@ def secret_labels(req: ContainerRequest) -> dict[str, str]:
 def task_template(spec: ServiceRequest) -> TaskTemplate:
     """The service's task: one kernel container on the host network of its node."""
     req = spec.container
-    user = container_user(req.cwd, req.allow_root, req.settings.get("user"))
-    environment = container_environment(req, user)
+    # The gated Docker-mode decisions (user, environment, capabilities), not new ones.
+    decided = create_arguments(req)
+    user = str(decided["user"])
+    environment: dict[str, str] = dict(decided["environment"])
     uid, _, gid = user.partition(":")
     secret_file = connection_path(spec.secret_name)
     secret = SecretReference(
@@ -216,7 +217,7 @@ def task_template(spec: ServiceRequest) -> TaskTemplate:
         mode=0o400,
     )
     command = service_command(req, secret_file)
-    cap_drop = req.settings.get("cap_drop")
+    cap_drop = decided.get("cap_drop")
     container = ContainerSpec(
         req.image,
         command=command[:1],
