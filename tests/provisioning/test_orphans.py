@@ -24,7 +24,6 @@ from jupyter_gpuenv.provisioning.orphans import (
     process_start_time,
     remove_orphans,
     remove_stale_connection_files,
-    this_instance,
 )
 from tests.provisioning.conftest import kernel_containers
 from tests.provisioning.server_process import REPO, make_shared_dir
