@@ -48,6 +48,7 @@ $MARKER
 c.GpuEnv.venv_dirs = ["$ROOT/venvs"]
 c.GpuEnv.conda_envs_dirs = ["$ROOT/conda"]
 c.GpuEnv.docker_label_discovery = False
+c.GpuEnv.docker_discover_pytorch_images = False
 PY
 fi
 echo "jupyter-gpuenv demo environments in $ROOT, configured in $CONFIG"

@@ -48,8 +48,7 @@ def runtime_annotator(
         except DockerUnavailable:
             return  # the catalog already reports Docker as down
         for env in docker_envs:
-            configured = (env.settings or {}).get("gpus")
-            gpus = GpuSet.parse(configured) if configured is not None else config.gpus
+            gpus = config.environment_gpus(env.settings)
             problem = gpu_problem(gpus, runtime)
             if problem and problem not in env.problems:
                 env.problems.append(problem)

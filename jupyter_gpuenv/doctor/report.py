@@ -45,9 +45,7 @@ def evaluate_environment(
 
 def launch_gpus(env: Environment, config: GpuEnv) -> GpuSet:
     """The GPUs a kernel of ``env`` would get: the admin's setting ∩ the user's grant."""
-    configured = (env.settings or {}).get("gpus")
-    base = GpuSet.parse(configured) if configured is not None else config.gpus
-    return base.intersect(read_user_grant(config.user_gpus_env))
+    return config.environment_gpus(env.settings).intersect(read_user_grant(config.user_gpus_env))
 
 
 def _image_reader(config: GpuEnv | None) -> Any:

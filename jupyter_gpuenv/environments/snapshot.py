@@ -81,8 +81,10 @@ _OPTIONAL_TEXT_FIELDS = (
     "torch_version",
     "cuda_version",
     "cudnn_version",
+    "ipykernel_version",
+    "cannot_start",
 )
-_LOCATION_KEYS = frozenset({"prefix", "image", "image_id", "conda_env"})
+_LOCATION_KEYS = frozenset({"prefix", "image", "image_id", "conda_env", "tags"})
 
 
 def environment_from_json(data: object) -> Environment | None:
@@ -105,7 +107,9 @@ def environment_from_json(data: object) -> Environment | None:
     location = data["location"]
     if not isinstance(location, dict) or not set(location) <= _LOCATION_KEYS:
         return None
-    if not all(v is None or isinstance(v, str) for v in location.values()):
+    if not all(
+        v is None or isinstance(v, str) or (k == "tags" and _texts(v)) for k, v in location.items()
+    ):
         return None
     if not _texts(data["torch_arch_list"]) or not _texts(data["problems"]):
         return None

@@ -34,6 +34,7 @@ class GpuEnvProvisionerMixin(LoggingConfigurable):
     kernel_spec: Any
     kernel_id: str | None
     _gpuenv_config: GpuEnv | None = None
+    _services: Services | None = None
 
     def __init__(self, **kwargs: Any) -> None:
         # jupyter_client passes these three itself; every other keyword comes from the
@@ -102,7 +103,11 @@ class GpuEnvProvisionerMixin(LoggingConfigurable):
         services = getattr(ksm, "services", None)
         if isinstance(services, Services):
             return services
-        return shared_services(self.gpuenv_config, self.log)
+        # Looked up once: the lookup serialises the whole configuration, and poll() asks
+        # for the Docker client many times a second while a kernel stops.
+        if self._services is None:
+            self._services = shared_services(self.gpuenv_config, self.log)
+        return self._services
 
     def catalog(self) -> Catalog:
         return self.services.catalog

@@ -11,9 +11,12 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.lab.lab_server import LabServer
+from tests.lab.panel_page import lab_page
 from tests.support.docker_engine import running_in_ci
 
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
@@ -103,3 +106,13 @@ def jp_asyncio_loop() -> None:
 def jp_server_cleanup() -> None:
     """See ``jp_asyncio_loop``: no pytest-jupyter server to clean up."""
     return None
+
+
+@pytest.fixture(scope="module")
+def page(lab: LabServer, playwright_browser: Any) -> Iterator[Any]:
+    """A Lab page on the module's own ``lab`` server, closed after the module."""
+    context, page = lab_page(playwright_browser, lab.lab_url())
+    try:
+        yield page
+    finally:
+        context.close()

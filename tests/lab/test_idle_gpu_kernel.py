@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.lab.lab_server import LabServer, start_lab
-from tests.lab.panel_page import PANEL, lab_page, open_panel, row, wait_for_kernel
+from tests.lab.panel_page import PANEL, open_panel, row, wait_for_kernel
 from tests.support.conda_prefix import make_conda_prefix
 
 pytestmark = [pytest.mark.browser]
@@ -45,15 +45,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
         yield server
     finally:
         server.stop()
-
-
-@pytest.fixture(scope="module")
-def page(lab: LabServer, playwright_browser: Any) -> Iterator[Any]:
-    context, page = lab_page(playwright_browser, lab.lab_url())
-    try:
-        yield page
-    finally:
-        context.close()
 
 
 def test_idle_gpu_kernel_is_warned_then_reclaimed(page: Any, lab: LabServer) -> None:

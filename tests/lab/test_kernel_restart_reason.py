@@ -16,7 +16,7 @@ import pytest
 
 from jupyter_gpuenv.docker import labels
 from tests.lab.lab_server import LabServer, start_lab
-from tests.lab.panel_page import KERNEL_START_MS, lab_page, open_panel, row, wait_for_kernel
+from tests.lab.panel_page import KERNEL_START_MS, open_panel, row, wait_for_kernel
 
 pytestmark = [pytest.mark.browser, pytest.mark.docker]
 
@@ -48,15 +48,6 @@ def lab(
             all=True, filters={"label": f"{labels.SERVER_PID}={pid}"}
         ):
             container.remove(force=True)
-
-
-@pytest.fixture(scope="module")
-def page(lab: LabServer, playwright_browser: Any) -> Iterator[Any]:
-    context, page = lab_page(playwright_browser, lab.lab_url())
-    try:
-        yield page
-    finally:
-        context.close()
 
 
 def test_out_of_memory_restart_shows_the_reason(page: Any, lab: LabServer) -> None:

@@ -22,7 +22,6 @@ from jupyter_gpuenv.environments.model import Environment
 from tests.lab.lab_server import LabServer, start_lab
 from tests.lab.panel_page import (
     PANEL,
-    lab_page,
     open_panel,
     overflowing,
     row,
@@ -120,15 +119,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
 def envs(lab: LabServer) -> dict[str, dict[str, Any]]:
     listing = lab.api("gpuenv/api/environments?refresh=true")["environments"]
     return {env["name"].removesuffix(f"-{TAG}"): env for env in listing}
-
-
-@pytest.fixture(scope="module")
-def page(lab: LabServer, playwright_browser: Any) -> Iterator[Any]:
-    context, page = lab_page(playwright_browser, lab.lab_url())
-    try:
-        yield page
-    finally:
-        context.close()
 
 
 def open_notebook(page: Any, path: str) -> None:

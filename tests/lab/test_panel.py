@@ -23,7 +23,6 @@ from tests.lab.panel_page import (
     KERNEL_START_MS,
     PANEL,
     UI_MS,
-    lab_page,
     open_panel,
     overflowing,
     row,
@@ -78,15 +77,6 @@ def envs(lab: LabServer) -> dict[str, dict[str, Any]]:
     by_name = {env["name"]: env for env in listing}
     assert {"vision", "torch-cpu"} <= set(by_name), listing
     return by_name
-
-
-@pytest.fixture(scope="module")
-def page(lab: LabServer, playwright_browser: Any) -> Iterator[Any]:
-    context, page = lab_page(playwright_browser, lab.lab_url())
-    try:
-        yield page
-    finally:
-        context.close()
 
 
 def test_panel_lists_environments_with_versions(page: Any, envs: dict[str, Any]) -> None:

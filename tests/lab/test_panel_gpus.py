@@ -18,7 +18,6 @@ import pytest
 from tests.lab.lab_server import LabServer, start_lab
 from tests.lab.panel_page import (
     PANEL,
-    lab_page,
     open_panel,
     overflowing,
     row,
@@ -56,15 +55,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
         yield server
     finally:
         server.stop()
-
-
-@pytest.fixture(scope="module")
-def page(lab: LabServer, playwright_browser: Any) -> Iterator[Any]:
-    context, page = lab_page(playwright_browser, lab.lab_url())
-    try:
-        yield page
-    finally:
-        context.close()
 
 
 def test_each_gpu_gets_a_card_with_a_memory_bar(page: Any) -> None:

@@ -111,9 +111,11 @@ def listing_item(settings: dict[str, Any], image: str) -> dict[str, Any]:
         "cudnn_version": None,
         "torch_arch_list": [],
         "ipykernel": True,
+        "ipykernel_version": None,
         "labels": {},
         "problems": [],
         "compatibility": None,
+        "cannot_start": None,
         "settings": settings,
     }
 
