@@ -131,6 +131,15 @@ async def test_kernels_on_the_swarm_get_distinct_gpus_wait_interrupt_restart_and
     assert listed == {
         k: (swarm.node(n).hostname, g, swarm.node(n).ip) for k, (n, g, _) in placements.items()
     }
+    code, own = await server.request("GET", f"/gpuenv/api/kernels/{worker_kernel}")
+    assert code == 200, own
+    assert own["placement"] == {
+        "service": service["Spec"]["Name"],
+        "node": swarm.node(node).hostname,
+        "node_addr": swarm.node(node).ip,
+        "gpus": gpus,
+    }
+    assert own["service"] == service["Spec"]["Name"]
     result = await ws.run(
         "import json\ninfo = %gpuinfo --json\nprint(json.dumps(info['scheduled_gpus']))"
     )
