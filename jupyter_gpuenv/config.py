@@ -12,6 +12,7 @@ from typing import Any
 
 from traitlets import (
     Bool,
+    CaselessStrEnum,
     Dict,
     Float,
     List,
@@ -106,6 +107,26 @@ class GpuEnv(LoggingConfigurable):
         help="""The Docker engine kernels and image probes use, e.g.
         unix:///var/run/docker.sock or tcp://manager:2376 (with DOCKER_TLS_VERIFY and
         DOCKER_CERT_PATH). Default: $DOCKER_HOST, else the local socket.""",
+    ).tag(config=True)
+
+    scheduler = CaselessStrEnum(
+        ["docker", "swarm"],
+        default_value="docker",
+        help="""Where Docker kernels run. "docker": a container on docker_host. "swarm": a
+        one-replica Docker Swarm service created through docker_host, which must then be a
+        Swarm manager; Swarm picks the node and the GPUs (see docs/cluster.md).""",
+    ).tag(config=True)
+
+    swarm_gpu_resource = Unicode(
+        "NVIDIA-GPU",
+        help="""Swarm mode: the kind of node generic resource a kernel's GPU count reserves
+        (node-generic-resources in each node's daemon.json).""",
+    ).tag(config=True)
+
+    gpu_wait_timeout = Float(
+        600.0,
+        help="""Swarm mode: seconds a kernel start waits for a node with enough free GPUs
+        before it is refused.""",
     ).tag(config=True)
 
     probe_timeout = Float(

@@ -2,7 +2,9 @@
 
 An environment with explicit GPU ids cannot start on an engine without NVIDIA support;
 one with "all" starts without GPUs. The catalog says so before a user tries, and marks
-the first ``cannot_start`` so that no kernelspec offers it.
+the first ``cannot_start`` so that no kernelspec offers it. In swarm mode the nodes'
+engines, not the manager's, run the kernels and Swarm hands out the GPUs, so the
+manager's runtime says nothing about them.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def runtime_annotator(
 
     def annotate(environments: list[Environment]) -> None:
         docker_envs = [e for e in environments if e.kind == "docker"]
-        if not docker_envs:
+        if not docker_envs or config.scheduler == "swarm":
             return
         try:
             runtime = detect_runtime(docker_client(config.docker_host or None))

@@ -62,7 +62,7 @@ def _torch_line(info: KernelGpuInfo) -> str:
 
 
 def _visibility_line(info: KernelGpuInfo) -> str | None:
-    parts = []
+    parts = [f"Swarm assigned {kind} {ids}" for kind, ids in info.scheduled_gpus.items()]
     if info.nvidia_visible_devices is not None:
         parts.append(f"NVIDIA_VISIBLE_DEVICES={info.nvidia_visible_devices}")
     if info.cuda_visible_devices is not None:

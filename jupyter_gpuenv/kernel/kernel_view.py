@@ -75,6 +75,8 @@ class KernelGpuInfo:
     devices: list[VisibleGpu] = field(default_factory=list)
     cuda_visible_devices: str | None = None
     nvidia_visible_devices: str | None = None
+    # Swarm mode: resource kind -> the ids Swarm assigned (DOCKER_RESOURCE_<kind>).
+    scheduled_gpus: dict[str, str] = field(default_factory=dict)
     environment_id: str | None = None
     python_version: str = ""
     torch: TorchInfo = field(default_factory=TorchInfo)
@@ -112,6 +114,7 @@ def gather(
         cuda_driver_version=snapshot.cuda_driver_version,
         cuda_visible_devices=env.get("CUDA_VISIBLE_DEVICES"),
         nvidia_visible_devices=env.get("NVIDIA_VISIBLE_DEVICES"),
+        scheduled_gpus=scheduled_resources(env),
         environment_id=env.get("JUPYTER_GPUENV_ENVIRONMENT_ID"),
         python_version=".".join(str(p) for p in sys.version_info[:3]),
         previous_exit=read_previous_exit(env),
@@ -128,6 +131,12 @@ def gather(
             info.devices[0].own_memory = info.torch.memory_reserved
     add_verdict(info)
     return info
+
+
+def scheduled_resources(env: Any) -> dict[str, str]:
+    """What Swarm assigned the kernel's task: ``DOCKER_RESOURCE_<kind>=<ids>`` variables."""
+    prefix = "DOCKER_RESOURCE_"
+    return {k[len(prefix) :]: str(v) for k, v in env.items() if k.startswith(prefix)}
 
 
 def visible_devices(snapshot: GpuSnapshot, info: KernelGpuInfo, pid: int) -> list[VisibleGpu]:

@@ -38,7 +38,7 @@ from ..docker.client import DaemonUnreachable
 from ..docker.nvidia_runtime import detect_runtime
 from ..environments.model import Environment
 from ..errors import PolicyViolation
-from . import kernel_history, orphans
+from . import kernel_history, orphans, swarm_kernel
 from .base import GpuEnvProvisionerMixin
 from .container_spec import (
     ContainerRequest,
@@ -56,6 +56,7 @@ from .launch_gate import SECRETS_STAY_OUT, check_create_arguments, is_secret_var
 from .orphans import private_connection_dir
 from .policy import DOCKER_KEYS, EffectiveLaunch
 from .readiness import PORT_NAMES, container_state, wait_until_ready
+from .swarm import SwarmPlacement
 
 
 # KernelProvisionerBase's metaclass derives from traitlets' and ABCMeta; mypy cannot see it.
@@ -73,11 +74,13 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
     _env: Environment | None = None
     _launch: EffectiveLaunch | None = None
     _start_warning: str | None = None
+    _swarm: SwarmPlacement | None = None  # swarm mode: the kernel's service
     _extra_arguments: list[str] = []  # noqa: RUF012 (replaced per launch, never mutated)
 
     @property
     def has_process(self) -> bool:
-        return self.container_id is not None and not self._exited
+        running = self.container_id is not None or self._swarm is not None
+        return running and not self._exited
 
     # -- start ---------------------------------------------------------------------
 
@@ -145,6 +148,13 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
             raise KernelStartFailed(err.message) from err
         await asyncio.to_thread(orphans.remove_orphans_once, client, self.log)
         image_id, python = await self._kernel_image(client)
+        if self.gpuenv_config.scheduler == "swarm":
+            env_vars = kwargs.get("env") or {}
+            try:
+                return await swarm_kernel.launch(self, client, image_id, python, env_vars)
+            except BaseException:
+                self._remove_connection_copy()
+                raise
         try:
             request = await asyncio.to_thread(
                 self._container_request, client, image_id, python, kwargs.get("env") or {}
@@ -278,14 +288,20 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
             extra_arguments=self._extra_arguments,
         )
 
-    def _create(self, client: Any, request: ContainerRequest) -> Any:
-        """Docker's create, behind the last gate: nothing beyond the policy reaches it."""
+    def checked_arguments(self, request: ContainerRequest) -> dict[str, Any]:
+        """The container's create arguments, behind the last gate: nothing beyond the
+        policy passes, whichever scheduler then runs them."""
         _, launch = self._prepared()
         args = create_arguments(request)
         try:
             check_create_arguments(args, allowance_for(request, launch.gpus))
         except PolicyViolation as err:
             raise KernelRefused(err.message) from err
+        return args
+
+    def _create(self, client: Any, request: ContainerRequest) -> Any:
+        """Docker's create of the gated arguments."""
+        args = self.checked_arguments(request)
         try:
             return client.containers.create(**args)
         except APIError as err:
@@ -313,6 +329,8 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
 
     async def poll(self) -> int | None:
         """None while the container runs, else its exit code (-1 when it vanished)."""
+        if self._swarm is not None:
+            return await swarm_kernel.poll(self)
         if self.container_id is None:
             return 0
         try:
@@ -345,6 +363,9 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
 
     async def send_signal(self, signum: int) -> None:
         """``docker kill --signal``: docker-init passes it on to the kernel process."""
+        if self._swarm is not None:
+            await swarm_kernel.send_signal(self, signum)
+            return
         if self.container_id is None:
             return
         try:
@@ -372,6 +393,7 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
 
     async def cleanup(self, restart: bool = False) -> None:
         """Remove the container (every time: a restart starts a new one) and free ports."""
+        await swarm_kernel.cleanup(self)
         try:
             client = self.services.docker()
         except DaemonUnreachable as err:

@@ -16,6 +16,7 @@ from typing import Any
 from ..environments.model import Environment
 from ..kernel.gpu_snapshot import GpuSnapshot
 from .kernel_history import known_history
+from .swarm_kernel import kernel_placement
 
 
 @dataclass
@@ -81,6 +82,7 @@ def describe_kernel(
     unreachable = history.docker_unreachable_since if history else None
     activity = last_activity(manager)
     pid = getattr(provisioner, "pid", None)
+    placement = kernel_placement(provisioner)
     return {
         "id": kernel_id,
         "name": getattr(manager, "kernel_name", None),
@@ -99,7 +101,8 @@ def describe_kernel(
             if container_id
             else None
         ),
-        "service": getattr(provisioner, "service_name", None),
+        "service": placement["service"] if placement else None,
+        "placement": placement,
         "pid": pid if isinstance(pid, int) and not container_id else None,
         "gpus": [use.to_json() for use in gpus],
         "execution_state": getattr(manager, "execution_state", None),

@@ -27,6 +27,7 @@ import secrets
 import shutil
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -217,6 +218,48 @@ def remove_orphans_once(client: Any, log: Any = None) -> None:
         remove_orphans(client, log)
     except Exception as err:
         (log or _log).warning("Orphaned kernel containers could not be listed: %s", err)
+    remove_orphan_services(client, log)
+
+
+def remove_orphan_services(client: Any, log: Any = None) -> list[str]:
+    """On a Swarm manager: remove kernel services and secrets whose owning server is gone.
+
+    Services and their connection secrets carry the same owner labels as containers.
+    Any other engine answers "not a swarm manager", and nothing happens.
+    """
+    log = log or _log
+    me = this_instance()
+    removed: list[str] = []
+    try:
+        services = client.api.services(filters={"label": f"{labels.SERVER_ID}"})
+        secrets_ = client.api.secrets(filters={"label": f"{labels.SERVER_ID}"})
+    except Exception as err:
+        log.debug("No kernel services swept: %s", err)
+        return removed
+    for service in services:
+        spec = service.get("Spec") or {}
+        if owner_alive(spec.get("Labels") or {}, me):
+            continue
+        try:
+            client.api.remove_service(service["ID"])
+        except Exception as err:
+            log.debug("Could not remove orphaned kernel service %s: %s", spec.get("Name"), err)
+            continue
+        log.info("Removed kernel service %s left by a server that is gone", spec.get("Name"))
+        removed.append(str(spec.get("Name")))
+    for secret in secrets_:
+        spec = secret.get("Spec") or {}
+        if owner_alive(spec.get("Labels") or {}, me):
+            continue
+        for _ in range(20):  # in use until its service's task has stopped
+            try:
+                client.api.remove_secret(secret["ID"])
+                break
+            except Exception as err:
+                if "in use" not in str(err):
+                    break
+            time.sleep(0.5)
+    return removed
 
 
 def start_orphan_sweep(log: Any = None, docker_host: str | None = None) -> threading.Thread:

@@ -113,6 +113,14 @@ export interface ReclaimWarning {
   message: string;
 }
 
+/** Where Swarm runs a kernel (`placement` of a kernel in swarm mode). */
+export interface SwarmPlacement {
+  service: string;
+  node: string;
+  node_addr: string;
+  gpus: string[];
+}
+
 /** One kernel of the server, as `GET /gpuenv/api/kernels/{id}` describes it. */
 export interface KernelStatus {
   id: string;
@@ -120,6 +128,8 @@ export interface KernelStatus {
   kind: 'docker' | 'local' | null;
   environment: { id: string; name: string | null; kind: string | null } | null;
   container: { id: string; name: string | null; image: string | null } | null;
+  /** Swarm mode: the kernel's service, the node it runs on and the GPU ids Swarm gave it. */
+  placement?: SwarmPlacement | null;
   gpus: { index: number; uuid: string | null; used_memory: number | null }[];
   execution_state: string | null;
   idle_seconds: number | null;

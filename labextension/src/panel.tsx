@@ -12,6 +12,7 @@ import type { KernelStatus } from './api';
 import { EnvironmentRow, RowActions } from './envcard';
 import { ErrorBox, Loading } from './feedback';
 import type { SessionRef } from './gpumodel';
+import { ClusterSection } from './clustersection';
 import { GpuSection } from './gpusection';
 import { gpuIcon } from './icons';
 import type { KernelHealth } from './kernelhealth';
@@ -137,6 +138,7 @@ function PanelView(props: PanelViewProps): JSX.Element {
         sessions={props.sessions}
         kernels={props.kernels}
       />
+      <ClusterSection kernels={props.kernels} />
     </div>
   );
 }

@@ -49,7 +49,10 @@ def catalog(jp_serverapp):
 
 
 async def fetch_json(jp_fetch, *parts, method="GET", **params):
-    kwargs = {"method": method, "params": params} if params else {"method": method}
+    # A first listing probes images; a large one on a loaded machine takes more than 20 s.
+    kwargs = {"method": method, "request_timeout": 300}
+    if params:
+        kwargs["params"] = params
     if method == "POST":
         kwargs["body"] = ""
     response = await jp_fetch("gpuenv", "api", *parts, **kwargs)
