@@ -72,7 +72,6 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
     _connection_copy: str | None = None
     _env: Environment | None = None
     _launch: EffectiveLaunch | None = None
-    _start_warning: str | None = None
     _extra_arguments: list[str] = []  # noqa: RUF012 (replaced per launch, never mutated)
 
     @property
@@ -91,7 +90,7 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
             )
         self._env = env
         self._launch = self.apply_policy(env, DOCKER_KEYS)
-        self._start_warning = self.check_compatibility(env)
+        self.check_compatibility(env)
         km = self.parent
         if km is None:
             raise KernelStartFailed("Docker kernels need a KernelManager as parent.")
@@ -230,8 +229,8 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
         # Ours, for the kernel side: how the previous kernel process ended, and the
         # doctor's warning when an incompatible start was allowed.
         kernel_notes = dict(kernel_history.previous_exit_environment(self.kernel_id))
-        if self._start_warning:
-            kernel_notes[START_WARNING_ENV] = self._start_warning
+        if self.start_warning:
+            kernel_notes[START_WARNING_ENV] = self.start_warning
         if kernel_notes:
             settings["environment"] = {**(settings.get("environment") or {}), **kernel_notes}
         gpu_plan = plan_gpus(launch.gpus, detect_runtime(client))
