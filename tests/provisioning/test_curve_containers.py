@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,14 +48,27 @@ def only_images(images: dict[str, str]) -> dict[str, Any]:
     }
 
 
-@pytest.fixture
+# The test's own uid (root: the kernel is uid 0 without capabilities) and an ordinary
+# server uid (the kernel runs as it and reads the original connection file).
+SERVER_UIDS = sorted({os.getuid(), 4243})
+
+
+@pytest.fixture(params=SERVER_UIDS, ids=lambda uid: f"server-uid-{uid}")
 def curve_server(
-    server_processes: Any, python_kernel_image: str, old_ipykernel_image: str
-) -> tuple[ServerProcess, Path]:
-    notebooks = make_shared_dir("gpuenv-curve-", os.getuid(), os.getgid())
+    request: pytest.FixtureRequest,
+    server_processes: Any,
+    python_kernel_image: str,
+    old_ipykernel_image: str,
+) -> Iterator[tuple[ServerProcess, Path]]:
+    uid = request.param
+    if uid != os.getuid() and os.getuid() != 0:
+        pytest.skip("only root can start a server as another uid")
+    notebooks = make_shared_dir("gpuenv-curve-", uid, uid)
     images = {"curvy": python_kernel_image, "oldkernel": old_ipykernel_image}
-    server = server_processes(notebooks, only_images(images))
-    return server, notebooks
+    try:
+        yield server_processes(notebooks, only_images(images), uid=uid, gid=uid), notebooks
+    finally:
+        shutil.rmtree(notebooks, ignore_errors=True)
 
 
 async def environment(server: ServerProcess, name: str) -> dict[str, Any]:
@@ -104,6 +118,7 @@ async def test_container_kernel_negotiates_curve(curve_server: Any, docker_clien
         status, described = await server.request("GET", f"/gpuenv/api/kernels/{kernel_id}")
         assert status == 200 and described["start_warning"] is None, described
         (container,) = kernel_containers(docker_client, **{labels.KERNEL_ID: kernel_id})
+        assert container.attrs["Config"]["User"] == f"{server.uid}:{server.gid}"
         assert PLAIN_TEXT_WARNING not in container.logs().decode(errors="replace")
         secret_nowhere_in_the_container(container, info["curve_secretkey"])
         assert info["curve_secretkey"] not in server.log_text()
@@ -142,11 +157,16 @@ def owner() -> Iterator[SystemUser]:
 
 @pytest.mark.skipif(os.getuid() != 0, reason="a root server needs a root test run")
 async def test_a_users_kernel_under_a_root_server_uses_curve_from_its_private_copy(
-    server_processes: Any, python_kernel_image: str, owner: SystemUser, docker_client: Any
+    request: pytest.FixtureRequest,
+    server_processes: Any,
+    python_kernel_image: str,
+    owner: SystemUser,
+    docker_client: Any,
 ) -> None:
     notebooks = make_shared_dir("gpuenv-curve-root-", 0, 0)
     (notebooks / "alice").mkdir()
     os.chown(notebooks / "alice", owner.uid, owner.gid)
+    request.addfinalizer(lambda: shutil.rmtree(notebooks, ignore_errors=True))
     server = server_processes(notebooks, only_images({"curvy": python_kernel_image}), 0, 0)
     env = await environment(server, "curvy")
     body = {"name": env["kernel_name"], "path": "alice"}
