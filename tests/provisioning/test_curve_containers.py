@@ -59,12 +59,17 @@ def curve_server(
     server_processes: Any,
     python_kernel_image: str,
     old_ipykernel_image: str,
+    pytorch_official_image: str,
 ) -> Iterator[tuple[ServerProcess, Path]]:
     uid = request.param
     if uid != os.getuid() and os.getuid() != 0:
         pytest.skip("only root can start a server as another uid")
     notebooks = make_shared_dir("gpuenv-curve-", uid, uid)
-    images = {"curvy": python_kernel_image, "oldkernel": old_ipykernel_image}
+    images = {
+        "curvy": python_kernel_image,
+        "oldkernel": old_ipykernel_image,
+        "official": pytorch_official_image,  # no ipykernel: the kernel layer's is >= 7.4
+    }
     try:
         yield server_processes(notebooks, only_images(images), uid=uid, gid=uid), notebooks
     finally:
@@ -102,10 +107,13 @@ def secret_nowhere_in_the_container(container: Any, secret: str) -> None:
     assert secret not in container.logs().decode(errors="replace")
 
 
-async def test_container_kernel_negotiates_curve(curve_server: Any, docker_client: Any) -> None:
+@pytest.mark.parametrize("name", ["curvy", "official"])
+async def test_container_kernel_negotiates_curve(
+    curve_server: Any, docker_client: Any, name: str
+) -> None:
     server, _ = curve_server
-    env = await environment(server, "curvy")
-    assert env["ipykernel_version"] == "7.4.0"
+    env = await environment(server, name)
+    assert env["ipykernel_version"] == ("7.4.0" if name == "curvy" else None), env
     status, kernel = await server.request("POST", "/api/kernels", {"name": env["kernel_name"]})
     assert status == 201, kernel
     kernel_id = kernel["id"]
