@@ -5,7 +5,9 @@ jupyter_client asks the provisioner to launch, poll, signal, wait for, kill and 
 (docker-py's sync calls run in threads). The container:
 
 * runs the image's python with ipykernel on the host network, binding the 127.0.0.1
-  ports of the connection file, which is mounted read-only;
+  ports of the connection file, which is mounted read-only; with CurveZMQ keys in it
+  (when the image's ipykernel reads them) the kernel starts from a private writable copy
+  on a tmpfs of its own uid, as ipykernel rewrites the file;
 * has docker-init as PID 1, so ``docker kill --signal SIGINT`` reaches the kernel as a
   KeyboardInterrupt (interrupt) and exits with it;
 * runs as the server's uid:gid (a root server's: the notebook folder's owner, else uid 0
