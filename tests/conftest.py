@@ -61,6 +61,12 @@ def python_kernel_image(docker_client: docker.DockerClient) -> str:
 
 
 @pytest.fixture(scope="session")
+def old_ipykernel_image(docker_client: docker.DockerClient) -> str:
+    """Tag of Debian bookworm + python3 3.11 + ipykernel 6.29.5, which knows no CurveZMQ."""
+    return _test_image(docker_client, "old-ipykernel")
+
+
+@pytest.fixture(scope="session")
 def torch_cpu_image(docker_client: docker.DockerClient) -> str:
     """Tag of python_kernel_image + the real torch==2.13.0+cpu and numpy."""
     return _test_image(docker_client, "torch-cpu")

@@ -35,6 +35,9 @@ class GpuEnvProvisionerMixin(LoggingConfigurable):
     kernel_id: str | None
     _gpuenv_config: GpuEnv | None = None
     _services: Services | None = None
+    # The doctor's warning this kernel started with (block_incompatible = False), for
+    # GET /gpuenv/api/kernels and the Lab; None when it found no error.
+    start_warning: str | None = None
 
     def __init__(self, **kwargs: Any) -> None:
         # jupyter_client passes these three itself; every other keyword comes from the
@@ -79,13 +82,13 @@ class GpuEnvProvisionerMixin(LoggingConfigurable):
         With ``block_incompatible = False`` the start goes on and the returned warning is
         what the kernel shows first; None when the doctor found no error.
         """
+        self.start_warning = None
         compatibility = env.compatibility or {}
         if compatibility.get("verdict") != "error":
             return None
         errors = [f for f in compatibility.get("findings") or [] if f.get("severity") == "error"]
         described = "; ".join(
-            str(f.get("message")) + (f" (fix: {f['fix']})" if f.get("fix") else "")
-            for f in errors
+            str(f.get("message")) + (f" (fix: {f['fix']})" if f.get("fix") else "") for f in errors
         )
         message = f"{env.display_name} will not work on this host: {described}"
         if self.gpuenv_config.block_incompatible:
@@ -94,6 +97,7 @@ class GpuEnvProvisionerMixin(LoggingConfigurable):
                 "`jupyter gpuenv doctor` shows the details."
             )
         self.log.warning("Kernel %s starts although %s", self.kernel_id, message)
+        self.start_warning = message
         return message
 
     @property

@@ -35,6 +35,10 @@ from .launch_gate import (
 from .orphans import ServerInstance, container_user_label
 
 CONNECTION_FILE_IN_CONTAINER = f"{KERNEL_SIDE_IN_CONTAINER}/run/connection.json"
+# A CurveZMQ kernel's writable copy of it: a tmpfs of the kernel's uid, mode 0700, that
+# ends with the container (kernel/connection_copy.py makes the copy).
+WRITABLE_RUN_IN_CONTAINER = f"{KERNEL_SIDE_IN_CONTAINER}/private"
+WRITABLE_CONNECTION_FILE = f"{WRITABLE_RUN_IN_CONTAINER}/connection.json"
 CONTAINER_HOME = "/home/gpuenv"
 
 # Never mounted as a kernel's working directory: they would shadow the image's system.
@@ -91,6 +95,8 @@ class ContainerRequest:
     conda_prefix_in_image: str | None = None
     session_name: str | None = None
     extra_arguments: list[str] = field(default_factory=list)
+    # The connection file holds CurveZMQ keys: the kernel starts from a writable copy.
+    curve: bool = False
 
 
 def container_name(environment_id: str, kernel_id: str) -> str:
@@ -155,8 +161,23 @@ def parse_mount(spec: Any) -> Mount:
 
 
 def kernel_command(req: ContainerRequest) -> list[str]:
-    """ipykernel in the image's python, reading the mounted connection file."""
-    argv = ipykernel_argv(req.python, CONNECTION_FILE_IN_CONTAINER, req.extra_arguments)
+    """ipykernel in the image's python, reading the mounted connection file.
+
+    With CurveZMQ keys it reads a private writable copy instead (ipykernel rewrites the
+    file), made by the kernel side just before it becomes ipykernel (exec).
+    """
+    if req.curve:
+        argv = [
+            req.python,
+            "-m",
+            f"{KERNEL_PACKAGE}.connection_copy",
+            CONNECTION_FILE_IN_CONTAINER,
+            WRITABLE_CONNECTION_FILE,
+            "--",
+            *ipykernel_argv(req.python, WRITABLE_CONNECTION_FILE, req.extra_arguments),
+        ]
+    else:
+        argv = ipykernel_argv(req.python, CONNECTION_FILE_IN_CONTAINER, req.extra_arguments)
     if req.conda_prefix_in_image:
         return ["/bin/sh", "-c", CONDA_IN_IMAGE_ACTIVATE, "gpuenv-activate"] + argv
     return argv
@@ -299,8 +320,13 @@ def create_arguments(req: ContainerRequest) -> dict[str, Any]:
     cwd = working_dir(req.cwd)
     if cwd:
         args["working_dir"] = cwd
+    tmpfs: dict[str, str] = {}
     if args["environment"].get("HOME") == CONTAINER_HOME:
-        args["tmpfs"] = {CONTAINER_HOME: "rw,mode=1777,size=1g"}
+        tmpfs[CONTAINER_HOME] = "rw,mode=1777,size=1g"
+    if req.curve:
+        tmpfs[WRITABLE_RUN_IN_CONTAINER] = private_tmpfs_options(kernel_user)
+    if tmpfs:
+        args["tmpfs"] = tmpfs
     if req.device_requests:
         args["device_requests"] = req.device_requests
     cap_drop = [str(c) for c in req.settings.get("cap_drop") or []]
@@ -309,6 +335,11 @@ def create_arguments(req: ContainerRequest) -> dict[str, Any]:
     if cap_drop:
         args["cap_drop"] = cap_drop
     return args
+
+
+def private_tmpfs_options(user: KernelUser) -> str:
+    """A small tmpfs only the kernel's uid can enter, holding no programs."""
+    return f"rw,nosuid,nodev,noexec,mode=0700,uid={user.uid},gid={user.gid},size=1m"
 
 
 def _image_env_value(image_env: list[str], name: str) -> str | None:
@@ -351,6 +382,8 @@ def allowance_for(req: ContainerRequest, gpus: GpuSet) -> LaunchAllowance:
         mount = parse_mount(spec)
         allowance.mounts.add(MountGrant(mount["Source"], mount["Target"], mount["ReadOnly"]))
     allowance.tmpfs_targets.add(CONTAINER_HOME)
+    if req.curve:
+        allowance.tmpfs_targets.add(WRITABLE_RUN_IN_CONTAINER)
     return allowance
 
 

@@ -5,7 +5,9 @@ jupyter_client asks the provisioner to launch, poll, signal, wait for, kill and 
 (docker-py's sync calls run in threads). The container:
 
 * runs the image's python with ipykernel on the host network, binding the 127.0.0.1
-  ports of the connection file, which is mounted read-only;
+  ports of the connection file, which is mounted read-only; with CurveZMQ keys in it
+  (when the image's ipykernel reads them) the kernel starts from a private writable copy
+  on a tmpfs of its own uid, as ipykernel rewrites the file;
 * has docker-init as PID 1, so ``docker kill --signal SIGINT`` reaches the kernel as a
   KeyboardInterrupt (interrupt) and exits with it;
 * runs as the server's uid:gid (a root server's: the notebook folder's owner, else uid 0
@@ -51,7 +53,7 @@ from .container_watch import UNREACHABLE, mark_reachable, mark_unreachable, read
 from .errors import KernelDisconnected, KernelRefused, KernelStartFailed
 from .gpu_request import plan_gpus
 from .kernel_layer import ensure_layer, image_has_ipykernel
-from .kernel_side import START_WARNING_ENV
+from .kernel_side import START_WARNING_ENV, use_curve
 from .launch_gate import SECRETS_STAY_OUT, check_create_arguments, is_secret_variable
 from .orphans import private_connection_dir
 from .policy import DOCKER_KEYS, EffectiveLaunch
@@ -73,8 +75,8 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
     _connection_copy: str | None = None
     _env: Environment | None = None
     _launch: EffectiveLaunch | None = None
-    _start_warning: str | None = None
     _swarm: SwarmPlacement | None = None  # swarm mode: the kernel's service
+    _curve = False
     _extra_arguments: list[str] = []  # noqa: RUF012 (replaced per launch, never mutated)
 
     @property
@@ -94,13 +96,13 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
             )
         self._env = env
         self._launch = self.apply_policy(env, DOCKER_KEYS)
-        self._start_warning = self.check_compatibility(env)
+        self.check_compatibility(env)
         km = self.parent
         if km is None:
             raise KernelStartFailed("Docker kernels need a KernelManager as parent.")
         if km.transport != "tcp":
             raise KernelStartFailed("Docker kernels need the tcp transport.")
-        self._provision_curve_keys(km, kwargs.pop("transport_encryption", None))
+        self._provision_curve_keys(km, kwargs.pop("transport_encryption", None), env)
         if not self.ports_cached:
             # Ports are fixed before the start: the kernel cannot write the ports it
             # picked into the read-only connection file.
@@ -118,23 +120,22 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
         kwargs["cmd"] = []
         return kwargs
 
-    @staticmethod
-    def _provision_curve_keys(km: Any, requested: str | None) -> None:
-        """CurveZMQ keys in the connection file when the kernel manager's policy asks.
+    def _provision_curve_keys(self, km: Any, requested: str | None, env: Environment) -> None:
+        """CurveZMQ keys in the connection file when this kernel's ipykernel reads them.
 
-        The kernel in the container reads them from the mounted connection file
-        (ipykernel >= 7.4), so its TCP channels are encrypted like a local kernel's.
-        ipykernel 7.4 also rewrites that file when it holds keys, which the read-only
-        mount refuses, so this is not done unasked (unlike local kernels, ``use_curve``).
+        As for local kernels (``use_curve``): the kernel manager's ``transport_encryption``
+        decides when set, else the image's ipykernel (>= 7.4, or the kernel layer's). A
+        kernelspec's own image was not probed by the catalog: only "required" encrypts it.
+        The kernel starts from a private writable copy of the file (container_spec).
         """
-        policy_of = getattr(km, "_transport_encryption_policy", None)
-        if policy_of is None:
-            return
-        policy = policy_of(requested)
-        supported = getattr(km, "_kernel_supports_curve_encryption", lambda: False)()
-        if policy == "required" or (policy == "auto" and supported):
-            if km.curve_publickey is None:
-                km.curve_publickey, km.curve_secretkey = zmq.curve_keypair()
+        _, launch = self._prepared()
+        probed_image = not launch.image or launch.image == env.location.get("image")
+        encrypt = use_curve(km, requested, env if probed_image else None)
+        if encrypt and km.curve_publickey is None:
+            km.curve_publickey, km.curve_secretkey = zmq.curve_keypair()
+        elif not encrypt:
+            km.curve_publickey = km.curve_secretkey = None
+        self._curve = encrypt
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         """Create and start the container; return once the kernel's ports answer."""
@@ -240,8 +241,8 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
         # Ours, for the kernel side: how the previous kernel process ended, and the
         # doctor's warning when an incompatible start was allowed.
         kernel_notes = dict(kernel_history.previous_exit_environment(self.kernel_id))
-        if self._start_warning:
-            kernel_notes[START_WARNING_ENV] = self._start_warning
+        if self.start_warning:
+            kernel_notes[START_WARNING_ENV] = self.start_warning
         if kernel_notes:
             settings["environment"] = {**(settings.get("environment") or {}), **kernel_notes}
         gpu_plan = plan_gpus(launch.gpus, detect_runtime(client))
@@ -286,6 +287,7 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
             conda_prefix_in_image=os.path.dirname(os.path.dirname(python)) if conda_env else None,
             session_name=server_env.get("JPY_SESSION_NAME"),
             extra_arguments=self._extra_arguments,
+            curve=self._curve,
         )
 
     def checked_arguments(self, request: ContainerRequest) -> dict[str, Any]:

@@ -54,12 +54,13 @@ def curve_capable(env: Environment) -> bool:
     return False
 
 
-def use_curve(km: Any, requested: str | None, env: Environment) -> bool:
+def use_curve(km: Any, requested: str | None, env: Environment | None) -> bool:
     """Encrypt this kernel's channels with CurveZMQ?
 
     The kernel manager's ``transport_encryption`` decides when set (by the server's
     request or an admin's ``KernelManager.transport_encryption``); unset, gpuenv kernels
-    encrypt whenever their ipykernel can, which costs nothing.
+    encrypt whenever their ipykernel can, which costs nothing. ``env`` None: the
+    ipykernel is not known, so only "required" encrypts.
     """
     policy_of = getattr(km, "_transport_encryption_policy", None)
     if policy_of is None or not zmq.has("curve"):
@@ -70,7 +71,8 @@ def use_curve(km: Any, requested: str | None, env: Environment) -> bool:
         policy = policy_of(None)
     else:
         policy = "auto"
-    return bool(policy == "required" or (policy == "auto" and curve_capable(env)))
+    capable = env is not None and curve_capable(env)
+    return bool(policy == "required" or (policy == "auto" and capable))
 
 
 def _configured(manager: Any) -> bool:

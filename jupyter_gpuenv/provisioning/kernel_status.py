@@ -117,7 +117,12 @@ def describe_kernel(
         "restart_count": history.restart_count if history else 0,
         "last_exit": history.last_exit.to_json() if history and history.last_exit else None,
         "reclaim": dict(history.reclaim_warning) if history and history.reclaim_warning else None,
+        "start_warning": _text(getattr(provisioner, "start_warning", None)),
     }
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def _round(value: float | None) -> float | None:

@@ -138,6 +138,8 @@ export interface KernelStatus {
   restart_count: number;
   last_exit: KernelExit | null;
   reclaim: ReclaimWarning | null;
+  /** The doctor's error for this host, when the kernel started anyway (block_incompatible off). */
+  start_warning?: string | null;
 }
 
 /** `GET /gpuenv/api/kernels`. */

@@ -1,17 +1,18 @@
 /**
  * What happened to the kernels: why one restarted (its previous process's last
  * exit), whether Docker can be reached, and which kernels hold a GPU while idle
- * and are about to be shut down. Notifications say it once; the status bar and
- * the GPU section read `kernels`.
+ * and are about to be shut down, and which kernels were started although the
+ * doctor judged their environment incompatible with this host. Notifications say
+ * it once; the status bar and the GPU section read `kernels`.
  */
-import { Notification } from '@jupyterlab/apputils';
+import { Dialog, Notification, showDialog } from '@jupyterlab/apputils';
 import { Kernel } from '@jupyterlab/services';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { Poll } from '@lumino/polling';
 import { ISignal, Signal } from '@lumino/signaling';
 
 import type { GpuEnvClient, KernelStatus, KernelsListing } from './api';
-import { restartNotice } from './kernelnotice';
+import { restartNotice, startWarningNotice } from './kernelnotice';
 import { formatBytes } from './model';
 
 const POLL_MS = 10_000;
@@ -55,8 +56,14 @@ export class KernelHealth {
         void this._explain(kernel.id, context.path);
       }
     };
+    // A new kernel is looked at at once: its start warning belongs with its first cell.
+    const onKernel = () => void this._poll.refresh();
     context.statusChanged.connect(onStatus);
-    panel.disposed.connect(() => context.statusChanged.disconnect(onStatus));
+    context.kernelChanged.connect(onKernel);
+    panel.disposed.connect(() => {
+      context.statusChanged.disconnect(onStatus);
+      context.kernelChanged.disconnect(onKernel);
+    });
   }
 
   /** After an automatic restart: ask the server why, until it knows (bounded). */
@@ -93,6 +100,28 @@ export class KernelHealth {
         this._warned.add(`${kernel.id}:${warning.shutdown_at.slice(0, 16)}`);
         Notification.warning(`Kernel ${kernel.id.slice(0, 8)}: ${warning.message}`, {
           autoClose: false
+        });
+      }
+    }
+    for (const kernel of listing.kernels) {
+      const notice = startWarningNotice(kernel);
+      const details = kernel.start_warning;
+      if (notice && details && !this._warned.has(`start:${kernel.id}`)) {
+        this._warned.add(`start:${kernel.id}`);
+        Notification.warning(notice, {
+          autoClose: false,
+          actions: [
+            {
+              label: 'Details',
+              caption: "The doctor's finding and its fix",
+              callback: () =>
+                void showDialog({
+                  title: 'Started on an incompatible host',
+                  body: details,
+                  buttons: [Dialog.okButton()]
+                })
+            }
+          ]
         });
       }
     }

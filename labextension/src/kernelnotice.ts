@@ -15,6 +15,20 @@ export function restartNotice(status: KernelStatus, path: string): string | null
   return `${name}: the kernel restarted — ${exit.reason}`;
 }
 
+/**
+ * The notice for a kernel started although the doctor judged its environment
+ * incompatible with this host (the server's `block_incompatible` is off), or null.
+ * Short enough for a notification; the doctor's message and fix are its details.
+ */
+export function startWarningNotice(status: KernelStatus): string | null {
+  if (!status.start_warning) {
+    return null;
+  }
+  const env = status.environment?.name;
+  const what = env ? `${env} will not work` : 'its environment will not work';
+  return `Kernel ${status.id.slice(0, 8)} started although ${what} on this host.`;
+}
+
 /** "idle 12m 05s", for the GPU section and the status bar. */
 export function formatIdle(seconds: number | null | undefined): string {
   if (seconds === null || seconds === undefined) {
@@ -44,6 +58,9 @@ export function kernelWarning(status: KernelStatus | undefined): string | null {
       ? ''
       : ` at ${at.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })}`;
     return `idle GPU kernel: shut down${time}`;
+  }
+  if (status.start_warning) {
+    return 'incompatible with this host';
   }
   return null;
 }

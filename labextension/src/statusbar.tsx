@@ -86,7 +86,8 @@ export class GpuEnvStatus extends ReactWidget {
     const kernelId = this._watcher.current?.kernelId;
     const status = kernelId ? this._health?.kernels.get(kernelId) : undefined;
     const warning = kernelWarning(status);
-    const detail = status?.reclaim?.message ?? status?.docker.reason ?? '';
+    const detail =
+      status?.reclaim?.message ?? status?.docker.reason ?? status?.start_warning ?? '';
     return {
       ...view,
       warning,

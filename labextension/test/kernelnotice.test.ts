@@ -2,7 +2,12 @@
 import { describe, expect, it } from 'vitest';
 
 import type { KernelStatus } from '../src/api';
-import { formatIdle, kernelWarning, restartNotice } from '../src/kernelnotice';
+import {
+  formatIdle,
+  kernelWarning,
+  restartNotice,
+  startWarningNotice
+} from '../src/kernelnotice';
 
 function status(overrides: Partial<KernelStatus> = {}): KernelStatus {
   return {
@@ -42,6 +47,22 @@ describe('kernel health', () => {
     requested.last_exit!.requested = true;
     expect(restartNotice(requested, 'a.ipynb')).toBeNull();
     expect(restartNotice(status({ last_exit: null }), 'a.ipynb')).toBeNull();
+  });
+
+  it('tells of a kernel started although the doctor found an error', () => {
+    const message =
+      'torch121 (conda) will not work on this host: the driver is too old ' +
+      '(fix: upgrade the driver to ≥ 530.30.02)';
+    const started = status({ last_exit: null, start_warning: message });
+    expect(startWarningNotice(started)).toBe(
+      'Kernel a1b2c3d4 started although small will not work on this host.'
+    );
+    expect(startWarningNotice({ ...started, environment: null })).toBe(
+      'Kernel a1b2c3d4 started although its environment will not work on this host.'
+    );
+    expect(kernelWarning(started)).toBe('incompatible with this host');
+    expect(startWarningNotice(status())).toBeNull();
+    expect(startWarningNotice(status({ start_warning: null }))).toBeNull();
   });
 
   it('formats idle time', () => {

@@ -69,12 +69,16 @@ class LabServer:
 
 
 def start_lab(
-    base: Path, gpuenv_config: dict[str, Any], extra_extensions: tuple[str, ...] = ()
+    base: Path,
+    gpuenv_config: dict[str, Any],
+    extra_extensions: tuple[str, ...] = (),
+    extra_env: dict[str, str] | None = None,
 ) -> LabServer:
     """Start ``jupyter lab`` with ``c.GpuEnv`` set from ``gpuenv_config``.
 
     ``extra_extensions`` are more server extensions to enable (test-only modules under
-    ``tests/``, importable because the repository root goes on ``PYTHONPATH``).
+    ``tests/``, importable because the repository root goes on ``PYTHONPATH``);
+    ``extra_env`` is added to the server's environment last (e.g. a fake NVML's).
     """
     if not (LABEXTENSION / "package.json").is_file():
         raise RuntimeError(
@@ -117,6 +121,7 @@ def start_lab(
         env["PYTHONPATH"] = os.pathsep.join(
             [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
         )
+    env.update(extra_env or {})
     log_path = base / "jupyter-lab.log"
     argv = [
         sys.executable,

@@ -13,7 +13,10 @@ from jupyter_gpuenv.doctor.docker_gpus import gpu_problem
 from jupyter_gpuenv.gpu_set import GpuSet
 from jupyter_gpuenv.provisioning.container_spec import (
     CONNECTION_FILE_IN_CONTAINER,
+    WRITABLE_CONNECTION_FILE,
+    WRITABLE_RUN_IN_CONTAINER,
     ContainerRequest,
+    allowance_for,
     container_name,
     container_user,
     create_arguments,
@@ -24,6 +27,7 @@ from jupyter_gpuenv.provisioning.container_spec import (
 from jupyter_gpuenv.provisioning.errors import KernelStartFailed
 from jupyter_gpuenv.provisioning.gpu_request import plan_gpus
 from jupyter_gpuenv.provisioning.kernel_user import KernelUser
+from jupyter_gpuenv.provisioning.launch_gate import check_create_arguments
 from jupyter_gpuenv.provisioning.orphans import ServerInstance
 
 NVIDIA = GpuRuntime("nvidia", "test host with the toolkit")
@@ -129,6 +133,30 @@ def test_create_arguments(tmp_path):
     assert targets["/opt/jupyter-gpuenv/jupyter_gpuenv_kernel"]["ReadOnly"] is True
     assert targets[str(tmp_path)]["ReadOnly"] is False
     assert args["working_dir"] == str(tmp_path)
+
+
+def test_a_curve_kernel_starts_from_a_private_writable_copy(tmp_path):
+    """The read-only mount stays; ipykernel reads a copy on a tmpfs of its own uid."""
+    plain = create_arguments(request(tmp_path))
+    assert WRITABLE_RUN_IN_CONTAINER not in (plain.get("tmpfs") or {})
+    req = request(tmp_path, curve=True)
+    args = create_arguments(req)
+    assert args["entrypoint"] == ["/usr/bin/python3"]
+    copy_step = ["-m", "jupyter_gpuenv_kernel.connection_copy"]
+    assert args["command"][:6] == [
+        *copy_step,
+        CONNECTION_FILE_IN_CONTAINER,
+        WRITABLE_CONNECTION_FILE,
+        "--",
+        "/usr/bin/python3",
+    ]
+    assert args["command"][6:10] == ["-m", "ipykernel_launcher", "-f", WRITABLE_CONNECTION_FILE]
+    targets = {m["Target"]: m for m in args["mounts"]}
+    assert targets[CONNECTION_FILE_IN_CONTAINER]["ReadOnly"] is True
+    uid, gid = args["user"].split(":")
+    options = args["tmpfs"][WRITABLE_RUN_IN_CONTAINER].split(",")
+    assert {"mode=0700", f"uid={uid}", f"gid={gid}", "noexec", "nosuid", "nodev"} <= set(options)
+    check_create_arguments(args, allowance_for(req, GpuSet.none()))
 
 
 def test_conda_env_inside_an_image_is_activated(tmp_path):

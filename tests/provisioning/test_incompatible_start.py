@@ -56,6 +56,10 @@ async def test_started_with_a_warning_when_not_blocking(server_processes, old_dr
     env = await torch121(server)
     status, kernel = await server.request("POST", "/api/kernels", {"name": env["kernel_name"]})
     assert status == 201, kernel
+    status, described = await server.request("GET", f"/gpuenv/api/kernels/{kernel['id']}")
+    assert status == 200 and DRIVER_FIX in described["start_warning"], described
+    assert described["start_warning"].startswith("torch121 (conda)")
+    assert "will not work on this host" in described["start_warning"]
     ws = await server.channels(kernel["id"])
     try:
         first = await ws.run("print('first cell')")
@@ -89,6 +93,9 @@ async def test_docker_kernel_refused_then_started_with_the_warning(
     server = server_processes(notebooks, {**images, "block_incompatible": False}, extra_env=nvml)
     status, kernel = await server.request("POST", "/api/kernels", {"name": env["kernel_name"]})
     assert status == 201, kernel
+    status, listing = await server.request("GET", "/gpuenv/api/kernels")
+    (described,) = listing["kernels"]
+    assert DRIVER_FIX in described["start_warning"], described
     ws = await server.channels(kernel["id"])
     try:
         first = await ws.run("print('first cell')")

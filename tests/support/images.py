@@ -65,6 +65,7 @@ IMAGE_PARENTS: dict[str, str | None] = {
     "debian-bookworm-python": None,
     "bare-python": "debian-bookworm-python",
     "python-kernel": "debian-bookworm-python",
+    "old-ipykernel": "debian-bookworm-python",
     "torch-cpu": "python-kernel",
     "published-base": "debian-bookworm-python",
     "pytorch-official": "published-base",
@@ -78,6 +79,7 @@ TITLES = {
     "debian-bookworm-python": "Debian bookworm minbase with python3 (jupyter-gpuenv tests)",
     "bare-python": "python3 without ipykernel (jupyter-gpuenv tests)",
     "python-kernel": "python3 with ipykernel (jupyter-gpuenv tests)",
+    "old-ipykernel": "python3 with ipykernel 6.x, without CurveZMQ (jupyter-gpuenv tests)",
     "torch-cpu": "python3, ipykernel and CPU PyTorch 2.13.0 (jupyter-gpuenv tests)",
 }
 
