@@ -12,6 +12,8 @@ import { INITIAL_POLL_HEALTH, PollHealth, nextPollHealth } from './model';
 /** How often GPU status is fetched while someone looks at it, and the backoff cap. */
 export const GPU_POLL_INTERVAL_MS = 5000;
 export const GPU_POLL_MAX_INTERVAL_MS = 60000;
+/** Seconds of GPU use the cards chart (the server keeps at most its own window). */
+export const GPU_HISTORY_SECONDS = 600;
 
 function asApiError(error: unknown): ApiError {
   if (error instanceof ApiError) {
@@ -126,7 +128,7 @@ export class GpuEnvStore {
 
   private async _fetchGpus(): Promise<GpuSnapshot> {
     try {
-      this.gpus = await this.client.getGpus();
+      this.gpus = await this.client.getGpus(GPU_HISTORY_SECONDS);
       return this.gpus;
     } catch (error) {
       // Rejecting makes the Poll back off; the health fold keeps the message.
