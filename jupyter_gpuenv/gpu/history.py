@@ -108,6 +108,10 @@ class GpuHistory:
         self.maxlen = history_length(self.window, self.interval)
         self._points: deque[HistoryPoint] = deque(maxlen=self.maxlen)
         self._lock = threading.Lock()
+        # Series built for the latest sample, by seconds asked: every client polling
+        # between two samples gets the same answer without building it again.
+        self._series: dict[float, dict[str, Any]] = {}
+        self._series_of: tuple[float, int] | None = None
 
     def __len__(self) -> int:
         return len(self._points)
@@ -142,8 +146,21 @@ class GpuHistory:
 
         A GPU or kernel absent from a sample has ``null`` there (a kernel that had not
         started yet, or had freed its GPU memory). ``seconds`` is capped at the window.
+        The answer is shared by every caller until the next sample: do not modify it.
         """
         covered = min(float(seconds), self.window)
+        with self._lock:
+            newest = (self._points[-1].at if self._points else 0.0, len(self._points))
+        if newest != self._series_of:
+            self._series, self._series_of = {}, newest
+        cached = self._series.get(covered)
+        if cached is None:
+            cached = self._build(covered)
+            if len(self._series) < 16:
+                self._series[covered] = cached
+        return cached
+
+    def _build(self, covered: float) -> dict[str, Any]:
         points = self.points(covered)
         timestamps = [p.at for p in points]
         gpus: dict[tuple[int, str | None], dict[str, Any]] = {}

@@ -116,6 +116,8 @@ export interface GpuHistory {
     environment_id: string | null;
     gpus: number[];
     memory_used: (number | null)[];
+    /** Percent of one GPU's SMs its processes kept busy, summed over its GPUs. */
+    utilization_sm?: (number | null)[];
   }[];
 }
 

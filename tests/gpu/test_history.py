@@ -144,3 +144,16 @@ def test_build_gpu_sampler_reads_the_history_window() -> None:
     assert sampler.history.window == 30 and sampler.history.maxlen == 60
     sampler.sample_now()
     assert len(sampler.history) == 1
+
+
+def test_series_are_built_once_per_sample() -> None:
+    nvml = FakeNvml([FakeGpu()])
+    history = GpuHistory(window=60, interval=1)
+    history.record(read(nvml, 1.0))
+    first = history.series(30)
+    assert history.series(30) is first  # a second client between two samples
+    assert history.series(10) is not first
+    history.record(read(nvml, 2.0))
+    fresh = history.series(30)
+    assert fresh is not first and fresh["timestamps"] == [1.0, 2.0]
+    assert first["timestamps"] == [1.0]  # what was answered stays as it was

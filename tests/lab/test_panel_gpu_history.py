@@ -96,10 +96,14 @@ def test_gpu_cards_draw_utilization_and_memory_over_time(page: Any, lab: LabServ
         wait_for_points(page, f"{CARD}:nth-child(2) .jp-mod-util svg.jp-GpuEnv-spark", 3)
     )
     assert set(l4) == {expected_y(0.97)}
-    # What the page drew is what the server keeps: as many points as the history has.
-    history = lab.api("gpuenv/api/gpus?history=60")["history"]
-    assert len(history["timestamps"]) <= 120  # 60 s / 0.5 s
-    assert int(util.get_attribute("data-points") or 0) <= len(history["timestamps"])
+    # Both ends stay bounded by the 60 s window at one sample per 0.5 s.
+    history = lab.api("gpuenv/api/gpus?history=600")["history"]
+    assert history["seconds"] == 60 and len(history["timestamps"]) <= 120
+    assert int(util.get_attribute("data-points") or 0) <= 121
+    # Once the panel holds the window, a poll asks only for what is new since the last.
+    poll = page.wait_for_event("request", lambda r: "/gpuenv/api/gpus?history=" in r.url)
+    asked = float(re.search(r"history=([\d.]+)", poll.url).group(1))
+    assert 5 <= asked < 60
 
 
 def test_a_kernels_gpu_memory_over_time_in_its_line(
