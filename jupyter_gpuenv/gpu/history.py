@@ -10,6 +10,7 @@ holds the same few hundred points.
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 from collections import deque
@@ -110,7 +111,7 @@ class GpuHistory:
         self._lock = threading.Lock()
         # Series built for the latest sample, by seconds asked: every client polling
         # between two samples gets the same answer without building it again.
-        self._series: dict[float, dict[str, Any]] = {}
+        self._series: dict[float, tuple[dict[str, Any], bytes]] = {}
         self._series_of: tuple[float, int] | None = None
 
     def __len__(self) -> int:
@@ -148,6 +149,13 @@ class GpuHistory:
         started yet, or had freed its GPU memory). ``seconds`` is capped at the window.
         The answer is shared by every caller until the next sample: do not modify it.
         """
+        return self._cached(seconds)[0]
+
+    def series_json(self, seconds: float) -> bytes:
+        """:meth:`series` encoded as compact JSON, also built once per sample."""
+        return self._cached(seconds)[1]
+
+    def _cached(self, seconds: float) -> tuple[dict[str, Any], bytes]:
         covered = min(float(seconds), self.window)
         with self._lock:
             newest = (self._points[-1].at if self._points else 0.0, len(self._points))
@@ -155,7 +163,8 @@ class GpuHistory:
             self._series, self._series_of = {}, newest
         cached = self._series.get(covered)
         if cached is None:
-            cached = self._build(covered)
+            series = self._build(covered)
+            cached = (series, json.dumps(series, separators=(",", ":")).encode("utf-8"))
             if len(self._series) < 16:
                 self._series[covered] = cached
         return cached

@@ -6,7 +6,6 @@ timestamps and, per GPU and per kernel, one value for each.
 
 from __future__ import annotations
 
-import json
 import math
 
 from .base import GpuEnvHandler, authorized, web
@@ -25,9 +24,9 @@ class GpusHandler(GpuEnvHandler):
         if seconds is None:
             self.finish(sample.body)
             return
-        body = sample.snapshot.to_json()
-        body["history"] = self.gpuenv.gpu_sampler.history.series(seconds)
-        self.finish(json.dumps(body, separators=(",", ":")))
+        # Both parts are encoded once per sample; the history joins the sample's object.
+        history = self.gpuenv.gpu_sampler.history.series_json(seconds)
+        self.finish(sample.body[:-1] + b',"history":' + history + b"}")
 
     def history_argument(self) -> float | None:
         """``history`` as seconds (> 0, finite); None when absent; 400 otherwise."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 
 from hypothesis import given, settings
@@ -157,3 +158,9 @@ def test_series_are_built_once_per_sample() -> None:
     fresh = history.series(30)
     assert fresh is not first and fresh["timestamps"] == [1.0, 2.0]
     assert first["timestamps"] == [1.0]  # what was answered stays as it was
+
+
+def test_the_encoded_series_is_the_series() -> None:
+    history = GpuHistory(window=60, interval=1)
+    history.record(read(FakeNvml([FakeGpu(), FakeGpu()]), 1.0))
+    assert json.loads(history.series_json(30)) == history.series(30)
