@@ -12,14 +12,18 @@ there are enough. The figures:
 * HTTP: requests over a keep-alive loopback connection; "server" is tornado's own
   request time (headers parsed -> response finished), "round trip" what the client saw.
 
-Each is compared with a baseline: a trivial handler of the same class (same auth, same
-JSON error handling) answering ``{}``. Run: ``python benchmarks/gpu_status.py``.
+The same for ``?history=600`` (a full 10-minute history, filled before measuring; the
+series are built once per sample and shared) and for the Prometheus text of
+``/gpuenv/metrics``. Each is compared with a baseline: a trivial handler of the same
+class (same auth, same JSON error handling) answering ``{}``.
+Run: ``python benchmarks/gpu_status.py``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
 import os
 import secrets
 import socket
@@ -68,6 +72,16 @@ def fake_host(gpus: int, processes: int) -> FakeNvml:
             for i in range(gpus)
         ]
     )
+
+
+def fill_history(sampler: Any, snapshot: Any) -> None:
+    """A full window of past samples (2 s apart) before the sampler's own."""
+    window = int(sampler.history.maxlen)
+    newest = snapshot.sampled_at
+    for i in range(window, 0, -1):
+        past = copy.copy(snapshot)
+        past.sampled_at = newest - 2.0 * i
+        sampler.history.record(past)
 
 
 def free_port() -> int:
@@ -143,7 +157,7 @@ async def run(args: argparse.Namespace) -> None:
     server_times: dict[str, list[float]] = {}
 
     def record(handler: Any) -> None:
-        server_times.setdefault(handler.request.path, []).append(handler.request.request_time())
+        server_times.setdefault(handler.request.uri, []).append(handler.request.request_time())
 
     app.web_app.settings["log_function"] = record
     app.web_app.add_handlers(".*$", [(BASELINE_PATH, TrivialHandler, {"name": "jupyter_gpuenv"})])
@@ -158,6 +172,13 @@ async def run(args: argparse.Namespace) -> None:
         count = len(first.snapshot.processes())
         print(f"fake NVML host: {args.gpus} GPUs, {count} processes; body {len(first.body)} bytes")
         print(f"sample (thread, off the request path): {sampler.sample_seconds * 1e3:.2f} ms")
+        fill_history(sampler, first.snapshot)
+        start = time.perf_counter()
+        series = sampler.history._build(600.0)
+        print(
+            f"history of {len(series['timestamps'])} samples built once per sample: "
+            f"{(time.perf_counter() - start) * 1e3:.2f} ms"
+        )
 
         direct = []
         for _ in range(args.requests):
@@ -167,7 +188,12 @@ async def run(args: argparse.Namespace) -> None:
             direct.append(time.perf_counter() - start)
         print(f"in-process handler path (sampler.current): {ms(direct)}")
 
-        paths = {"gpus": "/gpuenv/api/gpus", "baseline": BASELINE_PATH}
+        paths = {
+            "gpus": "/gpuenv/api/gpus",
+            "history": "/gpuenv/api/gpus?history=600",
+            "metrics": "/gpuenv/metrics",
+            "baseline": BASELINE_PATH,
+        }
         round_trips: dict[str, list[float]] = {name: [] for name in paths}
         for _ in range(args.warmup):
             for path in paths.values():
@@ -189,6 +215,9 @@ async def run(args: argparse.Namespace) -> None:
             f"goal <= {GOAL_MS} ms: {'met' if gpus_ms <= GOAL_MS else 'MISSED'} "
             f"({gpus_ms:.3f} ms)"
         )
+        for name in ("history", "metrics"):
+            median = statistics.median(server_times[paths[name]]) * 1e3
+            print(f"server time ratio {name}/baseline: {median / base_ms:.2f}x ({median:.3f} ms)")
         naive_ms = (sampler.sample_seconds or 0) * 1e3 + base_ms
         print(
             f"sampling inside each request instead would cost ~{naive_ms:.1f} ms "

@@ -147,6 +147,13 @@ class GpuEnv(LoggingConfigurable):
         2.0, help="Seconds between two NVML samples shared by all GPU status clients."
     ).tag(config=True)
 
+    gpu_history_seconds = Float(
+        600.0,
+        help="""Seconds of GPU use kept in memory for charts and GET
+        /gpuenv/api/gpus?history=SECONDS: one point per sample (gpu_sample_interval), at
+        most gpu_history_seconds / gpu_sample_interval points. 0: keep no history.""",
+    ).tag(config=True)
+
     gpu_idle_timeout = Float(
         0.0,
         allow_none=True,

@@ -28,6 +28,7 @@ from .attribution import (
     collect_kernel_records,
 )
 from .grant import read_user_grant
+from .history import GpuHistory
 from .view import GpuView
 
 KernelRecords = Callable[[], Awaitable[list[KernelRecord]]]
@@ -59,7 +60,8 @@ class GpuSampler:
     ``kernel_records`` is a coroutine function run on the server's event loop (kernel
     and session managers live there); ``attributor`` maps PIDs to kernels; ``view``
     filters for this server's user. Start with :meth:`start` (or implicitly by
-    :meth:`current`); :meth:`stop` ends the thread.
+    :meth:`current`); :meth:`stop` ends the thread. ``history`` keeps the last
+    ``history_window`` seconds of samples (0: none).
     """
 
     def __init__(
@@ -71,6 +73,7 @@ class GpuSampler:
         view: GpuView | None = None,
         idle_after: float | None = None,
         log: logging.Logger | None = None,
+        history_window: float = 600.0,
     ) -> None:
         self.adapter = adapter
         self.interval = max(0.05, float(interval))
@@ -79,6 +82,7 @@ class GpuSampler:
         self.view = view or GpuView(show_all=True)
         self.idle_after = idle_after if idle_after is not None else max(60.0, 10 * self.interval)
         self.log = log or logging.getLogger(__name__)
+        self.history = GpuHistory(history_window, self.interval)
         self.sample_seconds: float | None = None  # duration of the last sample
         self._latest: Sample | None = None
         self._last_demand = time.monotonic()
@@ -193,6 +197,7 @@ class GpuSampler:
                 self._failed_once = True
             snapshot = GpuSnapshot.unavailable(f"GPU sampling failed: {exc}")
         self.sample_seconds = time.perf_counter() - started
+        self.history.record(snapshot)
         return encode(snapshot)
 
     def _records(self) -> list[KernelRecord]:
@@ -263,4 +268,5 @@ def build_gpu_sampler(
         kernel_records=kernel_records,
         view=GpuView(grant=grant, show_all=config.show_all_gpu_processes),
         log=log,
+        history_window=config.gpu_history_seconds,
     )

@@ -26,12 +26,15 @@ class GpuProcess:
     """One compute process on a GPU, with the kernel it belongs to when known.
 
     ``pid`` is a host PID (NVML's view). ``used_memory`` is in bytes (None when NVML
-    cannot tell, e.g. without permission). ``own`` says whether the process belongs to the
-    user of this server (its kernels or its own processes).
+    cannot tell, e.g. without permission). ``utilization_sm`` is the percent of the GPU's
+    streaming multiprocessors the process kept busy since the previous sample (None where
+    NVML does not report it, e.g. in MIG mode). ``own`` says whether the process belongs
+    to the user of this server (its kernels or its own processes).
     """
 
     pid: int
     used_memory: int | None = None
+    utilization_sm: int | None = None
     name: str | None = None
     mig_device_uuid: str | None = None
     container_id: str | None = None

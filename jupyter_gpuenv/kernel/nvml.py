@@ -121,6 +121,7 @@ class NvmlAdapter:
         self._loaded = nvml is not None
         self._initialized = False
         self._memory_v2: bool | None = None
+        self._utilization_seen: dict[int, int] = {}  # per GPU index: newest sample, in µs
         self._lock = threading.Lock()
 
     def __enter__(self) -> NvmlAdapter:
@@ -237,8 +238,40 @@ class NvmlAdapter:
             processes[proc.pid] = GpuProcess(pid=proc.pid, used_memory=proc.usedGpuMemory)
         if device.mig_mode == "enabled":
             device.mig_devices = self._read_mig(nvml, get, handle, processes)
+        self._process_utilization(nvml, handle, index, processes)
         device.processes = sorted(processes.values(), key=lambda p: p.pid)
         return device
+
+    def _process_utilization(
+        self, nvml: Any, handle: Any, index: int, processes: dict[int, GpuProcess]
+    ) -> None:
+        """Each process's SM utilization since the previous read, from NVML's samples.
+
+        NVML keeps a few seconds of per-process samples; the newest one of each process
+        counts. "No sample since then" (NOT_FOUND) means no process ran a kernel: 0 %.
+        Unsupported (MIG mode, old GPUs) or not allowed leaves the figure unknown.
+        """
+        fn = getattr(nvml, "nvmlDeviceGetProcessUtilization", None)
+        if fn is None or not processes:
+            return
+        try:
+            samples = fn(handle, self._utilization_seen.get(index, 0)) or []
+        except self._errors(nvml) as exc:
+            if getattr(exc, "value", None) == ERROR_NOT_FOUND:
+                for proc in processes.values():
+                    proc.utilization_sm = 0
+            return
+        newest: dict[int, Any] = {}
+        for sample in samples:
+            known = newest.get(sample.pid)
+            if known is None or sample.timeStamp > known.timeStamp:
+                newest[sample.pid] = sample
+        if newest:
+            self._utilization_seen[index] = max(s.timeStamp for s in newest.values())
+        for pid, proc in processes.items():
+            sample = newest.get(pid)
+            value = int(sample.smUtil) if sample is not None else 0
+            proc.utilization_sm = value if 0 <= value <= 100 else None
 
     def _memory(self, nvml: Any, get: Callable[..., Any], handle: Any) -> Any:
         """v2 memory (reserved memory split out) where the driver has it, else v1."""

@@ -19,6 +19,7 @@ from . import (
     environments_api,
     gpus_api,
     kernels_api,
+    metrics_api,
     openapi_api,
     resolve_api,
 )
@@ -88,6 +89,7 @@ class GpuEnvExtension(ExtensionApp):
             environments_api,
             gpus_api,
             kernels_api,
+            metrics_api,
             doctor_api,
             cluster_api,
             openapi_api,

@@ -1,6 +1,12 @@
-"""REST: GPU status, ``GET /gpuenv/api/gpus`` (the shared sample, never a fresh NVML call)."""
+"""REST: GPU status, ``GET /gpuenv/api/gpus`` (the shared sample, never a fresh NVML call).
+
+``?history=SECONDS`` adds the sampler's recent history (``history`` in the body): shared
+timestamps and, per GPU and per kernel, one value for each.
+"""
 
 from __future__ import annotations
+
+import math
 
 from .base import GpuEnvHandler, authorized, web
 
@@ -11,10 +17,33 @@ class GpusHandler(GpuEnvHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
+        seconds = self.history_argument()
         sample = await self.gpuenv.gpu_sampler.current()
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
-        self.finish(sample.body)
+        if seconds is None:
+            self.finish(sample.body)
+            return
+        # Both parts are encoded once per sample; the history joins the sample's object.
+        history = self.gpuenv.gpu_sampler.history.series_json(seconds)
+        self.finish(sample.body[:-1] + b',"history":' + history + b"}")
+
+    def history_argument(self) -> float | None:
+        """``history`` as seconds (> 0, finite); None when absent; 400 otherwise."""
+        raw = self.get_query_argument("history", None)
+        if raw is None:
+            return None
+        try:
+            seconds = float(raw.strip())
+        except ValueError:
+            seconds = math.nan
+        if not math.isfinite(seconds) or seconds <= 0:
+            raise web.HTTPError(
+                400,
+                f"query parameter 'history' must be a number of seconds greater than 0, "
+                f"not {raw[:40]!r}",
+            )
+        return seconds
 
 
 handlers = [(r"/gpuenv/api/gpus", GpusHandler)]

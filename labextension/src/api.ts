@@ -90,6 +90,35 @@ export interface GpuSnapshot {
   gpu_count?: number;
   gpus: GpuDevice[];
   sampled_at?: number | null;
+  /** Only when asked for with `?history=SECONDS`. */
+  history?: GpuHistory;
+}
+
+/**
+ * Recent GPU use (`history` of `GET /gpuenv/api/gpus?history=SECONDS`): every series
+ * has one value per timestamp, null where the GPU or kernel was not in that sample.
+ */
+export interface GpuHistory {
+  seconds: number;
+  window: number;
+  interval: number;
+  /** Unix seconds, oldest first. */
+  timestamps: number[];
+  gpus: {
+    index: number;
+    uuid: string | null;
+    memory_total: number | null;
+    utilization_gpu: (number | null)[];
+    memory_used: (number | null)[];
+  }[];
+  kernels: {
+    kernel_id: string;
+    environment_id: string | null;
+    gpus: number[];
+    memory_used: (number | null)[];
+    /** Percent of one GPU's SMs its processes kept busy, summed over its GPUs. */
+    utilization_sm?: (number | null)[];
+  }[];
 }
 
 /** How a kernel's previous process ended (`last_exit` of `GET /gpuenv/api/kernels/{id}`). */
@@ -230,9 +259,16 @@ export class GpuEnvClient {
     return body.environments;
   }
 
-  /** The latest GPU sample (never waits on NVML server-side). */
-  async getGpus(): Promise<GpuSnapshot> {
-    return this.requestJson<GpuSnapshot>('gpus');
+  /**
+   * The latest GPU sample (never waits on NVML server-side); with `historySeconds`,
+   * also that many seconds of recent GPU use.
+   */
+  async getGpus(historySeconds?: number): Promise<GpuSnapshot> {
+    if (historySeconds === undefined) {
+      return this.requestJson<GpuSnapshot>('gpus');
+    }
+    const response = await this.request('gpus', {}, { history: String(historySeconds) });
+    return this.parseJson<GpuSnapshot>(response, 'gpus');
   }
 
   /** Every kernel of the server: last exits, Docker reach, idle GPU warnings. */
@@ -270,7 +306,10 @@ export class GpuEnvClient {
   }
 
   private async requestJson<T>(path: string, init: RequestInit = {}): Promise<T> {
-    const response = await this.request(path, init);
+    return this.parseJson<T>(await this.request(path, init), path);
+  }
+
+  private async parseJson<T>(response: Response, path: string): Promise<T> {
     try {
       return (await response.json()) as T;
     } catch (error) {

@@ -2,8 +2,9 @@
  * What the GPU section and the status bar show, computed from `GET /gpuenv/api/gpus`
  * and the catalog. Pure functions only, like model.ts.
  */
-import type { Environment, GpuDevice, GpuSnapshot } from './api';
+import type { Environment, GpuDevice, GpuHistory, GpuSnapshot } from './api';
 import { environmentForKernel, formatBytes, notebookName } from './model';
+import { gpuSeries, GpuSeries, kernelMemorySeries, SeriesPoint } from './sparkline';
 
 /** A Jupyter session as the status bar and GPU section need it. */
 export interface SessionRef {
@@ -26,6 +27,8 @@ export interface ProcessView {
   /** The kernel's id when the process is a kernel's. */
   kernelId: string | null;
   own: boolean;
+  /** The kernel's GPU memory over time, on its first process line of this GPU only. */
+  memoryHistory: SeriesPoint[] | null;
 }
 
 /** One GPU card. */
@@ -41,6 +44,8 @@ export interface GpuView {
   details: string;
   processes: ProcessView[];
   hiddenProcesses: number;
+  /** Utilization and memory over time, when the answer carried a history. */
+  history: GpuSeries | null;
 }
 
 /** Per-GPU cards with each process named by its notebook where it is a kernel. */
@@ -57,14 +62,16 @@ export function gpuViews(
   const pathsByKernel = new Map(sessions.map(s => [s.kernelId, s.path]));
   return [...(snapshot.gpus ?? [])]
     .sort((a, b) => a.index - b.index)
-    .map(gpu => gpuView(gpu, envNames, pathsByKernel));
+    .map(gpu => gpuView(gpu, envNames, pathsByKernel, snapshot.history));
 }
 
 function gpuView(
   gpu: GpuDevice,
   envNames: Map<string, string>,
-  pathsByKernel: Map<string, string>
+  pathsByKernel: Map<string, string>,
+  history: GpuHistory | undefined
 ): GpuView {
+  const charted = new Set<string>();
   const total = gpu.memory_total ?? null;
   const used = gpu.memory_used ?? null;
   const fraction =
@@ -90,7 +97,10 @@ function gpuView(
         usedMemory: proc.used_memory ?? null,
         isKernel,
         kernelId: proc.kernel_id ?? null,
-        own: Boolean(proc.own)
+        own: Boolean(proc.own),
+        memoryHistory: firstLine(charted, proc.kernel_id)
+          ? kernelMemorySeries(history, proc.kernel_id)
+          : null
       };
     });
   const details = [
@@ -112,8 +122,18 @@ function gpuView(
     temperature: gpu.temperature ?? null,
     details,
     processes,
-    hiddenProcesses: gpu.hidden_processes ?? 0
+    hiddenProcesses: gpu.hidden_processes ?? 0,
+    history: gpuSeries(history, gpu.index, gpu.uuid)
   };
+}
+
+/** True the first time a kernel id is seen in `seen` (its workers share its chart). */
+function firstLine(seen: Set<string>, kernelId: string | null | undefined): boolean {
+  if (!kernelId || seen.has(kernelId)) {
+    return false;
+  }
+  seen.add(kernelId);
+  return true;
 }
 
 /** "Driver 550.54.15 · CUDA 12.4" for the GPU section header; empty when unknown. */

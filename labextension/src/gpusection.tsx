@@ -6,7 +6,8 @@ import { ErrorBox, Loading } from './feedback';
 import { driverSummary, GpuView, gpuViews, noGpuMessage, SessionRef } from './gpumodel';
 import { gpuIcon } from './icons';
 import { formatIdle } from './kernelnotice';
-import { formatPercent, formatRetry } from './model';
+import { formatBytes, formatPercent, formatRetry } from './model';
+import { Sparkline } from './sparklineview';
 import type { GpuEnvStore } from './store';
 
 export interface GpuSectionProps {
@@ -101,6 +102,7 @@ function GpuCard({
         <span>Memory {view.memoryText}</span>
         <span>Util {formatPercent(view.utilization)}</span>
       </div>
+      {view.history ? <GpuCharts view={view} /> : null}
       {view.details ? <div className="jp-GpuEnv-gpuDetails">{view.details}</div> : null}
       {view.processes.length ? (
         <ul className="jp-GpuEnv-procs" aria-label={`Processes on ${view.title}`}>
@@ -118,6 +120,14 @@ function GpuCard({
                 <span className="jp-GpuEnv-procName">{proc.label}</span>
                 <span className="jp-GpuEnv-procMem">{proc.memory}</span>
               </div>
+              {proc.memoryHistory ? (
+                <Sparkline
+                  className="jp-GpuEnv-procSpark"
+                  points={proc.memoryHistory}
+                  label={`GPU memory of ${proc.label} over time`}
+                  maxGap={view.history?.maxGap}
+                />
+              ) : null}
               {proc.environment || idle ? (
                 <div className="jp-GpuEnv-procEnv">
                   {proc.environment}
@@ -142,5 +152,37 @@ function GpuCard({
         </div>
       ) : null}
     </li>
+  );
+}
+
+/** Utilization and memory of one GPU over the recent past, as two sparklines. */
+function GpuCharts({ view }: { view: GpuView }): JSX.Element | null {
+  const history = view.history;
+  if (!history) {
+    return null;
+  }
+  return (
+    <div className="jp-GpuEnv-gpuCharts">
+      <div className="jp-GpuEnv-chart jp-mod-util">
+        <span className="jp-GpuEnv-chartLabel">Util</span>
+        <Sparkline
+          points={history.utilization}
+          label={`${view.title} utilization over time, 0 to 100 %`}
+          min={0}
+          max={100}
+          maxGap={history.maxGap}
+        />
+      </div>
+      <div className="jp-GpuEnv-chart jp-mod-memory">
+        <span className="jp-GpuEnv-chartLabel">Mem</span>
+        <Sparkline
+          points={history.memory}
+          label={`${view.title} memory used over time, of ${formatBytes(history.memoryTotal)}`}
+          min={0}
+          max={history.memoryTotal ?? undefined}
+          maxGap={history.maxGap}
+        />
+      </div>
+    </div>
   );
 }

@@ -6,12 +6,15 @@
 import { Poll } from '@lumino/polling';
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { ApiError, Environment, GpuEnvClient, GpuSnapshot } from './api';
+import { ApiError, Environment, GpuEnvClient, GpuHistory, GpuSnapshot } from './api';
+import { historyRequestSeconds, mergeHistory } from './gpuhistory';
 import { INITIAL_POLL_HEALTH, PollHealth, nextPollHealth } from './model';
 
 /** How often GPU status is fetched while someone looks at it, and the backoff cap. */
 export const GPU_POLL_INTERVAL_MS = 5000;
 export const GPU_POLL_MAX_INTERVAL_MS = 60000;
+/** Seconds of GPU use the cards chart (the server keeps at most its own window). */
+export const GPU_HISTORY_SECONDS = 600;
 
 function asApiError(error: unknown): ApiError {
   if (error instanceof ApiError) {
@@ -126,7 +129,17 @@ export class GpuEnvStore {
 
   private async _fetchGpus(): Promise<GpuSnapshot> {
     try {
-      this.gpus = await this.client.getGpus();
+      // The whole window once, then only what is new since the last answer.
+      const asked = Date.now();
+      const since = this._historyAskedAt === null ? null : asked - this._historyAskedAt;
+      const seconds = historyRequestSeconds(this._history, since, GPU_HISTORY_SECONDS);
+      const answer = await this.client.getGpus(seconds);
+      if (answer.history) {
+        this._history = mergeHistory(this._history, answer.history, GPU_HISTORY_SECONDS);
+        this._historyAskedAt = asked;
+        answer.history = this._history;
+      }
+      this.gpus = answer;
       return this.gpus;
     } catch (error) {
       // Rejecting makes the Poll back off; the health fold keeps the message.
@@ -134,6 +147,8 @@ export class GpuEnvStore {
     }
   }
 
+  private _history: GpuHistory | null = null;
+  private _historyAskedAt: number | null = null;
   private _poll: Poll<GpuSnapshot, ApiError, 'standby'>;
   private _consumers = new Set<string>();
   private _changed = new Signal<this, void>(this);

@@ -73,6 +73,16 @@ describe('GpuEnvClient against a real server', () => {
     expect(Array.isArray(gpus.gpus)).toBe(true);
   });
 
+  it('asks for GPU history and reads a bad window as a 400 with the message', async () => {
+    const gpus = await client().getGpus(600);
+    // No GPU here: the history is empty but has its shape and the server's window.
+    expect(gpus.history).toMatchObject({ timestamps: expect.any(Array), gpus: expect.any(Array) });
+    expect(gpus.history!.seconds).toBeLessThanOrEqual(gpus.history!.window);
+    const error = await rejection(client().getGpus(-1));
+    expect(error.status).toBe(400);
+    expect(error.message).toMatch(/history/);
+  });
+
   it('reports a wrong token as 403 without leaking data', async () => {
     const error = await rejection(client('not-the-token').listEnvironments());
     expect(error.status).toBe(403);

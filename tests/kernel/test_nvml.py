@@ -118,6 +118,28 @@ def test_a_gpu_whose_handle_cannot_be_opened_is_listed_without_metrics() -> None
     assert snap.gpus[1].name == "NVIDIA GeForce RTX 3090"
 
 
+def test_per_process_sm_utilization_since_the_previous_read() -> None:
+    busy, idle = FakeProcess(11, sm_util=70), FakeProcess(12)
+    gpu = FakeGpu(processes=[busy, idle])
+    nvml = FakeNvml([gpu, FakeGpu(processes=[FakeProcess(13)])])
+    adapter = NvmlAdapter(nvml)
+    first = adapter.read()
+    assert [(p.pid, p.utilization_sm) for p in first.gpus[0].processes] == [(11, 70), (12, 0)]
+    # No process of GPU 1 ran a kernel: NVML has no sample (NOT_FOUND), which is 0 %.
+    assert first.gpus[1].processes[0].utilization_sm == 0
+    busy.sm_util = 25
+    assert adapter.read().gpus[0].processes[0].utilization_sm == 25
+
+
+def test_per_process_utilization_nvml_refuses_is_unknown() -> None:
+    gpu = FakeGpu(
+        processes=[FakeProcess(11, sm_util=70)],
+        errors={"nvmlDeviceGetProcessUtilization": NVML_ERROR_NOT_SUPPORTED},
+    )
+    (proc,) = NvmlAdapter(FakeNvml([gpu])).read().gpus[0].processes
+    assert proc.utilization_sm is None and proc.used_memory == 512 * 2**20
+
+
 def test_mig_devices_and_their_processes() -> None:
     slice_a = FakeMig(gpu_instance_id=1, compute_instance_id=0, processes=[FakeProcess(501)])
     slice_b = FakeMig(gpu_instance_id=2, compute_instance_id=0, processes=[FakeProcess(502)])

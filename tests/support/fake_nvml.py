@@ -88,10 +88,15 @@ def fake_uuid(prefix: str = "GPU") -> str:
 
 @dataclass
 class FakeProcess:
-    """A compute process as NVML lists it: host PID and GPU memory in bytes."""
+    """A compute process as NVML lists it: host PID and GPU memory in bytes.
+
+    ``sm_util``: the percent NVML's per-process utilization samples report for it (None:
+    no sample, as for a process that ran no GPU kernel lately).
+    """
 
     pid: int
     used_memory: int | None = 512 * 2**20
+    sm_util: int | None = None
 
 
 @dataclass
@@ -157,6 +162,7 @@ class FakeNvml:
         self.errors = dict(errors or {})  # system-level failures by function name
         self.initialized = 0
         self.calls: Counter[str] = Counter()
+        self.clock_us = 1_700_000_000_000_000  # NVML sample timestamps, in µs
 
     # -- plumbing ------------------------------------------------------------------
 
@@ -302,6 +308,25 @@ class FakeNvml:
             for mig in handle.mig_slots:
                 procs.extend(self._proc(p, mig) for p in (mig.processes if mig else []))
         return procs
+
+    def nvmlDeviceGetProcessUtilization(self, handle: FakeGpu, last_seen: int) -> list[Any]:
+        """Like NVML: one sample per process with ``sm_util`` set, newer than ``last_seen``
+        (each call is one second later); none at all raises NOT_FOUND."""
+        self._enter("nvmlDeviceGetProcessUtilization", handle)
+        if handle.mig_mode == NVML_DEVICE_MIG_ENABLE:
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+        self.clock_us += 1_000_000
+        samples = [
+            SimpleNamespace(
+                pid=p.pid, timeStamp=self.clock_us, smUtil=p.sm_util, memUtil=0, encUtil=0,
+                decUtil=0,
+            )
+            for p in handle.processes
+            if p.sm_util is not None and self.clock_us > last_seen
+        ]
+        if not samples:
+            raise NVMLError(NVML_ERROR_NOT_FOUND)
+        return samples
 
     @staticmethod
     def _proc(proc: FakeProcess, mig: FakeMig | None) -> Any:
