@@ -18,17 +18,22 @@ class ClusterKernelsHandler(GpuEnvHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        manager = self.gpuenv.server.kernel_manager
-        kernels: list[dict[str, Any]] = []
-        for kernel_id in list(manager.list_kernel_ids()):
-            try:
-                kernel = manager.get_kernel(kernel_id)
-            except KeyError:
-                continue  # shut down meanwhile
-            placement = kernel_placement(getattr(kernel, "provisioner", None))
-            if placement is not None:
-                kernels.append({"kernel_id": kernel_id, **placement})
-        self.write_json({"scheduler": self.gpuenv.config.scheduler, "kernels": kernels})
+        self.write_json(cluster_kernels(self))
+
+
+def cluster_kernels(handler: GpuEnvHandler) -> dict[str, Any]:
+    """The scheduler and, per kernel Swarm placed, its service, node and GPU ids."""
+    manager = handler.gpuenv.server.kernel_manager
+    kernels: list[dict[str, Any]] = []
+    for kernel_id in list(manager.list_kernel_ids()):
+        try:
+            kernel = manager.get_kernel(kernel_id)
+        except KeyError:
+            continue  # shut down meanwhile
+        placement = kernel_placement(getattr(kernel, "provisioner", None))
+        if placement is not None:
+            kernels.append({"kernel_id": kernel_id, **placement})
+    return {"scheduler": handler.gpuenv.config.scheduler, "kernels": kernels}
 
 
 handlers = [(r"/gpuenv/api/cluster/kernels", ClusterKernelsHandler)]

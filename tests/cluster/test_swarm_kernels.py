@@ -140,6 +140,8 @@ async def test_kernels_on_the_swarm_get_distinct_gpus_wait_interrupt_restart_and
         "gpus": gpus,
     }
     assert own["service"] == service["Spec"]["Name"]
+    code, gpus_body = await server.request("GET", "/gpuenv/api/gpus")
+    assert code == 200 and gpus_body["cluster"] == cluster, gpus_body
     result = await ws.run(
         "import json\ninfo = %gpuinfo --json\nprint(json.dumps(info['scheduled_gpus']))"
     )
