@@ -13,7 +13,15 @@ from ..gpu.sampler import GpuSampler, build_gpu_sampler
 from ..provisioning.kernelspecs import GpuEnvKernelSpecManager
 from ..provisioning.orphans import start_orphan_sweep
 from ..services import Services
-from . import doctor_api, environments_api, gpus_api, kernels_api, openapi_api, resolve_api
+from . import (
+    doctor_api,
+    environments_api,
+    gpus_api,
+    kernels_api,
+    openapi_api,
+    progress_api,
+    resolve_api,
+)
 from .gpu_reclaimer import GpuIdleReclaimer
 from .notebook_hook import NotebookRecordHook, install_notebook_hook
 
@@ -82,6 +90,7 @@ class GpuEnvExtension(ExtensionApp):
             kernels_api,
             doctor_api,
             openapi_api,
+            progress_api,
             resolve_api,
         ):
             self.handlers.extend(module.handlers)
