@@ -194,6 +194,18 @@ class Catalog:
         restored = [environment_from_json(item) for item in saved or []]
         return [env for env in restored if env is not None]
 
+    def environments_within(self, timeout: float) -> list[Environment]:
+        """The listing when a scan ends within ``timeout`` seconds, else what it has
+        probed so far (a slow first scan must not hold up whoever asks)."""
+        snapshot = self._snapshot
+        if snapshot is not None:
+            return snapshot.environments
+        future = self._request_scan(force=False)
+        if wait([future], timeout=timeout).done:
+            return future.result().environments
+        tracker = self._tracker
+        return tracker.environments() if tracker is not None else []
+
     # ---------------------------------------------------------------- public, async
     async def list_environments(self, refresh: bool = False) -> list[Environment]:
         return (await self.snapshot(refresh)).environments
