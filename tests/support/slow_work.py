@@ -1,9 +1,9 @@
 """Work that takes a while on purpose, so that its progress can be watched.
 
-``slow_venv``: a real venv whose ``bin/python`` sleeps before it runs the venv's own
-interpreter, so probing it takes that long. ``fresh_image``: a copy of a test image
-under a new image id (one more label), so a kernel layer is really built for it and
-nothing of another test's is reused or removed.
+``slow_venv``: a real venv whose ``bin/python`` sleeps (or waits for a file) before it
+runs the venv's own interpreter, so probing it takes that long. ``fresh_image``: a copy
+of a test image under a new image id (one more label), so a kernel layer is really built
+for it and nothing of another test's is reused or removed.
 """
 
 from __future__ import annotations
@@ -21,12 +21,16 @@ from jupyter_gpuenv.provisioning.kernel_layer import find_layer
 from tests.support.venvs import make_venv
 
 
-def slow_venv(path: Path, seconds: float) -> Path:
-    """A venv with ipykernel whose ``bin/python`` first sleeps ``seconds``."""
+def slow_venv(path: Path, seconds: float = 0, gate: Path | None = None) -> Path:
+    """A venv with ipykernel whose ``bin/python`` first sleeps ``seconds``, or waits until
+    the file ``gate`` exists (the test says when the probe may end)."""
     make_venv(path)
     python = path / "bin" / "python"
     python.unlink()
-    python.write_text(f'#!/bin/sh\nsleep {seconds}\nexec "$(dirname "$0")/python3" "$@"\n')
+    wait = f"sleep {seconds}"
+    if gate is not None:
+        wait = f"while [ ! -e '{gate}' ]; do sleep 0.2; done"
+    python.write_text(f'#!/bin/sh\n{wait}\nexec "$(dirname "$0")/python3" "$@"\n')
     python.chmod(0o755)
     return path
 
