@@ -25,6 +25,8 @@ StartState = Literal["starting", "ready", "failed"]
 
 KEEP_FINISHED_SECONDS = 300.0
 KEEP_FINISHED_COUNT = 50
+# A start that never said it ended (its manager gave up between two calls) is dropped then.
+KEEP_UNFINISHED_SECONDS = 6 * 3600.0
 
 
 @dataclass
@@ -159,15 +161,12 @@ def starts(
     ]
 
 
-def forget(kernel_id: str) -> None:
-    with _lock:
-        _starts.pop(kernel_id, None)
-
-
 def _prune(now: float) -> None:
-    finished = [s for s in _starts.values() if s.ended is not None]
-    for start in finished:
-        if now - (start.ended or now) > KEEP_FINISHED_SECONDS:
+    for start in list(_starts.values()):
+        if start.ended is None:
+            if now - start.started > KEEP_UNFINISHED_SECONDS:
+                _starts.pop(start.kernel_id, None)
+        elif now - start.ended > KEEP_FINISHED_SECONDS:
             _starts.pop(start.kernel_id, None)
     finished = sorted(
         (s for s in _starts.values() if s.ended is not None), key=lambda s: s.ended or 0
