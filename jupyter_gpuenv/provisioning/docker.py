@@ -151,13 +151,12 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
         progress = self._progress or start_progress.begin(
             self.kernel_id or "", self.environment_id
         )
-        began = time.monotonic()
         try:
             info = await self._launch_container(progress, **kwargs)
         except BaseException as err:
             progress.fail(_reason(err))
             raise
-        progress.finish(f"Kernel ready in {time.monotonic() - began:.1f} s")
+        progress.finish(f"Kernel ready in {time.time() - progress.started:.1f} s")
         return info
 
     async def _launch_container(

@@ -114,7 +114,6 @@ class LocalEnvProvisioner(GpuEnvProvisionerMixin, LocalProvisioner):  # type: ig
             self.kernel_id or "", self.environment_id
         )
         progress.step("process", f"Starting {cmd[0] if cmd else 'the kernel'}")
-        began = time.monotonic()
         try:
             info = await super().launch_kernel(cmd, **kwargs)
         except OSError as err:
@@ -123,7 +122,7 @@ class LocalEnvProvisioner(GpuEnvProvisionerMixin, LocalProvisioner):  # type: ig
         except BaseException as err:
             progress.fail(str(err) or type(err).__name__)
             raise
-        progress.finish(f"Kernel started in {time.monotonic() - began:.1f} s")
+        progress.finish(f"Kernel started in {time.time() - progress.started:.1f} s")
         return info
 
     _exit_recorded = False
