@@ -16,6 +16,7 @@ from ..environments.model import Environment
 from ..errors import BadRequest
 from .notebook_cmd import recorded_environment
 from .output import open_services, print_json
+from .progress_bar import on_terminal, scan_progress_bar
 
 COLUMNS = ("ID", "KIND", "PYTHON", "PYTORCH", "CUDA", "IPYKERNEL", "DISPLAY NAME")
 
@@ -66,7 +67,8 @@ def register(subparsers: Any) -> None:
 def run_list(args: argparse.Namespace, config: GpuEnv) -> int:
     with open_services(config) as services:
         catalog = services.catalog
-        envs = catalog.list_environments_sync(refresh=args.refresh)
+        with scan_progress_bar(not args.json and on_terminal()) as report:
+            envs = catalog.snapshot_sync(refresh=args.refresh, on_progress=report).environments
     if args.json:
         print_json({"environments": [env.to_json() for env in envs]})
     else:

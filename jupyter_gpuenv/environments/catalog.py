@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from .model import Environment
 from .probe import ProbeCounter, ProbeSlots, probe_image, probe_prefix
 from .probe_result import ProbeResult
 from .pytorch_images import ImageConfigs
+from .scan_progress import IDLE, PartialListing, ScanProgress, ScanTracker
 from .snapshot import (
     Snapshot,
     environment_from_json,
@@ -38,7 +39,9 @@ from .snapshot import (
 from .sources import Sources
 
 Annotator = Callable[[list[Environment]], None]
+ProgressCallback = Callable[[ScanProgress], None]
 TRANSIENT_RETRY = 60.0
+PROGRESS_INTERVAL = 0.1  # seconds between progress reports to a waiting caller
 UNSET: Any = object()
 
 __all__ = ["Annotator", "Catalog", "Snapshot"]
@@ -76,6 +79,9 @@ class Catalog:
         self._lock = threading.Lock()
         self._pending: _ScanJob | None = None
         self._running: _ScanJob | None = None
+        self._tracker: ScanTracker | None = None
+        self._last_scan: ScanProgress = IDLE
+        self._last_failure: BaseException | None = None
         self._scans = ThreadPoolExecutor(1, thread_name_prefix="gpuenv-catalog")
         workers = probe_workers or max(4, 2 * (os.cpu_count() or 2))
         self._local_probes = ThreadPoolExecutor(workers, thread_name_prefix="gpuenv-probe")
@@ -93,12 +99,46 @@ class Catalog:
     def list_environments_sync(self, refresh: bool = False) -> list[Environment]:
         return self.snapshot_sync(refresh).environments
 
-    def snapshot_sync(self, refresh: bool = False) -> Snapshot:
+    def snapshot_sync(
+        self, refresh: bool = False, on_progress: ProgressCallback | None = None
+    ) -> Snapshot:
+        """The listing; ``on_progress`` hears how a scan it waits for gets on."""
         snapshot = self._snapshot
         if refresh or snapshot is None:
-            return self._request_scan(force=refresh).result()
+            future = self._request_scan(force=refresh)
+            if on_progress is None:
+                return future.result()
+            while not wait([future], timeout=PROGRESS_INTERVAL).done:
+                on_progress(self.scan_progress())
+            result: Snapshot = future.result()
+            count = len(result.environments)
+            on_progress(ScanProgress("probing", count, count))
+            return result
         self._maybe_revalidate(snapshot)
         return snapshot
+
+    def scan_progress(self) -> ScanProgress:
+        """How far the running scan has come; idle, with the last scan's count, when none runs."""
+        tracker = self._tracker
+        return tracker.progress() if tracker is not None else self._last_scan
+
+    def partial_listing(self) -> PartialListing:
+        """The listing now, never waiting for a scan: before the first scan has ended,
+        the environments probed so far with the scan's progress (``complete`` False)."""
+        snapshot = self._snapshot
+        if snapshot is not None:
+            self._maybe_revalidate(snapshot)
+            return PartialListing(snapshot.environments, True, self.scan_progress(), snapshot)
+        failure = self._last_failure
+        future = self._request_scan(force=False)
+        if future.done() and future.exception() is None:
+            done: Snapshot = future.result()
+            return PartialListing(done.environments, True, self.scan_progress(), done)
+        if failure is not None:
+            raise failure
+        tracker = self._tracker
+        environments = tracker.environments() if tracker is not None else []
+        return PartialListing(environments, False, self.scan_progress())
 
     def get_sync(self, env_id: str) -> Environment:
         env = self.snapshot_sync().by_id.get(env_id)
@@ -153,6 +193,18 @@ class Catalog:
         saved = self._cache.listing(self.sources.config_key())
         restored = [environment_from_json(item) for item in saved or []]
         return [env for env in restored if env is not None]
+
+    def environments_within(self, timeout: float) -> list[Environment]:
+        """The listing when a scan ends within ``timeout`` seconds, else what it has
+        probed so far (a slow first scan must not hold up whoever asks)."""
+        snapshot = self._snapshot
+        if snapshot is not None:
+            return snapshot.environments
+        future = self._request_scan(force=False)
+        if wait([future], timeout=timeout).done:
+            return future.result().environments
+        tracker = self._tracker
+        return tracker.environments() if tracker is not None else []
 
     # ---------------------------------------------------------------- public, async
     async def list_environments(self, refresh: bool = False) -> list[Environment]:
@@ -214,13 +266,20 @@ class Catalog:
             self._running = job
             if self._pending is job:
                 self._pending = None
+        tracker = self._tracker = ScanTracker()
         try:
             job.future.set_result(self._scan(job.force))
+            self._last_failure = None
         except BaseException as exc:  # surfaced to whoever waits on the future
+            self._last_failure = exc
             job.future.set_exception(exc)
         finally:
             with self._lock:
                 self._running = None
+                self._tracker = None
+                ended = tracker.ended()
+                if ended.total is not None:  # a scan that found nothing changed keeps the count
+                    self._last_scan = ended
 
     # ------------------------------------------------------------------------ scans
     def _scan(self, force: bool) -> Snapshot:
@@ -254,6 +313,8 @@ class Catalog:
         for candidate in sorted(candidates, key=lambda c: c.kind != "docker"):
             if candidate.identity and candidate.identity not in results:
                 results[candidate.identity] = self._probe_later(candidate)
+        if self._tracker is not None:
+            self._tracker.probing(candidates, results)
         environments = []
         transient = False
         for candidate in candidates:

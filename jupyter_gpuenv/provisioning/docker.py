@@ -40,7 +40,7 @@ from ..docker.client import DaemonUnreachable
 from ..docker.nvidia_runtime import detect_runtime
 from ..environments.model import Environment
 from ..errors import PolicyViolation
-from . import kernel_history, orphans, swarm_kernel
+from . import kernel_history, orphans, start_progress, swarm_kernel
 from .base import GpuEnvProvisionerMixin
 from .container_spec import (
     ContainerRequest,
@@ -77,6 +77,7 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
     _launch: EffectiveLaunch | None = None
     _swarm: SwarmPlacement | None = None  # swarm mode: the kernel's service
     _curve = False
+    _progress: start_progress.StartProgress | None = None
     _extra_arguments: list[str] = []  # noqa: RUF012 (replaced per launch, never mutated)
 
     @property
@@ -88,7 +89,19 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
 
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
         """Resolve the environment and policy, pick ports, write the connection file."""
+        progress = self._progress = start_progress.begin(self.kernel_id or "", self.environment_id)
+        progress.step("environment", f"Looking up environment {self.environment_id}")
+        try:
+            return await self._pre_launch(progress, **kwargs)
+        except BaseException as err:
+            progress.fail(_reason(err))
+            raise
+
+    async def _pre_launch(
+        self, progress: start_progress.StartProgress, **kwargs: Any
+    ) -> dict[str, Any]:
         env = await self.resolve_environment()
+        progress.environment_name, progress.display_name = env.name, env.display_name
         if env.kind != "docker":
             raise KernelStartFailed(
                 f"Environment {env.id!r} is a {env.kind} environment; its kernelspec must use "
@@ -139,6 +152,20 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         """Create and start the container; return once the kernel's ports answer."""
+        progress = self._progress or start_progress.begin(
+            self.kernel_id or "", self.environment_id
+        )
+        try:
+            info = await self._launch_container(progress, **kwargs)
+        except BaseException as err:
+            progress.fail(_reason(err))
+            raise
+        progress.finish(f"Kernel ready in {time.time() - progress.started:.1f} s")
+        return info
+
+    async def _launch_container(
+        self, progress: start_progress.StartProgress, **kwargs: Any
+    ) -> KernelConnectionInfo:
         self._exited = False
         self._exit_recorded = False
         kernel_history.history_of(self.kernel_id or "").starts += 1
@@ -148,11 +175,13 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
         except DaemonUnreachable as err:
             raise KernelStartFailed(err.message) from err
         await asyncio.to_thread(orphans.remove_orphans_once, client, self.log)
-        image_id, python = await self._kernel_image(client)
+        image_id, python = await self._kernel_image(client, progress)
         if self.gpuenv_config.scheduler == "swarm":
             env_vars = kwargs.get("env") or {}
             try:
-                return await swarm_kernel.launch(self, client, image_id, python, env_vars)
+                return await swarm_kernel.launch(
+                    self, client, image_id, python, env_vars, progress
+                )
             except BaseException:
                 self._remove_connection_copy()
                 raise
@@ -161,6 +190,7 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
                 self._container_request, client, image_id, python, kwargs.get("env") or {}
             )
             started = time.monotonic()
+            progress.step("container", f"Starting a container of {self.image}")
             container = await asyncio.to_thread(self._create, client, request)
         except BaseException:
             self._remove_connection_copy()
@@ -169,6 +199,7 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
         orphans.track(container.id, self.gpuenv_config.docker_host or None)
         try:
             await asyncio.to_thread(container.start)
+            progress.step("kernel", "Waiting for the kernel to answer", waiting_for="kernel")
             await wait_until_ready(
                 client,
                 container,
@@ -197,13 +228,16 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
             raise KernelStartFailed("The kernel was launched before pre_launch resolved it.")
         return self._env, self._launch
 
-    async def _kernel_image(self, client: Any) -> tuple[str, str]:
+    async def _kernel_image(
+        self, client: Any, progress: start_progress.StartProgress
+    ) -> tuple[str, str]:
         """The image to run (a kernel layer when it lacks ipykernel) and its python."""
         env, launch = self._prepared()
         ref = launch.image or env.location.get("image")
         if not ref:
             raise KernelStartFailed(f"Environment {env.id!r} names no image.")
         self.image = ref
+        progress.step("image", f"Checking the image {ref}")
         try:
             image = await asyncio.to_thread(client.images.get, ref)
         except ImageNotFound as err:
@@ -222,12 +256,12 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
         probed = env.python_version is not None
         if same_image and probed and env.ipykernel:
             return image.id, python
-        if not (same_image and probed) and await asyncio.to_thread(
-            image_has_ipykernel, client, image.id, python, timeout
-        ):
-            return image.id, python
+        if not (same_image and probed):
+            progress.step("image-probe", f"Checking whether {ref} has ipykernel")
+            if await asyncio.to_thread(image_has_ipykernel, client, image.id, python, timeout):
+                return image.id, python
         layer = await asyncio.to_thread(
-            ensure_layer, client, image.id, ref, python, timeout, self.log
+            ensure_layer, client, image.id, ref, python, timeout, self.log, progress
         )
         return layer, python
 
@@ -520,3 +554,10 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
 
 def _explain(err: APIError) -> str:
     return str(getattr(err, "explanation", None) or err)
+
+
+def _reason(err: BaseException) -> str:
+    """What a failed start's progress says: our message, else the error itself."""
+    if isinstance(err, asyncio.CancelledError):
+        return "The start was cancelled."
+    return str(getattr(err, "message", None) or err) or type(err).__name__

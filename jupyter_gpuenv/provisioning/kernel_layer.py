@@ -37,6 +37,7 @@ from ..errors import GpuEnvError
 from ..kernel import interpreter_facts
 from .errors import KernelStartFailed
 from .kernel_side import CURVE_IPYKERNEL, CURVE_IPYKERNEL_PYTHON
+from .start_progress import StartProgress
 
 LAYER_REPOSITORY = "gpuenv-kernel-layer"
 WHEELS_DIR = "gpuenv-wheels"
@@ -122,19 +123,40 @@ def find_layer(client: Any, base_id: str) -> str | None:
 
 
 def ensure_layer(
-    client: Any, base_id: str, image_ref: str, python: str, timeout: float, log: Any = None
+    client: Any,
+    base_id: str,
+    image_ref: str,
+    python: str,
+    timeout: float,
+    log: Any = None,
+    progress: StartProgress | None = None,
 ) -> str:
-    """The kernel-layer image id for the base image, building it once if needed."""
+    """The kernel-layer image id for the base image, building it once if needed.
+
+    ``progress`` receives the steps (waiting for another start's build, probing the
+    image's Python, downloading wheels, building) as they begin.
+    """
     log = log or _log
     existing = find_layer(client, base_id)
     if existing:
         return existing
-    with _lock_for(base_id):
+    lock = _lock_for(base_id)
+    if not lock.acquire(blocking=False):
+        if progress is not None:
+            progress.step(
+                "kernel-layer-wait",
+                "Waiting for the kernel layer another start is building",
+                waiting_for="kernel-layer",
+            )
+        lock.acquire()
+    try:
         existing = find_layer(client, base_id)
         if existing:
             return existing
         deadline = time.monotonic() + timeout
         log.info("Image %s has no ipykernel: building a kernel layer (once)", image_ref)
+        if progress is not None:
+            progress.step("kernel-layer-probe", "Kernel layer: reading the image's Python")
         target = probe_image_python(client, base_id, python, timeout)
         if target.ipykernel:
             # The caller's "no ipykernel" was stale (a probe during a Docker outage):
@@ -152,9 +174,21 @@ def ensure_layer(
                 target.version,
                 target.machine,
             )
+            if progress is not None:
+                progress.step(
+                    "kernel-layer-download",
+                    f"Kernel layer: downloading ipykernel wheels for Python {target.version} "
+                    f"({target.machine})",
+                )
             download_wheels(target, wheels, deadline)
             write_dockerfile(Path(context), base_id, target, client)
-            return build_layer(client, Path(context), base_id, image_ref, deadline, log)
+            if progress is not None:
+                progress.step("kernel-layer-build", "Kernel layer: building the image")
+            return build_layer(
+                client, Path(context), base_id, image_ref, deadline, log, progress
+            )
+    finally:
+        lock.release()
 
 
 def probe_image_python(client: Any, image: str, python: str, timeout: float) -> ImagePython:
@@ -293,7 +327,13 @@ def write_dockerfile(context: Path, base_id: str, target: ImagePython, client: A
 
 
 def build_layer(
-    client: Any, context: Path, base_id: str, image_ref: str, deadline: float, log: Any
+    client: Any,
+    context: Path,
+    base_id: str,
+    image_ref: str,
+    deadline: float,
+    log: Any,
+    progress: StartProgress | None = None,
 ) -> str:
     """docker build, streaming progress to the log; returns the new image id."""
     tag = f"{LAYER_REPOSITORY}:{base_id.split(':')[-1][:12]}"
@@ -318,6 +358,8 @@ def build_layer(
             line = (chunk.get("stream") or "").strip()
             if line:
                 log.info("Kernel layer for %s: %s", image_ref, line)
+                if progress is not None:
+                    progress.detail(line)
             aux = chunk.get("aux") or {}
             image_id = aux.get("ID", image_id)
             if time.monotonic() > deadline:
@@ -334,6 +376,8 @@ def build_layer(
     if not layer:
         raise KernelStartFailed(f"Building the ipykernel layer for {image_ref} gave no image.")
     log.info("Kernel layer for %s built in %.1f s (%s)", image_ref, time.monotonic() - started, tag)
+    if progress is not None:
+        progress.detail(f"built in {time.monotonic() - started:.1f} s ({tag})")
     return layer
 
 

@@ -29,6 +29,7 @@ from .base import gpuenv_config_for
 RESOURCES = str(Path(__file__).with_name("kernelspec_resources"))
 DOCKER_PROVISIONER = "gpuenv-docker-provisioner"
 LOCAL_PROVISIONER = "gpuenv-local-provisioner"
+FIRST_SCAN_WAIT = 10.0  # seconds the first kernelspec listing waits for the first scan
 
 
 def has_kernel(env: Environment) -> bool:
@@ -112,7 +113,11 @@ class GpuEnvKernelSpecManager(KernelSpecManager):
                 return envs
         self._first_scan_done = True
         try:
-            return list(_run_blocking(catalog.list_environments_sync))
+            if wait:
+                return list(_run_blocking(catalog.list_environments_sync))
+            # A first listing waits for the first scan, but not for long: what is probed
+            # by then is listed, the rest once it is (Lab asks again when it sees them).
+            return list(_run_blocking(lambda: catalog.environments_within(FIRST_SCAN_WAIT)))
         except Exception as err:
             self.log.warning("gpuenv: environments could not be listed: %s", err)
             return []

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from typing import Any
 
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning import LocalProvisioner
 
 from ..gpu_set import GpuSet
-from . import kernel_history
+from . import kernel_history, start_progress
 from .activation import activated_env
 from .base import GpuEnvProvisionerMixin
 from .errors import KernelStartFailed
@@ -35,9 +36,23 @@ from .policy import LOCAL_KEYS, EffectiveLaunch, local_gpu_environment
 class LocalEnvProvisioner(GpuEnvProvisionerMixin, LocalProvisioner):  # type: ignore[metaclass]
     """Runs ipykernel with a catalog conda env's or venv's python, activated."""
 
+    _progress: start_progress.StartProgress | None = None
+
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
         """Resolve the environment, then let LocalProvisioner write the connection file."""
+        progress = self._progress = start_progress.begin(self.kernel_id or "", self.environment_id)
+        progress.step("environment", f"Looking up environment {self.environment_id}")
+        try:
+            return await self._pre_launch(progress, **kwargs)
+        except BaseException as err:
+            progress.fail(str(getattr(err, "message", None) or err) or type(err).__name__)
+            raise
+
+    async def _pre_launch(
+        self, progress: start_progress.StartProgress, **kwargs: Any
+    ) -> dict[str, Any]:
         env = await self.resolve_environment()
+        progress.environment_name, progress.display_name = env.name, env.display_name
         if env.kind not in ("conda", "venv"):
             raise KernelStartFailed(
                 f"Environment {env.id!r} is a {env.kind} environment; its kernelspec must use "
@@ -68,6 +83,7 @@ class LocalEnvProvisioner(GpuEnvProvisionerMixin, LocalProvisioner):  # type: ig
         base_env = kwargs["env"]
         # Activation (and the activate.d scripts) runs in a thread: first use per prefix
         # state starts bash once, later starts hit the cache.
+        progress.step("activation", f"Activating {env.name} ({env.kind})")
         kernel_env = await asyncio.to_thread(
             activated_env, env.kind, prefix, base_env, dict(os.environ), self.log
         )
@@ -94,10 +110,20 @@ class LocalEnvProvisioner(GpuEnvProvisionerMixin, LocalProvisioner):  # type: ig
         """Start the process; a missing interpreter becomes a readable start error."""
         self._exit_recorded = False
         kernel_history.history_of(self.kernel_id or "").starts += 1
+        progress = self._progress or start_progress.begin(
+            self.kernel_id or "", self.environment_id
+        )
+        progress.step("process", f"Starting {cmd[0] if cmd else 'the kernel'}")
         try:
-            return await super().launch_kernel(cmd, **kwargs)
+            info = await super().launch_kernel(cmd, **kwargs)
         except OSError as err:
+            progress.fail(f"Could not start {cmd[0]}: {err}")
             raise KernelStartFailed(f"Could not start {cmd[0]}: {err}") from err
+        except BaseException as err:
+            progress.fail(str(err) or type(err).__name__)
+            raise
+        progress.finish(f"Kernel started in {time.time() - progress.started:.1f} s")
+        return info
 
     _exit_recorded = False
 

@@ -24,6 +24,7 @@ from ..docker import labels
 from .container_spec import ContainerRequest
 from .errors import KernelStartFailed
 from .readiness import port_open
+from .start_progress import StartProgress
 from .swarm_spec import (
     PORT_NAMES,
     ServiceRequest,
@@ -91,17 +92,21 @@ async def start_service(
     connection_info: Mapping[str, Any],
     start: SwarmStart,
     log: Any = None,
+    progress: StartProgress | None = None,
 ) -> tuple[SwarmPlacement, dict[str, int]]:
     """Create the kernel's secret and service and wait until its ports answer.
 
-    Returns where it runs and its ports. On failure nothing of it is left.
+    Returns where it runs and its ports. On failure nothing of it is left. ``progress``
+    hears of the steps, a wait for a free GPU included.
     """
     log = log or _log
     for attempt in range(PORT_ATTEMPTS):
         ports = pick_ports(await asyncio.to_thread(ports_in_use, client))
+        if progress is not None:
+            progress.step("service", f"Starting a Swarm service of {start.image}")
         placement = await asyncio.to_thread(_create, client, request, connection_info, ports, start)
         try:
-            await _wait_ready(client, placement, ports, start, log)
+            await _wait_ready(client, placement, ports, start, log, progress)
         except _PortTaken:
             await asyncio.to_thread(remove_service, client, placement)
             log.info("Kernel %s: a port was taken on its node; new ports", request.kernel_id)
@@ -157,6 +162,7 @@ async def _wait_ready(
     ports: dict[str, int],
     start: SwarmStart,
     log: Any,
+    progress: StartProgress | None = None,
 ) -> None:
     """Until the task runs (waiting for a GPU if need be) and every port answers."""
     began = time.monotonic()
@@ -171,12 +177,14 @@ async def _wait_ready(
             if state == "pending" and "insufficient resources" in err:
                 if not waiting_for_gpu:
                     waiting_for_gpu = True
+                    wait = f"no node has {start.gpu_count} free {start.gpu_resource}"
                     log.info(
-                        "Kernel service %s: waiting for a free GPU (no node has %d free %s)",
+                        "Kernel service %s: waiting for a free GPU (%s)",
                         placement.service_name,
-                        start.gpu_count,
-                        start.gpu_resource,
+                        wait,
                     )
+                    if progress is not None:
+                        progress.step("gpu", f"waiting for a free GPU ({wait})", "gpu")
                 if time.monotonic() > gpu_deadline:
                     raise KernelStartFailed(
                         f"No node had {start.gpu_count} free {start.gpu_resource} within "
@@ -222,6 +230,13 @@ async def _wait_ready(
     placement.gpus = assigned_gpus(task, start.gpu_resource)
     if waiting_for_gpu:
         log.info("Kernel service %s: got %s", placement.service_name, placement.gpus)
+    if progress is not None:
+        got = ", ".join(placement.gpus) or "no GPU"
+        progress.step(
+            "kernel",
+            f"Running on node {placement.node_name} ({got}); waiting for the kernel to answer",
+            "kernel",
+        )
     waiting = [ports[name] for name in PORT_NAMES]
     checks = 0
     while waiting:

@@ -23,6 +23,7 @@ from jupyter_client.connect import KernelConnectionInfo
 from ..docker.client import DaemonUnreachable, docker_client
 from ..gpu_set import GpuSet
 from .errors import KernelStartFailed
+from .start_progress import StartProgress
 from .swarm import (
     SwarmPlacement,
     SwarmStart,
@@ -38,7 +39,12 @@ if TYPE_CHECKING:
 
 
 async def launch(
-    prov: DockerProvisioner, client: Any, image_id: str, python: str, server_env: dict[str, str]
+    prov: DockerProvisioner,
+    client: Any,
+    image_id: str,
+    python: str,
+    server_env: dict[str, str],
+    progress: StartProgress | None = None,
 ) -> KernelConnectionInfo:
     """Start the kernel as a service; return connection info naming its node."""
     config = prov.gpuenv_config
@@ -68,7 +74,7 @@ async def launch(
         start_timeout=config.kernel_start_timeout,
         image=prov.image or image_id,
     )
-    placement, ports = await start_service(client, request, info, start, prov.log)
+    placement, ports = await start_service(client, request, info, start, prov.log, progress)
     prov._swarm = placement
     _track(placement, config.docker_host or None)
     connection: dict[str, Any] = dict(info)

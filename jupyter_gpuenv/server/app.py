@@ -21,6 +21,7 @@ from . import (
     kernels_api,
     metrics_api,
     openapi_api,
+    progress_api,
     resolve_api,
 )
 from .gpu_reclaimer import GpuIdleReclaimer
@@ -93,6 +94,7 @@ class GpuEnvExtension(ExtensionApp):
             doctor_api,
             cluster_api,
             openapi_api,
+            progress_api,
             resolve_api,
         ):
             self.handlers.extend(module.handlers)

@@ -2,6 +2,8 @@
 
 Listing answers from the catalog's in-memory snapshot, whose JSON is serialised once per
 snapshot; a request never probes unless nothing has been scanned yet or it asks to.
+``?partial=true`` never waits for a scan: before the first one has ended it answers the
+environments probed so far with the scan's progress.
 """
 
 from __future__ import annotations
@@ -14,9 +16,19 @@ class EnvironmentsHandler(GpuEnvHandler):
     @authorized
     async def get(self) -> None:
         refresh = self.bool_argument("refresh")
+        if self.bool_argument("partial") and not refresh:
+            self.finish_partial()
+            return
         snapshot = await self.gpuenv.catalog.snapshot(refresh=refresh)
         self.set_header("Content-Type", "application/json")
         self.finish(snapshot.listing_json())
+
+
+    def finish_partial(self) -> None:
+        listing = self.gpuenv.catalog.partial_listing()
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(listing.listing_json())
 
 
 class EnvironmentHandler(GpuEnvHandler):

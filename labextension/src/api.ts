@@ -178,6 +178,52 @@ export interface KernelsListing {
   reclaimed: ReclaimWarning[];
 }
 
+/** How far the catalog's scan has come (`scan` of a partial listing, `listing` of progress). */
+export interface ScanProgress {
+  state: 'idle' | 'discovering' | 'probing';
+  probed: number;
+  total: number | null;
+  message: string;
+  seconds: number | null;
+}
+
+/** `GET /gpuenv/api/environments?partial=true`: never waits for a scan. */
+export interface PartialListing {
+  environments: Environment[];
+  /** False while the first scan runs: `environments` are those probed so far. */
+  complete: boolean;
+  scan: ScanProgress;
+}
+
+/** One step of a kernel start (a kernel-layer build, a wait on something). */
+export interface StartStep {
+  key: string;
+  message: string;
+  state: 'running' | 'done' | 'failed';
+  waiting_for: string | null;
+  detail: string | null;
+  seconds: number;
+}
+
+/** A kernel start as `GET /gpuenv/api/progress` lists it. */
+export interface StartProgress {
+  kernel_id: string;
+  environment: { id: string | null; name: string | null; display_name: string | null };
+  state: 'starting' | 'ready' | 'failed';
+  message: string;
+  reason: string | null;
+  started: string;
+  ended: string | null;
+  seconds: number;
+  steps: StartStep[];
+}
+
+/** `GET /gpuenv/api/progress`. */
+export interface ProgressReport {
+  starts: StartProgress[];
+  listing: ScanProgress;
+}
+
 /** The three flavours of `conda env export`. */
 export type ExportMode = 'full' | 'no-builds' | 'from-history';
 
@@ -248,6 +294,17 @@ export class GpuEnvClient {
       'environments'
     );
     return body.environments;
+  }
+
+  /** The catalog now: before the first scan ends, what is probed so far and the progress. */
+  async listEnvironmentsPartial(): Promise<PartialListing> {
+    const response = await this.request('environments', {}, { partial: 'true' });
+    return (await response.json()) as PartialListing;
+  }
+
+  /** Kernel starts under way (and lately ended) with their steps, and the catalog's scan. */
+  async getProgress(): Promise<ProgressReport> {
+    return this.requestJson<ProgressReport>('progress');
   }
 
   /** Re-scan every source on the server, then answer the new catalog. */

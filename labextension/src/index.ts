@@ -24,6 +24,7 @@ import { KernelHealth } from './kernelhealth';
 import { describeError } from './model';
 import { GpuEnvPanel, PANEL_ID, PanelActions } from './panel';
 import { openInRecordedEnvironment } from './recordopen';
+import { StartProgressNotices } from './startprogress';
 import { GpuEnvStatus } from './statusbar';
 import { GpuEnvStore } from './store';
 
@@ -79,6 +80,16 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const store = new GpuEnvStore(client);
     const watcher = new ActiveKernelWatcher(tracker);
     const health = new KernelHealth(client, tracker);
+    // Slow kernel starts (a kernel-layer build, a wait) show their steps as notifications.
+    const startNotices = new StartProgressNotices(client);
+    tracker.widgetAdded.connect((_, widget) => {
+      widget.sessionContext.kernelChanged.connect(() => startNotices.refresh());
+      widget.sessionContext.statusChanged.connect((_, status) => {
+        if (status === 'starting' || status === 'restarting' || status === 'autorestarting') {
+          startNotices.refresh();
+        }
+      });
+    });
 
     const refresh = async (): Promise<void> => {
       await store.refresh();
@@ -164,7 +175,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const checkKernelspecs = () => {
       const envs = store.environments;
       const specs = serviceManager.kernelspecs.specs;
-      if (!envs || !specs || envs === checkedListing) {
+      if (!envs || !specs || envs === checkedListing || store.scan) {
         return;
       }
       checkedListing = envs;

@@ -8,7 +8,7 @@ import { ReactWidget, refreshIcon } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
 import type { ActiveKernelWatcher } from './activekernel';
-import type { KernelStatus } from './api';
+import type { KernelStatus, ScanProgress } from './api';
 import { EnvironmentRow, RowActions } from './envcard';
 import { ErrorBox, Loading } from './feedback';
 import type { SessionRef } from './gpumodel';
@@ -152,6 +152,8 @@ function EnvironmentsSection(props: PanelViewProps): JSX.Element {
     content = <ErrorBox error={store.environmentsError} />;
   } else if (!envs) {
     content = <Loading text="Looking for environments…" />;
+  } else if (envs.length === 0 && store.scan) {
+    content = <></>;
   } else if (envs.length === 0) {
     content = (
       <p className="jp-GpuEnv-empty">
@@ -184,8 +186,28 @@ function EnvironmentsSection(props: PanelViewProps): JSX.Element {
       {store.environmentsError && envs ? (
         <ErrorBox error={store.environmentsError} compact />
       ) : null}
+      {store.scan ? <ScanLine scan={store.scan} /> : null}
       {content}
     </section>
+  );
+}
+
+/** The server's first scan: "Probing 3 of 12 environments…" over a bar. */
+function ScanLine({ scan }: { scan: ScanProgress }): JSX.Element {
+  const text = scan.message.charAt(0).toUpperCase() + scan.message.slice(1);
+  return (
+    <div className="jp-GpuEnv-scan" role="status" aria-live="polite">
+      <span className="jp-GpuEnv-spinner" aria-hidden="true" />
+      <span className="jp-GpuEnv-scanText">{text}…</span>
+      {scan.total ? (
+        <progress
+          className="jp-GpuEnv-scanBar"
+          max={scan.total}
+          value={scan.probed}
+          aria-label="Environments probed"
+        />
+      ) : null}
+    </div>
   );
 }
 

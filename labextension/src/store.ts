@@ -6,7 +6,14 @@
 import { Poll } from '@lumino/polling';
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { ApiError, Environment, GpuEnvClient, GpuHistory, GpuSnapshot } from './api';
+import {
+  ApiError,
+  Environment,
+  GpuEnvClient,
+  GpuHistory,
+  GpuSnapshot,
+  ScanProgress
+} from './api';
 import { historyRequestSeconds, mergeHistory } from './gpuhistory';
 import { INITIAL_POLL_HEALTH, PollHealth, nextPollHealth } from './model';
 
@@ -15,6 +22,8 @@ export const GPU_POLL_INTERVAL_MS = 5000;
 export const GPU_POLL_MAX_INTERVAL_MS = 60000;
 /** Seconds of GPU use the cards chart (the server keeps at most its own window). */
 export const GPU_HISTORY_SECONDS = 600;
+/** How often a partial catalog (the server's first scan still probing) is fetched again. */
+export const LISTING_POLL_MS = 1000;
 
 function asApiError(error: unknown): ApiError {
   if (error instanceof ApiError) {
@@ -55,6 +64,8 @@ export class GpuEnvStore {
   environmentsError: ApiError | null = null;
   loadingEnvironments = false;
   refreshing = false;
+  /** The server's first scan while `environments` holds only what it probed so far. */
+  scan: ScanProgress | null = null;
 
   /** The last GPU sample, null until the first answer. */
   gpus: GpuSnapshot | null = null;
@@ -77,10 +88,22 @@ export class GpuEnvStore {
     this.loadingEnvironments = true;
     this._changed.emit();
     try {
-      this.environments = await this.client.listEnvironments();
-      this.environmentsError = null;
+      // The server answers at once; while its first scan probes, the listing is partial
+      // and comes with the scan's progress: ask again until it is complete.
+      while (!this.isDisposed) {
+        const listing = await this.client.listEnvironmentsPartial();
+        this.environments = listing.environments;
+        this.environmentsError = null;
+        this.scan = listing.complete ? null : listing.scan;
+        if (listing.complete) {
+          break;
+        }
+        this._changed.emit();
+        await new Promise(resolve => setTimeout(resolve, LISTING_POLL_MS));
+      }
     } catch (error) {
       this.environmentsError = asApiError(error);
+      this.scan = null;
     } finally {
       this.loadingEnvironments = false;
       this._changed.emit();
@@ -98,6 +121,7 @@ export class GpuEnvStore {
     try {
       this.environments = await this.client.refreshEnvironments();
       this.environmentsError = null;
+      this.scan = null;
     } catch (error) {
       this.environmentsError = asApiError(error);
     } finally {

@@ -173,6 +173,13 @@ async def test_kernels_on_the_swarm_get_distinct_gpus_wait_interrupt_restart_and
     await eventually(pending_for_gpu, 60, "the fifth kernel's task pending for a GPU")
     await asyncio.sleep(2)
     assert not waiting.done()
+    # What the Lab's start notice shows while it waits.
+    code, progress = await server.request("GET", "/gpuenv/api/progress")
+    assert code == 200, progress
+    (waiting_start,) = [s for s in progress["starts"] if s["state"] == "starting"]
+    current = waiting_start["steps"][-1]
+    assert current["waiting_for"] == "gpu", waiting_start
+    assert current["message"] == "waiting for a free GPU (no node has 1 free NVIDIA-GPU)"
     freed_kernel = next(k for k in kernels if k != worker_kernel)
     kernels.remove(freed_kernel)
     freed_node, freed_gpus, _ = placements.pop(freed_kernel)
