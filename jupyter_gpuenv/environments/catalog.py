@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import GpuEnv
+from ..config_check import problems_json
 from ..errors import BadRequest, DockerUnavailable, EnvironmentNotFound
 from .cache import ProbeCache, default_cache_path
 from .candidates import Candidate, build_environment
@@ -275,6 +277,7 @@ class Catalog:
             docker_checked=docker_checked,
             built=now,
             transient=transient,
+            problems=problems_json(self.config) if isinstance(self.config, GpuEnv) else [],
         )
         self._snapshot = snapshot
         listing = [environment_to_json(env) for env in environments]

@@ -80,7 +80,8 @@ class Sources:
 
     def docker_candidates(self) -> tuple[list[Candidate], str | None]:
         """Image candidates, and the reason when the engine could not be asked."""
-        if not self.config.docker_images and not docker_images.local_discovery(self.config):
+        configured = self.config.docker_images or self.config.rejected_docker_images
+        if not configured and not docker_images.local_discovery(self.config):
             return [], None
         try:
             client = self.docker_client()
