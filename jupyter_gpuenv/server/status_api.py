@@ -32,15 +32,14 @@ class StatusHandler(GpuEnvHandler):
 
 
 class UnknownRouteHandler(GpuEnvHandler):
-    """Any other ``/gpuenv/api/...`` path: a JSON 404, never Lab's HTML page."""
+    """Any other ``/gpuenv/api/...`` path: a JSON 404 (after the usual auth), never HTML."""
 
+    @web.authenticated
+    @authorized
     def _not_found(self, *args: Any, **kwargs: Any) -> None:
         raise web.HTTPError(404, f"no gpuenv API route {self.request.path}")
 
-    get = post = put = patch = delete = head = options = _not_found
-
-    def check_xsrf_cookie(self) -> Any:
-        return None  # nothing is done for any method: the answer is always 404
+    get = post = put = patch = delete = _not_found
 
 
 handlers = [(r"/gpuenv/api/status", StatusHandler)]
