@@ -48,6 +48,7 @@ class Sources:
             "conda_envs_dirs",
             "venv_dirs",
             "docker_images",
+            "rejected_docker_images",
             "docker_label_discovery",
             "docker_discover_pytorch_images",
             "restrict_to_configured_images",
