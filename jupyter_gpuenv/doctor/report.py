@@ -35,6 +35,8 @@ def evaluate_environment(
     minor_compat = bool(getattr(config, "cuda_minor_version_compatibility", True))
     runtime = None
     reader = _image_reader(config) if env.kind == "docker" else None
+    if env.cannot_start and config is not None and env.name in config.rejected_docker_images:
+        return Compatibility.of(image_findings(env, config, reader))  # nothing else to check
     if not env.torch_version and not env.cuda_version:
         runtime = cuda_runtime_of(env, reader)
     compatibility = evaluate(
