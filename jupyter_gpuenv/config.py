@@ -40,6 +40,40 @@ DOCKER_ENTRY_KEYS = {
 }
 
 
+ENTRY_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "display_name": ((str,), "a string"),
+    "mounts": ((list, dict), "a list of mounts or a dict host path -> container path"),
+    "environment": ((dict, list), "a dict of variables or a list of KEY=VALUE strings"),
+    "mem_limit": ((str, int), 'a size such as "16g" or a number of bytes'),
+    "cpus": ((int, float), "a number of CPUs"),
+    "shm_size": ((str, int), 'a size such as "8g" or a number of bytes'),
+    "conda_env": ((str,), "the name of a conda env inside the image"),
+}
+
+
+def docker_entry_problem(entry: Any) -> str | None:
+    """What one docker_images entry was expected to be, or None when it is valid."""
+    if isinstance(entry, str):
+        return None if entry.strip() else "a non-empty image reference"
+    if not isinstance(entry, dict) or "image" not in entry:
+        return "an image reference or a dict with an 'image' key"
+    if not isinstance(entry["image"], str) or not entry["image"].strip():
+        return "'image': a non-empty image reference"
+    unknown = set(entry) - DOCKER_ENTRY_KEYS
+    if unknown:
+        return f"keys among {sorted(DOCKER_ENTRY_KEYS)}, not {sorted(map(str, unknown))}"
+    for key, (types, text) in ENTRY_TYPES.items():
+        value = entry.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, types)):
+            return f"{key!r}: {text}"
+    if "gpus" in entry:
+        try:
+            GpuSet.parse(entry["gpus"])
+        except GpuSetError as err:
+            return f"'gpus': {GpuSetTrait.info_text} ({err})"
+    return None
+
+
 class GpuSetTrait(TraitType[GpuSet, Any]):
     """A trait holding a :class:`GpuSet`, set from "all", "none", ids or a count."""
 
@@ -234,29 +268,29 @@ class GpuEnv(LoggingConfigurable):
         home = os.path.expanduser("~")
         return [p for p in (f"{home}/.virtualenvs", f"{home}/.venvs") if os.path.isdir(p)]
 
+    rejected_docker_images = Dict(
+        help="""docker_images entries left out because they are invalid: name -> (value,
+        what was expected). Not a setting: filled when docker_images is set, so one bad
+        entry is listed with its problem while the others keep working.""",
+    )
+
+    invalid_settings: List[Any] = List(
+        help="""Settings of the configuration that were invalid and left at their default
+        (SettingProblem records, filled by jupyter_gpuenv.config_check). Not a setting.""",
+    )
+
     @validate("docker_images")
     def _validate_docker_images(self, proposal: Any) -> dict[str, Any]:
-        images = proposal["value"]
-        for name, entry in images.items():
-            if isinstance(entry, str):
-                continue
-            if not isinstance(entry, dict) or "image" not in entry:
-                raise ValueError(
-                    f"c.GpuEnv.docker_images[{name!r}] must be an image reference or a dict "
-                    "with an 'image' key"
-                )
-            unknown = set(entry) - DOCKER_ENTRY_KEYS
-            if unknown:
-                raise ValueError(
-                    f"c.GpuEnv.docker_images[{name!r}] has unknown keys {sorted(unknown)}; "
-                    f"allowed: {sorted(DOCKER_ENTRY_KEYS)}"
-                )
-            if "gpus" in entry:
-                try:
-                    GpuSet.parse(entry["gpus"])
-                except GpuSetError as err:
-                    raise ValueError(f"c.GpuEnv.docker_images[{name!r}]: {err}") from err
-        return images
+        valid: dict[str, Any] = {}
+        rejected: dict[str, tuple[Any, str]] = {}
+        for name, entry in proposal["value"].items():
+            expected = docker_entry_problem(entry)
+            if expected is None and isinstance(name, str) and name:
+                valid[name] = entry
+            else:
+                rejected[str(name)] = (entry, expected or "a non-empty name")
+        self.rejected_docker_images = rejected
+        return valid
 
     def docker_entry(self, name: str) -> dict[str, Any]:
         """The normalised dict form of one docker_images entry."""

@@ -249,7 +249,7 @@ def server_process(tmp_path: Path, clean_env: dict[str, str]) -> Iterator[tuple[
 def test_plain_jupyter_server_serves_the_api(server_process):
     base, token = server_process
     status, body = http_get(f"{base}/gpuenv/api/environments", token)
-    assert (status, body) == (200, {"environments": []})
+    assert (status, body) == (200, {"environments": [], "problems": []})
     status, body = http_get(f"{base}/gpuenv/api/environments")
     assert status in (401, 403) and "message" in body
     status, body = http_get(f"{base}/gpuenv/api/environments", "not-the-token")

@@ -1,8 +1,8 @@
 """``jupyter gpuenv doctor``: will each environment's PyTorch/CUDA build run on this host?
 
 Exit status: 0 when no environment has an error (warnings included), 1 when at least one
-has (or when the command itself fails, with a message on stderr), so scripts and CI can
-gate on it.
+has, when a setting of the configuration is invalid, or when the command itself fails
+(with a message on stderr), so scripts and CI can gate on it.
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ def register(subparsers: Any) -> None:
         description="Check each environment's PyTorch/CUDA build against the NVIDIA driver, "
         "the GPUs' compute capability, cuDNN and Docker's NVIDIA runtime. Without "
         "--driver-version/--compute-capability the real host is used; with them, a "
-        "hypothetical host (to plan a cluster). Exit status 1 when any environment has "
-        "an error.",
+        "hypothetical host (to plan a cluster). Invalid settings of the configuration "
+        "are listed first. Exit status 1 when any environment has an error or a setting "
+        "is invalid.",
     )
     parser.add_argument(
         "env", nargs="?", metavar="ENV", help="id or name of one environment (default: all)"
@@ -63,8 +64,16 @@ def run(args: argparse.Namespace, config: GpuEnv) -> int:
 
 
 def format_report(report: dict[str, Any]) -> str:
-    """The readable form: the host, then one block per environment."""
+    """The readable form: the host, invalid settings, then one block per environment."""
     lines = [describe_host(report["host"]), ""]
+    problems = report.get("problems") or []
+    if problems:
+        count = len(problems)
+        lines.append(f"Configuration: {count} invalid setting{'s' if count != 1 else ''}")
+        for problem in problems:
+            lines.append(f"  {MARKS['error']:<7} {problem['setting']} = {problem['value']}")
+            lines.append(f"          expected {problem['expected']}; {problem['consequence']}")
+        lines.append("")
     counts = {"ok": 0, "warning": 0, "error": 0}
     for entry in report["environments"]:
         counts[entry["verdict"]] += 1

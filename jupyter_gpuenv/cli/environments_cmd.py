@@ -7,6 +7,7 @@ so after a server (or an earlier command) has probed, they answer without probin
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,9 @@ def register(subparsers: Any) -> None:
         "and CUDA versions probed inside each, and what keeps any of them from working.",
     )
     listing.add_argument(
-        "--json", action="store_true", help='print {"environments": [...]} as the REST API does'
+        "--json",
+        action="store_true",
+        help='print {"environments": [...], "problems": [...]} as the REST API does',
     )
     listing.add_argument(
         "--refresh", action="store_true", help="re-probe transient failures before listing"
@@ -66,13 +69,14 @@ def register(subparsers: Any) -> None:
 
 def run_list(args: argparse.Namespace, config: GpuEnv) -> int:
     with open_services(config) as services:
-        catalog = services.catalog
         with scan_progress_bar(not args.json and on_terminal()) as report:
-            envs = catalog.snapshot_sync(refresh=args.refresh, on_progress=report).environments
+            snapshot = services.catalog.snapshot_sync(refresh=args.refresh, on_progress=report)
     if args.json:
-        print_json({"environments": [env.to_json() for env in envs]})
+        print_json(json.loads(snapshot.listing_json()))
     else:
-        print(format_table(envs))
+        print(format_table(snapshot.environments))
+        for problem in snapshot.problems:
+            print(f"invalid setting: {problem['message']}")
     return 0
 
 

@@ -10,7 +10,8 @@ import argparse
 import importlib
 import sys
 
-from ..config import GpuEnv, load_gpuenv_config
+from ..config import GpuEnv
+from ..config_check import load_checked_config
 from ..errors import GpuEnvError
 
 SUBCOMMAND_MODULES = (
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        config: GpuEnv = load_gpuenv_config(args.config)
+        config: GpuEnv = load_checked_config(args.config)
         return int(args.func(args, config) or 0)
     except GpuEnvError as exc:
         print(f"jupyter gpuenv: error: {exc.message}", file=sys.stderr)

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..config import GpuEnv
+from ..config_check import problems_json
 from ..docker.client import docker_client
 from ..environments.model import Environment
 from ..errors import BadRequest, DockerUnavailable, EnvironmentNotFound
@@ -19,6 +20,7 @@ from ..gpu_set import GpuSet
 from ..kernel.compatibility import Compatibility, evaluate
 from ..kernel.host_info import HostInfo
 from .cuda_runtime import cuda_runtime_of
+from .image_findings import image_findings
 
 
 def evaluate_environment(
@@ -32,15 +34,20 @@ def evaluate_environment(
     requested = launch_gpus(env, config).to_json() if config is not None else None
     minor_compat = bool(getattr(config, "cuda_minor_version_compatibility", True))
     runtime = None
+    reader = _image_reader(config) if env.kind == "docker" else None
+    if env.cannot_start and config is not None and env.name in config.rejected_docker_images:
+        return Compatibility.of(image_findings(env, config, reader))  # nothing else to check
     if not env.torch_version and not env.cuda_version:
-        runtime = cuda_runtime_of(env, _image_reader(config) if env.kind == "docker" else None)
-    return evaluate(
+        runtime = cuda_runtime_of(env, reader)
+    compatibility = evaluate(
         env,
         host,
         requested_gpus=requested,
         minor_version_compatibility=minor_compat,
         cuda_runtime=runtime,
     )
+    extra = image_findings(env, config, reader)
+    return Compatibility.of(compatibility.findings + extra) if extra else compatibility
 
 
 def launch_gpus(env: Environment, config: GpuEnv) -> GpuSet:
@@ -60,9 +67,13 @@ def environment_entry(env: Any, compatibility: Compatibility) -> dict[str, Any]:
 
 
 def doctor_report(envs: Iterable[Any], host: HostInfo, config: Any = None) -> dict[str, Any]:
-    """``{"host": {...}, "environments": [{"id", "name", "kind", "verdict", "findings"}]}``."""
+    """``{"host", "problems", "environments": [{"id", "name", "kind", "verdict", "findings"}]}``.
+
+    ``problems`` are the configuration's invalid settings (see config_check).
+    """
     return {
         "host": host.to_json(),
+        "problems": problems_json(config) if isinstance(config, GpuEnv) else [],
         "environments": [
             environment_entry(env, evaluate_environment(env, host, config)) for env in envs
         ],
@@ -70,6 +81,9 @@ def doctor_report(envs: Iterable[Any], host: HostInfo, config: Any = None) -> di
 
 
 def has_errors(report: dict[str, Any]) -> bool:
+    """An environment with an error, or an invalid setting."""
+    if report.get("problems"):
+        return True
     return any(entry["verdict"] == "error" for entry in report["environments"])
 
 

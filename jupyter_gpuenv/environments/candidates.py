@@ -25,7 +25,7 @@ class Candidate:
 
     ``identity`` changes whenever the content the probe reads may have changed (conda-meta
     or site-packages mtimes, the image id); ``None`` means "cannot be probed" and
-    ``problems`` says why.
+    ``problems`` says why. ``cannot_start`` keeps its kernelspec out (an invalid entry).
     """
 
     kind: EnvironmentKind
@@ -38,6 +38,7 @@ class Candidate:
     labels: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     display_name: str | None = None
+    cannot_start: str | None = None
 
     @property
     def id(self) -> str:
@@ -153,6 +154,7 @@ def build_environment(candidate: Candidate, probe: ProbeResult | None) -> Enviro
         ipykernel_version=probe.ipykernel_version if probe.ipykernel else None,
         labels=dict(candidate.labels),
         problems=_unique(problems),
+        cannot_start=candidate.cannot_start,
         settings=dict(candidate.settings),
     )
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import GpuEnv
+from ..config_check import problems_json
 from ..errors import BadRequest, DockerUnavailable, EnvironmentNotFound
 from .cache import ProbeCache, default_cache_path
 from .candidates import Candidate, build_environment
@@ -138,7 +140,8 @@ class Catalog:
             raise failure
         tracker = self._tracker
         environments = tracker.environments() if tracker is not None else []
-        return PartialListing(environments, False, self.scan_progress())
+        problems = problems_json(self.config) if isinstance(self.config, GpuEnv) else []
+        return PartialListing(environments, False, self.scan_progress(), None, problems)
 
     def get_sync(self, env_id: str) -> Environment:
         env = self.snapshot_sync().by_id.get(env_id)
@@ -336,6 +339,7 @@ class Catalog:
             docker_checked=docker_checked,
             built=now,
             transient=transient,
+            problems=problems_json(self.config) if isinstance(self.config, GpuEnv) else [],
         )
         self._snapshot = snapshot
         listing = [environment_to_json(env) for env in environments]

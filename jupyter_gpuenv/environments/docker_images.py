@@ -63,6 +63,7 @@ def image_candidates(
         if candidate.location.get("image_id"):
             configured_ids.add(candidate.location["image_id"])
         found.append(candidate)
+    found += rejected_candidates(config)
     if local_discovery(config):
         found += _discovered_candidates(
             client, config, configured_ids, image_configs or ImageConfigs()
@@ -86,6 +87,28 @@ def unreachable_candidates(config: Any, reason: str) -> list[Candidate]:
                 problems=[f"{reason} Docker environments cannot start until it answers."],
             )
         )
+    return out + rejected_candidates(config)
+
+
+def rejected_candidates(config: Any) -> list[Candidate]:
+    """Invalid docker_images entries, listed under their name with what was expected.
+
+    They have no image id and no python, so they are never probed and get no kernelspec.
+    """
+    out = []
+    for name, (value, expected) in sorted(config.rejected_docker_images.items()):
+        image = value.get("image") if isinstance(value, dict) else value
+        problem = (
+            f"c.GpuEnv.docker_images[{name!r}] is invalid: expected {expected}; "
+            "fix the entry in the server's configuration"
+        )
+        entry = {"image": image if isinstance(image, str) else ""}
+        candidate = _candidate(name, name, entry, None, (), {}, [problem])
+        candidate.python = None
+        candidate.location["image"] = image if isinstance(image, str) else None
+        candidate.settings = {}
+        candidate.cannot_start = problem
+        out.append(candidate)
     return out
 
 

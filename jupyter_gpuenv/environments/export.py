@@ -10,7 +10,8 @@
 - venvs: ``python=X.Y.Z``, ``pip`` and every package of the venv under ``pip:``
   (``from_history``: only the ones pip marked REQUESTED).
 - docker images: read inside a short-lived container — the image's conda prefix when it
-  has one, else the packages of its Python.
+  has one, else the packages of its Python — under comments naming the image and its
+  digest (RepoDigests when the image has one, else its id), since a tag can move.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from . import prefix_reader
 from .conda_config import CondaSettings, conda_cli
 from .conda_history import requested_specs
 from .docker_images import conda_root
+from .image_pins import ImageDigest, image_digest
 from .model import Environment
 from .venv import read_pyvenv_cfg, venv_site_packages
 
@@ -52,6 +54,12 @@ class CorruptEnvironment(GpuEnvError):
     status = 409
 
 
+class NotExportable(GpuEnvError):
+    """An environment with no image to read (an invalid docker_images entry)."""
+
+    status = 409
+
+
 def export_environment(
     env: Environment,
     no_builds: bool = False,
@@ -62,6 +70,8 @@ def export_environment(
     """``(download filename, YAML text)`` for one environment."""
     filename = f"{safe_filename(env.name)}-environment.yml"
     if env.kind == "docker":
+        if env.cannot_start and not env.location.get("image_id"):
+            raise NotExportable(f"{env.name} cannot be exported: {env.cannot_start}")
         if docker_client is None:
             raise DockerUnavailable("Docker is not configured for this catalog")
         return filename, export_image(env, docker_client, no_builds, from_history, timeout)
@@ -202,10 +212,21 @@ def export_image(
     settings = CondaSettings.load()
     if data["kind"] == "conda":
         channels = _channels_from_condarcs(data.get("condarc") or []) or settings.channels
-        return conda_yaml(env.name, data, no_builds, from_history, settings, channels)
-    return pip_yaml(
-        env.name, data["python_version"], data["packages"], from_history, settings.channels
-    )
+        text = conda_yaml(env.name, data, no_builds, from_history, settings, channels)
+    else:
+        text = pip_yaml(
+            env.name, data["python_version"], data["packages"], from_history, settings.channels
+        )
+    reference = env.location["image"]
+    return image_header(reference, image_digest(client, image, reference)) + text
+
+
+def image_header(reference: str, digest: ImageDigest | None) -> str:
+    """YAML comments naming the image and what pins it (conda ignores them)."""
+    lines = [f"# image: {reference}"]
+    if digest is not None:
+        lines.append(f"# image digest: {digest.describe()}")
+    return "\n".join(lines) + "\n"
 
 
 def canonical_channel(channel: str, url: str = "", settings: CondaSettings | None = None) -> str:

@@ -12,7 +12,7 @@ import json
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .candidates import Candidate, build_environment
@@ -126,12 +126,14 @@ class PartialListing:
     complete: bool
     progress: ScanProgress
     snapshot: Snapshot | None = None
+    problems: list[dict[str, Any]] = field(default_factory=list)
 
     def listing_json(self) -> str:
-        """``{"environments": [...], "complete": ..., "scan": {...}}``."""
+        """``{"environments": [...], "problems": [...], "complete": ..., "scan": {...}}``."""
         extra = {"complete": self.complete, "scan": self.progress.to_json()}
         if self.snapshot is not None:
             # The published listing's JSON is made once per snapshot; only this is added.
             published = self.snapshot.listing_json().rstrip()
             return published[:-1] + ", " + json.dumps(extra)[1:]
-        return json.dumps({"environments": [e.to_json() for e in self.environments], **extra})
+        environments = [e.to_json() for e in self.environments]
+        return json.dumps({"environments": environments, "problems": self.problems, **extra})

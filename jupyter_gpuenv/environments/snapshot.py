@@ -27,6 +27,7 @@ class Snapshot:
     docker_checked: float
     built: float
     transient: bool = False
+    problems: list[dict[str, str]] = field(default_factory=list)
     by_id: dict[str, Environment] = field(default_factory=dict)
     _json: str | None = None
 
@@ -34,9 +35,17 @@ class Snapshot:
         self.by_id = {env.id: env for env in self.environments}
 
     def listing_json(self) -> str:
-        """``{"environments": [...]}`` serialised once per snapshot (the warm REST answer)."""
+        """``{"environments": [...], "problems": [...]}`` serialised once per snapshot.
+
+        ``problems`` are the invalid settings of the configuration (see config_check).
+        """
         if self._json is None:
-            self._json = json.dumps({"environments": [e.to_json() for e in self.environments]})
+            self._json = json.dumps(
+                {
+                    "environments": [e.to_json() for e in self.environments],
+                    "problems": self.problems,
+                }
+            )
         return self._json
 
     def checked(self, local: float, docker: float) -> Snapshot:

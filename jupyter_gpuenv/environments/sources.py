@@ -48,6 +48,7 @@ class Sources:
             "conda_envs_dirs",
             "venv_dirs",
             "docker_images",
+            "rejected_docker_images",
             "docker_label_discovery",
             "docker_discover_pytorch_images",
             "restrict_to_configured_images",
@@ -80,7 +81,8 @@ class Sources:
 
     def docker_candidates(self) -> tuple[list[Candidate], str | None]:
         """Image candidates, and the reason when the engine could not be asked."""
-        if not self.config.docker_images and not docker_images.local_discovery(self.config):
+        configured = self.config.docker_images or self.config.rejected_docker_images
+        if not configured and not docker_images.local_discovery(self.config):
             return [], None
         try:
             client = self.docker_client()

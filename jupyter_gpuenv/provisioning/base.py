@@ -13,7 +13,8 @@ from typing import Any
 from traitlets import Unicode
 from traitlets.config import LoggingConfigurable
 
-from ..config import GpuEnv, load_gpuenv_config
+from ..config import GpuEnv
+from ..config_check import checked_config, load_checked_config
 from ..environments.catalog import Catalog
 from ..environments.model import Environment
 from ..errors import EnvironmentNotFound, PolicyViolation
@@ -145,5 +146,5 @@ def gpuenv_config_for(configurable: LoggingConfigurable) -> GpuEnv:
     console) has no such config and reads the files ``jupyter server`` would read.
     """
     if configurable.config._has_section("GpuEnv"):
-        return GpuEnv(parent=configurable, log=configurable.log)
-    return load_gpuenv_config(parent=configurable)
+        return checked_config(parent=configurable)
+    return load_checked_config(parent=configurable)

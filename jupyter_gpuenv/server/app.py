@@ -8,6 +8,7 @@ from typing import Any
 from jupyter_server.extension.application import ExtensionApp
 
 from ..config import GpuEnv
+from ..config_check import checked_config
 from ..environments.catalog import Catalog
 from ..gpu.sampler import GpuSampler, build_gpu_sampler
 from ..provisioning.kernelspecs import GpuEnvKernelSpecManager
@@ -23,6 +24,7 @@ from . import (
     openapi_api,
     progress_api,
     resolve_api,
+    status_api,
 )
 from .gpu_reclaimer import GpuIdleReclaimer
 from .notebook_hook import NotebookRecordHook, install_notebook_hook
@@ -66,7 +68,7 @@ class GpuEnvExtension(ExtensionApp):
     def initialize_settings(self) -> None:
         serverapp = self.serverapp
         assert serverapp is not None  # settings are initialised after linking to the server
-        config = GpuEnv(parent=serverapp, log=self.log)
+        config = checked_config(parent=serverapp, log=self.log)
         services = Services.build(config, log=self.log)
         ksm = serverapp.kernel_spec_manager
         if isinstance(ksm, GpuEnvKernelSpecManager):
@@ -96,8 +98,10 @@ class GpuEnvExtension(ExtensionApp):
             openapi_api,
             progress_api,
             resolve_api,
+            status_api,
         ):
             self.handlers.extend(module.handlers)
+        self.handlers.append(status_api.fallback)  # last: JSON 404 for unknown API paths
 
     async def stop_extension(self) -> None:
         if self.state.reclaimer is not None:

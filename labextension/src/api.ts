@@ -61,6 +61,23 @@ export interface GpuProcess {
   own?: boolean;
 }
 
+/** One invalid `c.GpuEnv` setting, left at its default (or its entry left out). */
+export interface SettingProblem {
+  setting: string;
+  value: string;
+  expected: string;
+  consequence: string;
+  message: string;
+}
+
+/** `GET /gpuenv/api/status`: the extension's version and its invalid settings. */
+export interface ServerStatus {
+  version: string;
+  /** False on a JupyterHub user's server, whose configuration the Hub's admin writes. */
+  admin: boolean;
+  problems: SettingProblem[];
+}
+
 /** One GPU: memory in bytes, utilization in percent, temperature in °C. */
 export interface GpuDevice {
   index: number;
@@ -314,6 +331,11 @@ export class GpuEnvClient {
       { method: 'POST' }
     );
     return body.environments;
+  }
+
+  /** The extension's version and the invalid settings of its configuration. */
+  async getStatus(): Promise<ServerStatus> {
+    return this.requestJson<ServerStatus>('status');
   }
 
   /**

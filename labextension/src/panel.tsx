@@ -18,6 +18,7 @@ import { gpuIcon } from './icons';
 import type { KernelHealth } from './kernelhealth';
 import { environmentForKernel } from './model';
 import { NotebookRecord, recordMismatch } from './record';
+import { SettingsBanner } from './settingsbanner';
 import type { GpuEnvStore } from './store';
 
 /** What the panel can ask Lab to do; index.ts supplies them. */
@@ -130,6 +131,7 @@ function PanelView(props: PanelViewProps): JSX.Element {
           />
         </button>
       </header>
+      <SettingsBanner client={store.client} />
       <RecordSection {...props} />
       <EnvironmentsSection {...props} />
       <GpuSection

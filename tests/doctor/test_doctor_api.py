@@ -116,4 +116,4 @@ def test_doctor_route_is_documented():
         "env",
     }
     schema = document["components"]["schemas"]["DoctorReport"]
-    assert schema["required"] == ["host", "environments"]
+    assert schema["required"] == ["host", "problems", "environments"]

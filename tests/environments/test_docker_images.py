@@ -160,7 +160,11 @@ def test_labelled_images_and_conda_envs_inside_images(
     assert listed["condabase"].python_executable == "/opt/conda/bin/python"
 
     _, text = catalog.export_sync(ml.id)
+    image_id = docker_client.images.get(built_images["conda"]).id
     assert text == (
+        f"# image: {built_images['conda']}\n"
+        f"# image digest: {image_id} (image id: the image has no RepoDigests, it was built or "
+        "loaded locally and never pushed to or pulled from a registry)\n"
         "name: ml\n"
         "channels:\n"
         "  - conda-forge\n"

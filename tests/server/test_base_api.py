@@ -19,6 +19,7 @@ from tornado.httpclient import HTTPClientError
 
 import jupyter_gpuenv.server
 from jupyter_gpuenv.server.openapi_api import SPEC_PATH
+from jupyter_gpuenv.server.status_api import UnknownRouteHandler
 from tests.support.server_config import server_config
 
 METHODS = ("get", "post", "put", "patch", "delete")
@@ -32,9 +33,16 @@ def jp_server_config(tmp_path):
 
 
 def extension_routes(serverapp) -> list[tuple[str, type]]:
-    """(pattern, handler class) of every route the running extension registered."""
+    """(pattern, handler class) of every route the running extension registered.
+
+    The catch-all JSON 404 of unknown API paths is no route of the API.
+    """
     (app,) = serverapp.extension_manager.extension_apps["jupyter_gpuenv"]
-    return [(pattern, handler) for pattern, handler, *_ in app.handlers]
+    return [
+        (pattern, handler)
+        for pattern, handler, *_ in app.handlers
+        if handler is not UnknownRouteHandler
+    ]
 
 
 def declared_routes() -> list[tuple[str, type]]:
@@ -85,7 +93,7 @@ async def test_list_environments_with_token(jp_fetch):
     response = await jp_fetch(*API, "environments")
     assert response.code == 200
     assert response.headers["Content-Type"].startswith("application/json")
-    assert json.loads(response.body) == {"environments": []}
+    assert json.loads(response.body) == {"environments": [], "problems": []}
 
 
 async def test_every_route_refuses_requests_without_a_valid_token(
@@ -117,6 +125,15 @@ async def test_unknown_environment_is_json_404(jp_fetch):
         assert response.headers["Content-Type"].startswith("application/json")
         body = json.loads(response.body)
         assert body["status"] == 404 and "no-such-env" in body["message"]
+
+
+async def test_unknown_api_path_is_json_404(jp_fetch):
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch(*API, "no-such-route", "x", method="POST", body="{}")
+    response = info.value.response
+    assert response.code == 404
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert "no-such-route/x" in json.loads(response.body)["message"]
 
 
 async def test_bad_query_parameter_is_json_400(jp_fetch):
