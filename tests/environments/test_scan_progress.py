@@ -64,6 +64,7 @@ async def test_a_first_listing_shows_progress_and_environments_as_probed(jp_fetc
             answer["scan"]["probed"] if answer["scan"]["state"] == "probing" else 0
         )
         assert all(env["python_version"] for env in answer["environments"])
+        assert answer["problems"] == []
     assert [e["name"] for e in partial[-1]["environments"]] == [
         f"slow{i}" for i in range(len(partial[-1]["environments"]))
     ]
@@ -75,4 +76,4 @@ async def test_a_first_listing_shows_progress_and_environments_as_probed(jp_fetc
     # The published listing is what the plain request answers.
     plain = await get_json(jp_fetch, "gpuenv", "api", "environments")
     assert plain["environments"] == final["environments"]
-    assert set(plain) == {"environments"}
+    assert set(plain) == {"environments", "problems"} and plain["problems"] == []

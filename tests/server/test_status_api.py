@@ -113,6 +113,8 @@ def test_listing_serves_valid_environments_and_lists_invalid_entries(
     status, listing = call(server, "/gpuenv/api/environments")
     assert status == 200
     assert {p["setting"] for p in listing["problems"]} == set(BAD_SETTINGS)
+    status, partial = call(server, "/gpuenv/api/environments?partial=true")
+    assert status == 200 and partial["problems"] == listing["problems"], partial
     by_name = {env["name"]: env for env in listing["environments"]}
     assert {"plain", "good", "typo", "badgpus"} <= set(by_name), listing
     good = by_name["good"]
