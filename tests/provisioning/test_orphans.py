@@ -25,6 +25,7 @@ from jupyter_gpuenv.provisioning.orphans import (
     remove_orphans,
     remove_own_containers,
     remove_stale_connection_files,
+    this_instance,
 )
 from tests.provisioning.conftest import kernel_containers
 from tests.provisioning.server_process import REPO, make_shared_dir
