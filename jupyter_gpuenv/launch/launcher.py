@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -32,8 +33,11 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+import zmq
+from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
+from traitlets.config import Config
 
 from ..config import GpuEnv, load_gpuenv_config
 from ..environments.model import Environment, kernel_name_for
@@ -64,7 +68,10 @@ class _ReportedOnce(logging.Filter):
 class LauncherKernelManager(AsyncKernelManager):
     """A KernelManager over the client's connection file and one environment's spec.
 
-    The client wrote the file and reads it: the manager neither rewrites nor removes it.
+    The client wrote the file and reads it: the manager neither rewrites nor removes it,
+    and the kernel gets exactly its transport, ip, ports and key. CurveZMQ is used exactly
+    when the file holds keys (the client's keys), never added by the provisioner: a key
+    the client does not have would leave it unable to talk to the kernel.
     """
 
     def __init__(self, spec: KernelSpec, **kwargs: Any) -> None:
@@ -75,11 +82,73 @@ class LauncherKernelManager(AsyncKernelManager):
     def kernel_spec(self) -> KernelSpec:
         return self._launcher_spec
 
+    def load_client_file(self) -> None:
+        """Read the client's file and take its encryption as this kernel's policy."""
+        self.load_connection_file()
+        encrypted = self.curve_secretkey is not None
+        if encrypted and not zmq.has("curve"):
+            raise StartFailed(
+                "The connection file asks for CurveZMQ encryption, which this host's pyzmq "
+                "(libzmq without libsodium) cannot provide."
+            )
+        # A policy set for this class is what the provisioners follow (kernel_side.use_curve).
+        policy = "required" if encrypted else "disabled"
+        self.update_config(Config({type(self).__name__: {"transport_encryption": policy}}))
+        if encrypted:
+            self._launcher_spec.metadata["supported_encryption"] = ["curve"]
+
     def write_connection_file(self, **kwargs: Any) -> None:
         """Nothing to write: the kernel must use exactly the client's ports and key."""
 
     def cleanup_connection_file(self) -> None:
         """The client removes its own file."""
+
+    def _reconcile_connection_info(self, info: KernelConnectionInfo) -> None:
+        """The provisioner's connection info must be the client's file, unchanged.
+
+        jupyter_client would replace a file that differs; here that would take the file
+        from under the client (and a kernel still starting), so it is a start failure.
+        """
+        try:
+            with open(self.connection_file) as f:
+                written = json.load(f)
+            written["key"] = str(written.get("key", "")).encode()
+        except (OSError, ValueError) as err:
+            raise StartFailed(
+                f"Cannot read the connection file {self.connection_file}: {err}"
+            ) from err
+        differ = [
+            name
+            for name in CONNECTION_KEYS
+            if name != "key" and _text(info.get(name)) != _text(written.get(name))
+        ]
+        if info.get("key") != written["key"]:
+            differ.insert(0, "key")
+        if differ:
+            raise StartFailed(
+                "The kernel's connection differs from the client's connection file in "
+                + ", ".join(differ)
+            )
+
+
+# What a kernel and its client must agree on (jupyter_client's _equal_connections).
+CONNECTION_KEYS = (
+    "key",
+    "curve_publickey",
+    "curve_secretkey",
+    "ip",
+    "transport",
+    "signature_scheme",
+    "shell_port",
+    "iopub_port",
+    "stdin_port",
+    "control_port",
+    "hb_port",
+)
+
+
+def _text(value: object) -> object:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 class Launcher:
@@ -139,7 +208,7 @@ class Launcher:
             log=log,
         )
         try:
-            km.load_connection_file()
+            km.load_client_file()
         except (OSError, ValueError) as err:
             raise StartFailed(
                 f"Cannot read the connection file {self.connection_file}: {err}"
@@ -184,6 +253,8 @@ class Launcher:
         km = self.km
         if km is not None and km.provisioner is not None:
             try:
+                if not self._started and km.provisioner.has_process:
+                    await km.provisioner.kill()  # launched, but the start failed after
                 await km.cleanup_resources()
             except Exception as err:
                 log.warning("Kernel %s was not cleaned up: %s", km.kernel_id, err)
