@@ -19,6 +19,7 @@ from pathlib import Path
 from queue import Empty
 from typing import Any
 
+import zmq
 from jupyter_client.blocking import BlockingKernelClient
 from jupyter_client.connect import write_connection_file
 
@@ -35,6 +36,8 @@ class ArgvKernel:
     client: BlockingKernelClient
     connection_file: Path
     log_file: Path
+    # The (device, inode) of the file the client wrote: the same file while it runs.
+    file_identity: tuple[int, int] = (0, 0)
 
     def log(self) -> str:
         return self.log_file.read_text(errors="replace")
@@ -66,12 +69,23 @@ class ArgvKernel:
             self.process.wait()
 
 
-def spawn_argv(setup: JupyterSetup, kernel_name: str) -> tuple[subprocess.Popen[bytes], Path, Path]:
-    """Write a connection file and run the spec's argv as such a client does."""
+def spawn_argv(
+    setup: JupyterSetup, kernel_name: str, curve: bool = False
+) -> tuple[subprocess.Popen[bytes], Path, Path]:
+    """Write a connection file and run the spec's argv as such a client does.
+
+    ``curve``: the file carries CurveZMQ keys, as a client that encrypts writes it.
+    """
     spec = setup.kernels[kernel_name]
     connection_file = setup.root / f"kernel-argv-{uuid.uuid4().hex[:8]}.json"
+    public, secret = zmq.curve_keypair() if curve else (None, None)
     write_connection_file(
-        str(connection_file), ip="127.0.0.1", key=uuid.uuid4().hex.encode(), kernel_name=""
+        str(connection_file),
+        ip="127.0.0.1",
+        key=uuid.uuid4().hex.encode(),
+        kernel_name="",
+        curve_publickey=public,
+        curve_secretkey=secret,
     )
     argv = [arg.replace("{connection_file}", str(connection_file)) for arg in spec["argv"]]
     log_file = connection_file.with_suffix(".log")
@@ -87,13 +101,17 @@ def spawn_argv(setup: JupyterSetup, kernel_name: str) -> tuple[subprocess.Popen[
     return process, connection_file, log_file
 
 
-def start_from_argv(setup: JupyterSetup, kernel_name: str) -> ArgvKernel:
+def start_from_argv(setup: JupyterSetup, kernel_name: str, curve: bool = False) -> ArgvKernel:
     """The kernel of ``kernel_name`` started from its argv, with a client that is ready."""
-    process, connection_file, log_file = spawn_argv(setup, kernel_name)
+    process, connection_file, log_file = spawn_argv(setup, kernel_name, curve)
+    # Taken while the launcher still imports: nothing has touched the file yet.
+    written = connection_file.stat()
     client = BlockingKernelClient()
     client.load_connection_file(str(connection_file))
     client.start_channels()
-    kernel = ArgvKernel(process, client, connection_file, log_file)
+    kernel = ArgvKernel(
+        process, client, connection_file, log_file, (written.st_dev, written.st_ino)
+    )
     deadline = time.monotonic() + START_TIMEOUT
     while True:
         if process.poll() is not None:

@@ -230,3 +230,38 @@ def test_a_removed_venv_fails_with_the_reason(tmp_path, venv_factory, jupyter_se
     out = log_file.read_text()
     assert out.startswith("The kernel could not start: ") and "Traceback" not in out, out
     assert str(venv) in out or env_id in out, out
+
+
+ENCRYPTED = """\
+from ipykernel.kernelapp import IPKernelApp
+print(bool(IPKernelApp.instance().shell_socket.curve_server))
+"""
+
+
+@pytest.mark.parametrize("curve", [False, True], ids=["plain", "curve"])
+def test_the_kernel_uses_the_client_connection_file_as_written(
+    tmp_path, venv_factory, jupyter_setup, curve
+):
+    venv = venv_factory(tmp_path / "venvs" / "tools")
+    setup = jupyter_setup(venv_dirs=[str(venv.parent)])
+    name, _ = setup.kernel_of_kind("venv")
+    kernel = start_from_argv(setup, name, curve=curve)
+    try:
+        # What the client read from the file it wrote, before the launcher started.
+        written = kernel.client.get_connection_info()
+        written["key"] = written["key"].decode()
+        # Curve exactly when the client's file holds keys: the kernel's shell socket is a
+        # CurveZMQ server then, and a plain one otherwise.
+        reply, printed = kernel.run(ENCRYPTED)
+        assert reply["status"] == "ok" and printed.strip() == str(curve), (reply, printed)
+        # The file is the client's: same ports, key, transport, ip (and keys) after the start.
+        after = json.loads(kernel.connection_file.read_text())
+        stat = kernel.connection_file.stat()
+        assert (stat.st_dev, stat.st_ino) == kernel.file_identity, "the file was replaced"
+        assert {k: after.get(k) for k in written} == written
+        assert (written.get("curve_secretkey") is not None) == curve
+        kernel.signal(signal.SIGTERM)
+        assert kernel.wait_exit() == 0, kernel.log()
+        assert kernel.connection_file.exists()
+    finally:
+        kernel.close()
