@@ -213,6 +213,14 @@ class Launcher:
             raise StartFailed(
                 f"Cannot read the connection file {self.connection_file}: {err}"
             ) from err
+        if self.is_docker and km.curve_secretkey is not None:
+            # The kernel in the container rewrites a file holding keys, and the mount is
+            # read-only: refused here, with the reason, not as a container's traceback.
+            raise StartFailed(
+                "The connection file asks for CurveZMQ encryption, which Docker kernels "
+                "started from a kernelspec's argv do not support; start the kernel with a "
+                "connection file without curve keys, or through a Jupyter server."
+            )
         self.km = km
         try:
             await km.start_kernel(

@@ -155,6 +155,19 @@ def test_a_missing_image_fails_with_the_reason_and_leaves_nothing(docker_client,
     assert containers_of(docker_client, env_id) == []
 
 
+@pytest.mark.docker
+def test_a_docker_kernel_refuses_curve_keys_with_the_reason(
+    docker_client, python_kernel_image, jupyter_setup
+):
+    setup = jupyter_setup(docker_images={unique_name("launch-curve"): python_kernel_image})
+    name, env_id = setup.kernel_of_kind("docker")
+    process, _, log_file = spawn_argv(setup, name, curve=True)
+    assert process.wait(timeout=120) == 1
+    out = log_file.read_text()
+    assert "asks for CurveZMQ encryption" in out and "Traceback" not in out, out
+    assert containers_of(docker_client, env_id) == []
+
+
 def test_conda_kernel_from_argv_is_activated_interrupts_and_stops(
     tmp_path, conda_prefix_factory, jupyter_setup
 ):
