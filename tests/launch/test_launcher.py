@@ -143,6 +143,26 @@ def test_a_killed_launcher_container_is_removed_by_the_next_start(
 
 
 @pytest.mark.docker
+def test_sighup_to_a_docker_launcher_removes_its_container(
+    docker_client, python_kernel_image, jupyter_setup
+):
+    setup = jupyter_setup(docker_images={unique_name("launch-hup"): python_kernel_image})
+    name, env_id = setup.kernel_of_kind("docker")
+    kernel = start_from_argv(setup, name)
+    try:
+        assert where(kernel)["dockerenv"]
+        (container,) = containers_of(docker_client, env_id)
+        # A closed terminal or session: a shutdown, as SIGTERM is.
+        kernel.signal(signal.SIGHUP)
+        assert kernel.wait_exit() == 0, kernel.log()
+        assert containers_of(docker_client, env_id) == []
+        with pytest.raises(docker.errors.NotFound):
+            docker_client.containers.get(container.id)
+    finally:
+        kernel.close()
+
+
+@pytest.mark.docker
 def test_a_missing_image_fails_with_the_reason_and_leaves_nothing(docker_client, jupyter_setup):
     image = f"gpuenv-launch-absent-{unique_name('img')}:1"
     setup = jupyter_setup(docker_images={unique_name("launch-absent"): image})
