@@ -31,7 +31,7 @@ import signal
 import sys
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import zmq
 from jupyter_client.connect import KernelConnectionInfo
@@ -77,6 +77,7 @@ class LauncherKernelManager(AsyncKernelManager):
     def __init__(self, spec: KernelSpec, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._launcher_spec = spec
+        self._client_info: dict[str, Any] = {}
 
     @property
     def kernel_spec(self) -> KernelSpec:
@@ -84,7 +85,12 @@ class LauncherKernelManager(AsyncKernelManager):
 
     def load_client_file(self) -> None:
         """Read the client's file and take its encryption as this kernel's policy."""
-        self.load_connection_file()
+        with open(self.connection_file) as f:
+            info = json.load(f)
+        if not isinstance(info, dict):
+            raise ValueError("not a JSON object")
+        self.load_connection_info(cast(KernelConnectionInfo, info))
+        self._client_info = info
         encrypted = self.curve_secretkey is not None
         if encrypted and not zmq.has("curve"):
             raise StartFailed(
@@ -108,22 +114,17 @@ class LauncherKernelManager(AsyncKernelManager):
 
         jupyter_client would replace a file that differs; here that would take the file
         from under the client (and a kernel still starting), so it is a start failure.
+        The comparison is with what the client wrote, as read before the start: a local
+        kernel may be rewriting the same values into the file right now.
         """
-        try:
-            with open(self.connection_file) as f:
-                written = json.load(f)
-            written["key"] = str(written.get("key", "")).encode()
-        except (OSError, ValueError) as err:
-            raise StartFailed(
-                f"Cannot read the connection file {self.connection_file}: {err}"
-            ) from err
+        written = self._client_info
+        # A value the file leaves out is the default on both sides; keys never are.
         differ = [
             name
             for name in CONNECTION_KEYS
-            if name != "key" and _text(info.get(name)) != _text(written.get(name))
+            if (name in written or name.startswith("curve_"))
+            and _text(info.get(name)) != _text(written.get(name))
         ]
-        if info.get("key") != written["key"]:
-            differ.insert(0, "key")
         if differ:
             raise StartFailed(
                 "The kernel's connection differs from the client's connection file in "
