@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import copy
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -52,18 +53,35 @@ def has_kernel(env: Environment) -> bool:
     return bool(env.ipykernel and (env.python_executable or env.location.get("prefix")))
 
 
+def launcher_argv(env: Environment) -> list[str]:
+    """The ``argv`` of every gpuenv kernelspec: our launcher, run by this host Python.
+
+    Provisioner-aware clients never run it (the provisioner builds the kernel's command);
+    clients that run ``argv`` themselves (VS Code's local kernels) get the same kernel
+    through it (jupyter_gpuenv/launch). The interpreter is the one that has jupyter-gpuenv
+    now, so an on-disk spec breaks if that Python goes away; ``jupyter gpuenv kernelspecs
+    list`` then calls it stale and ``install`` rewrites it.
+    """
+    return [
+        sys.executable,
+        "-m",
+        "jupyter_gpuenv.launch",
+        "--environment",
+        env.id,
+        "-f",
+        "{connection_file}",
+    ]
+
+
 def kernelspec_dict(env: Environment) -> dict[str, Any]:
     """The kernel.json content for ``env`` (the live spec and the on-disk one alike)."""
-    if env.kind == "docker":
-        provisioner = DOCKER_PROVISIONER
-        python = env.python_executable or "python3"
-    else:
-        provisioner = LOCAL_PROVISIONER
-        python = env.python_executable or str(Path(env.location["prefix"], "bin", "python"))
+    provisioner = DOCKER_PROVISIONER if env.kind == "docker" else LOCAL_PROVISIONER
     return {
-        "argv": [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "argv": launcher_argv(env),
         "display_name": env.display_name,
         "language": "python",
+        # SIGINT: the provisioner's docker kill / process-group signal, or, for clients
+        # that run argv, a signal to the launcher, which interrupts the kernel.
         "interrupt_mode": "signal",
         "env": {},
         "metadata": {

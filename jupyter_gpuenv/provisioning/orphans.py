@@ -4,7 +4,8 @@ Every kernel container is labelled with the identity of the process that started
 (``ServerInstance``: a random id, PID, PID start time, host name). Two mechanisms remove
 containers whose owner is gone:
 
-* at server start (and at the first Docker kernel of a plain jupyter_client process),
+* at server start (and at the first Docker kernel of a plain jupyter_client process or
+  of a kernel launcher, jupyter_gpuenv/launch, which owns its one container),
   containers labelled ROLE=kernel whose owner is another instance that is no longer
   alive on this host are removed, so a ``kill -9`` of a server leaves nothing for ever;
 * at normal interpreter exit, containers this process started and did not clean up are
@@ -298,6 +299,31 @@ def track(container_id: str, docker_host: str | None = None) -> None:
 def untrack(container_id: str) -> None:
     with _live_lock:
         _live.pop(container_id, None)
+
+
+def remove_own_containers(docker_host: str | None = None, log: Any = None) -> list[str]:
+    """Remove every kernel container labelled with this process as its owner.
+
+    A process about to exit calls it (the kernel launcher) to catch a container whose
+    creation was under way when its start was abandoned; returns the names removed.
+    """
+    try:
+        client = docker_client(docker_host)
+        owned = [f"{labels.ROLE}=kernel", f"{labels.SERVER_ID}={this_instance().id}"]
+        containers = client.containers.list(all=True, filters={"label": owned}, ignore_removed=True)
+    except Exception as err:
+        (log or _log).warning("Kernel containers of this process could not be listed: %s", err)
+        return []
+    removed = []
+    for container in containers:
+        try:
+            container.remove(force=True)
+        except Exception as err:  # already gone
+            (log or _log).debug("Could not remove kernel container %s: %s", container.name, err)
+            continue
+        untrack(str(container.id))
+        removed.append(str(container.name))
+    return removed
 
 
 def _remove_live_at_exit() -> None:

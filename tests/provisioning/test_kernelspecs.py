@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
@@ -50,7 +51,16 @@ async def test_specs_for_catalog_environments_beside_the_normal_ones(jp_fetch, p
             "config": {"environment_id": env["id"]},
         }
         assert spec["metadata"]["gpuenv"]["environment_id"] == env["id"]
-        assert spec["argv"][0] == env["python_executable"]
+        # Clients that ignore provisioners run the launcher with the server's Python.
+        assert spec["argv"] == [
+            sys.executable,
+            "-m",
+            "jupyter_gpuenv.launch",
+            "--environment",
+            env["id"],
+            "-f",
+            "{connection_file}",
+        ]
         logo = await jp_fetch("kernelspecs", env["kernel_name"], "logo-64x64.png")
         assert logo.body.startswith(b"\x89PNG")
 

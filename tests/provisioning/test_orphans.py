@@ -23,7 +23,9 @@ from jupyter_gpuenv.provisioning.orphans import (
     private_connection_dir,
     process_start_time,
     remove_orphans,
+    remove_own_containers,
     remove_stale_connection_files,
+    this_instance,
 )
 from tests.provisioning.conftest import kernel_containers
 from tests.provisioning.server_process import REPO, make_shared_dir
@@ -125,6 +127,26 @@ def test_sweep_keeps_live_owners_and_removes_dead_ones(docker_client, python_ker
         assert created["elsewhere"].name in present
     finally:
         for container in created.values():
+            try:
+                container.remove(force=True)
+            except Exception:
+                pass
+
+
+def test_own_containers_are_removed_and_no_others(docker_client, python_kernel_image):
+    tag = os.urandom(3).hex()
+    mine = labelled_container(
+        docker_client, python_kernel_image, this_instance().labels(), f"gpuenv-own-{tag}"
+    )
+    # Alive (this very process) but another instance: not ours to remove.
+    other_owner = {**this_instance().labels(), labels.SERVER_ID: f"other-{tag}"}
+    other = labelled_container(docker_client, python_kernel_image, other_owner, f"gpuenv-oth-{tag}")
+    try:
+        assert remove_own_containers() == [mine.name]
+        present = {c.name for c in docker_client.containers.list(all=True)}
+        assert mine.name not in present and other.name in present
+    finally:
+        for container in (mine, other):
             try:
                 container.remove(force=True)
             except Exception:
