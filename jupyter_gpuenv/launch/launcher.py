@@ -39,7 +39,8 @@ from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 from traitlets.config import Config
 
-from ..config import GpuEnv, load_gpuenv_config
+from ..config import GpuEnv
+from ..config_check import load_checked_config
 from ..environments.model import Environment, kernel_name_for
 from ..errors import EnvironmentNotFound, GpuEnvError
 from ..provisioning import orphans
@@ -314,7 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     log.addFilter(_ReportedOnce())
     try:
-        config = load_gpuenv_config()
+        # As the server: an invalid setting is logged and keeps its default.
+        config = load_checked_config(log=log)
     except Exception as err:
         print(f"The kernel could not start: the configuration files: {err}", file=sys.stderr)
         return EXIT_START_FAILED

@@ -306,3 +306,20 @@ def test_the_kernel_uses_the_client_connection_file_as_written(
         assert kernel.connection_file.exists()
     finally:
         kernel.close()
+
+
+def test_an_invalid_setting_is_logged_and_the_kernel_still_starts(
+    tmp_path, venv_factory, jupyter_setup
+):
+    venv = venv_factory(tmp_path / "venvs" / "tools")
+    setup = jupyter_setup(venv_dirs=[str(venv.parent)], probe_timeout="soon")
+    name, _ = setup.kernel_of_kind("venv")
+    kernel = start_from_argv(setup, name)
+    try:
+        reply, printed = kernel.run("print(6 * 7)")
+        assert reply["status"] == "ok" and printed.strip() == "42", (reply, printed)
+        assert "probe_timeout" in kernel.log() and "'soon'" in kernel.log(), kernel.log()
+        kernel.signal(signal.SIGTERM)
+        assert kernel.wait_exit() == 0, kernel.log()
+    finally:
+        kernel.close()
