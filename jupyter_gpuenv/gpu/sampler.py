@@ -55,7 +55,9 @@ SAMPLING = encode(GpuSnapshot.sampling())
 
 
 class GpuSampler:
-    """Samples ``adapter`` every ``interval`` seconds while someone is asking.
+    """Samples ``adapter`` every ``interval`` seconds while someone is asking, and all
+    the time while it keeps a history of present GPUs (charts and metrics over time
+    need every sample, not only those taken while a panel was open).
 
     ``kernel_records`` is a coroutine function run on the server's event loop (kernel
     and session managers live there); ``attributor`` maps PIDs to kernels; ``view``
@@ -160,6 +162,14 @@ class GpuSampler:
     def _stale(self, sample: Sample) -> bool:
         return time.monotonic() - sample.taken > 2 * self.interval + 5.0
 
+    def _quiet(self) -> bool:
+        """Nobody asked lately, and no history needs samples (off, or no GPU to read)."""
+        if time.monotonic() - self._last_demand <= self.idle_after:
+            return False
+        latest = self._latest
+        keeps_history = self.history.window > 0 and latest is not None
+        return not (keeps_history and latest is not None and latest.snapshot.available)
+
     def _demand(self) -> bool:
         """Record a request; True when it ends a quiet spell (the sample is old)."""
         now = time.monotonic()
@@ -171,7 +181,7 @@ class GpuSampler:
 
     def _run(self) -> None:
         while not self._stopping.is_set():
-            if time.monotonic() - self._last_demand > self.idle_after:
+            if self._quiet():
                 self._wake.wait()  # quiet: sleep until a request arrives
                 self._wake.clear()
                 continue

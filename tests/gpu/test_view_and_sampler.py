@@ -18,7 +18,13 @@ from jupyter_gpuenv.gpu.view import GpuView
 from jupyter_gpuenv.gpu_set import GpuSet
 from jupyter_gpuenv.kernel.gpu_snapshot import GpuSnapshot
 from jupyter_gpuenv.kernel.nvml import NvmlAdapter
-from tests.support.fake_nvml import FakeGpu, FakeMig, FakeNvml, FakeProcess
+from tests.support.fake_nvml import (
+    NVML_ERROR_LIBRARY_NOT_FOUND,
+    FakeGpu,
+    FakeMig,
+    FakeNvml,
+    FakeProcess,
+)
 
 
 def host_snapshot() -> tuple[GpuSnapshot, FakeMig, FakeMig]:
@@ -152,7 +158,7 @@ async def test_samples_are_refreshed_at_the_interval() -> None:
 
 async def test_an_idle_sampler_pauses_and_wakes_on_demand() -> None:
     nvml = FakeNvml([FakeGpu()])
-    sampler = GpuSampler(NvmlAdapter(nvml), interval=0.02, idle_after=0.1)
+    sampler = GpuSampler(NvmlAdapter(nvml), interval=0.02, idle_after=0.1, history_window=0)
     try:
         await sampler.current(max_wait=10)
         await asyncio.sleep(0.5)  # nobody asks: the thread goes quiet
@@ -162,6 +168,33 @@ async def test_an_idle_sampler_pauses_and_wakes_on_demand() -> None:
         fresh = await sampler.current(max_wait=10)  # stale by now: waits for a new one
         assert nvml.calls["nvmlDeviceGetCount"] > paused_at
         assert time.time() - fresh.snapshot.sampled_at < 5
+    finally:
+        sampler.stop()
+
+
+async def test_a_sampler_keeping_history_samples_while_nobody_asks() -> None:
+    nvml = FakeNvml([FakeGpu()])
+    sampler = GpuSampler(NvmlAdapter(nvml), interval=0.02, idle_after=0.1, history_window=60)
+    try:
+        await sampler.current(max_wait=10)
+        await asyncio.sleep(0.5)  # nobody asks, but the history wants every sample
+        before = len(sampler.history)
+        await asyncio.sleep(0.3)
+        assert len(sampler.history) > before
+    finally:
+        sampler.stop()
+
+
+async def test_a_sampler_without_gpus_pauses_even_with_history() -> None:
+    nvml = FakeNvml([], init_error=NVML_ERROR_LIBRARY_NOT_FOUND)
+    sampler = GpuSampler(NvmlAdapter(nvml), interval=0.02, idle_after=0.1, history_window=60)
+    try:
+        first = await sampler.current(max_wait=10)
+        assert not first.snapshot.available
+        await asyncio.sleep(0.5)
+        calls = sum(nvml.calls.values())
+        await asyncio.sleep(0.3)
+        assert sum(nvml.calls.values()) == calls
     finally:
         sampler.stop()
 
