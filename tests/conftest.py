@@ -10,10 +10,12 @@ import asyncio
 import inspect
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
 
+from tests.provisioning.server_process import ServerProcess, start_server
 from tests.support.conda_prefix import make_conda_prefix
 from tests.support.docker_engine import EngineUnavailable, ensure_docker_engine, running_in_ci
 from tests.support.images import BUILD_REPORT, ImagesUnavailable, ensure_image
@@ -153,3 +155,18 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("gpuenv test images")
         for line in BUILD_REPORT:
             terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def server_processes() -> Iterator[Callable[..., ServerProcess]]:
+    """Start ``jupyter server`` processes; every one is stopped at the end of the test."""
+    started: list[ServerProcess] = []
+
+    def start(*args: Any, **kwargs: Any) -> ServerProcess:
+        server = start_server(*args, **kwargs)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

@@ -11,12 +11,10 @@ tests/support/swarm.py) and closes them at the end of the session.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
 
 import docker
 import pytest
 
-from tests.provisioning.server_process import ServerProcess, start_server
 from tests.support.docker_engine import running_in_ci
 from tests.support.swarm import (
     REPORT,
@@ -116,18 +114,3 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("gpuenv swarm clusters")
         for line in REPORT:
             terminalreporter.write_line(line)
-
-
-@pytest.fixture
-def cluster_servers() -> Iterator[Callable[..., ServerProcess]]:
-    """Start ``jupyter server`` processes; every one is stopped at the end of the test."""
-    started: list[ServerProcess] = []
-
-    def start(*args: Any, **kwargs: Any) -> ServerProcess:
-        server = start_server(*args, **kwargs)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()

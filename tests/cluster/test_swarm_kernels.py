@@ -84,9 +84,9 @@ def placement(swarm: SwarmCluster, kernel_id: str) -> tuple[str, list[str], dict
 
 
 async def test_kernels_on_the_swarm_get_distinct_gpus_wait_interrupt_restart_and_go(
-    swarm: SwarmCluster, python_kernel_image, notebook_dir, cluster_servers
+    swarm: SwarmCluster, python_kernel_image, notebook_dir, server_processes
 ):
-    server = cluster_servers(notebook_dir, swarm_settings(swarm, python_kernel_image), uid=0)
+    server = server_processes(notebook_dir, swarm_settings(swarm, python_kernel_image), uid=0)
     kernel_name = await kernel_name_of(server, "py")
 
     kernels = []
@@ -212,14 +212,14 @@ async def test_kernels_on_the_swarm_get_distinct_gpus_wait_interrupt_restart_and
 
 
 async def test_gpu_wait_times_out_and_all_or_ids_are_refused(
-    swarm: SwarmCluster, python_kernel_image, notebook_dir, cluster_servers
+    swarm: SwarmCluster, python_kernel_image, notebook_dir, server_processes
 ):
     images = {
         "three": {"image": python_kernel_image, "gpus": 3},
         "every": {"image": python_kernel_image, "gpus": "all"},
         "named": {"image": python_kernel_image, "gpus": ["GPU-swarm-n1-0"]},
     }
-    server = cluster_servers(
+    server = server_processes(
         notebook_dir,
         swarm_settings(swarm, python_kernel_image, docker_images=images, gpu_wait_timeout=3),
         uid=0,
@@ -239,16 +239,16 @@ async def test_gpu_wait_times_out_and_all_or_ids_are_refused(
 
 
 async def test_services_of_a_killed_server_are_swept(
-    swarm: SwarmCluster, python_kernel_image, notebook_dir, cluster_servers
+    swarm: SwarmCluster, python_kernel_image, notebook_dir, server_processes
 ):
     settings = swarm_settings(swarm, python_kernel_image)
-    first = cluster_servers(notebook_dir, settings, uid=0)
+    first = server_processes(notebook_dir, settings, uid=0)
     code, kernel = await start_kernel(first, await kernel_name_of(first, "py"))
     assert code == 201, kernel
     assert len(kernel_services(swarm, **{labels.KERNEL_ID: kernel["id"]})) == 1
     first.kill9()
     assert kernel_services(swarm, **{labels.KERNEL_ID: kernel["id"]})
-    second = cluster_servers(notebook_dir, settings, uid=0)
+    second = server_processes(notebook_dir, settings, uid=0)
     await eventually(
         lambda: not kernel_services(swarm, **{labels.KERNEL_ID: kernel["id"]}),
         60,
@@ -259,7 +259,7 @@ async def test_services_of_a_killed_server_are_swept(
 
 
 async def test_drained_node_and_image_missing_on_a_node(
-    swarm: SwarmCluster, python_kernel_image, notebook_dir, cluster_servers
+    swarm: SwarmCluster, python_kernel_image, notebook_dir, server_processes
 ):
     only_on_n1 = f"gpuenv-test/swarm-kernel-only-on-n1:{uuid.uuid4().hex[:8]}"
     n1 = swarm.node("n1")
@@ -271,7 +271,7 @@ async def test_drained_node_and_image_missing_on_a_node(
             "py": {"image": python_kernel_image, "gpus": 1},
             "lonely": {"image": only_on_n1, "gpus": 0},
         }
-        server = cluster_servers(
+        server = server_processes(
             notebook_dir,
             swarm_settings(swarm, python_kernel_image, docker_images=images),
             uid=0,

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import pytest
-
 from jupyter_gpuenv.docker import labels
-from tests.provisioning.server_process import ServerProcess, start_server
 from tests.support.server_config import server_config as server_config  # re-exported
 
 
@@ -38,18 +35,3 @@ async def environment_named(fetch: Callable[..., Any], name: str) -> dict[str, A
     matches = [env for env in listing if env["name"] == name]
     assert len(matches) == 1, listing
     return matches[0]
-
-
-@pytest.fixture
-def server_processes() -> Iterator[Callable[..., ServerProcess]]:
-    """Start ``jupyter server`` processes; every one is stopped at the end of the test."""
-    started: list[ServerProcess] = []
-
-    def start(*args: Any, **kwargs: Any) -> ServerProcess:
-        server = start_server(*args, **kwargs)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
