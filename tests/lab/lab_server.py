@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.support.server_config import server_config
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LABEXTENSION = REPO_ROOT / "jupyter_gpuenv" / "labextension"
 START_TIMEOUT = 120.0
@@ -74,7 +76,8 @@ def start_lab(
     extra_extensions: tuple[str, ...] = (),
     extra_env: dict[str, str] | None = None,
 ) -> LabServer:
-    """Start ``jupyter lab`` with ``c.GpuEnv`` set from ``gpuenv_config``.
+    """Start ``jupyter lab`` with ``c.GpuEnv`` set from ``gpuenv_config``, every source
+    it does not name switched off (as ``server_config`` does for plain servers).
 
     ``extra_extensions`` are more server extensions to enable (test-only modules under
     ``tests/``, importable because the repository root goes on ``PYTHONPATH``);
@@ -103,7 +106,8 @@ def start_lab(
         f"c.ServerApp.jpserver_extensions = {extensions!r}",
         "c.LabApp.expose_app_in_browser = True",
     ]
-    lines += [f"c.GpuEnv.{key} = {value!r}" for key, value in gpuenv_config.items()]
+    settings = server_config(**gpuenv_config)["GpuEnv"]
+    lines += [f"c.GpuEnv.{key} = {value!r}" for key, value in settings.items()]
     config.write_text("\n".join(lines) + "\n")
 
     port = free_port()

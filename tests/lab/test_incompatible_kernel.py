@@ -42,10 +42,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
         base,
         {
             "conda_envs_dirs": [str(envs_dir)],
-            "venv_dirs": [],
-            "docker_images": {},
-            "docker_label_discovery": False,
-            "docker_discover_pytorch_images": False,
             "block_incompatible": False,
         },
         extra_env=nvml,

@@ -32,11 +32,7 @@ def lab(
     server = start_lab(
         tmp_path_factory.mktemp("lab-restart"),
         {
-            "conda_envs_dirs": [],
-            "venv_dirs": [],
             "docker_images": {"small": {"image": python_kernel_image, "mem_limit": "100m"}},
-            "docker_label_discovery": False,
-            "docker_discover_pytorch_images": False,
         },
     )
     try:

@@ -52,10 +52,7 @@ def lab(
         base,
         {
             "conda_envs_dirs": [str(envs_dir)],
-            "venv_dirs": [],
             "docker_images": {"torch-cpu": torch_cpu_image},
-            "docker_label_discovery": False,
-            "docker_discover_pytorch_images": False,
         },
     )
     try:

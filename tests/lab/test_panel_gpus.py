@@ -43,10 +43,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
         base,
         {
             "conda_envs_dirs": [str(envs_dir)],
-            "venv_dirs": [],
-            "docker_images": {},
-            "docker_label_discovery": False,
-            "docker_discover_pytorch_images": False,
             "gpu_sample_interval": 0.5,
         },
         extra_extensions=("tests.lab.fake_gpu_server",),

@@ -32,10 +32,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
         base,
         {
             "conda_envs_dirs": [str(envs_dir)],
-            "venv_dirs": [],
             "docker_images": {"typo": {"imgae": "team/vision:1"}},
-            "docker_label_discovery": False,
-            "docker_discover_pytorch_images": False,
             "probe_timeout": "fast",
             "gpu_idle_warning": [300],
         },

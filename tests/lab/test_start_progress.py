@@ -44,11 +44,8 @@ def lab(
     server = start_lab(
         base,
         {
-            "conda_envs_dirs": [],
             "venv_dirs": [str(venvs)],
             "docker_images": {"fresh": fresh_bare},
-            "docker_label_discovery": False,
-            "docker_discover_pytorch_images": False,
             "probe_timeout": 600,
         },
     )
