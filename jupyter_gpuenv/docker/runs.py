@@ -120,7 +120,12 @@ def _quietly(action: Callable[[], object]) -> None:
         pass
 
 
+def explanation(exc: BaseException) -> str:
+    """Docker's own explanation of an API error, else the error's text."""
+    return str(getattr(exc, "explanation", None) or exc)
+
+
 def short_error(exc: BaseException) -> str:
     """An error's text on one screen line (Docker's explanations can be long)."""
-    text = str(getattr(exc, "explanation", None) or exc).strip() or type(exc).__name__
+    text = explanation(exc).strip() or type(exc).__name__
     return text if len(text) < 300 else text[:297] + "..."

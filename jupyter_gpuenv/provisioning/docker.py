@@ -38,6 +38,7 @@ from jupyter_client.provisioning import KernelProvisionerBase
 from ..docker import labels
 from ..docker.client import DaemonUnreachable
 from ..docker.nvidia_runtime import detect_runtime
+from ..docker.runs import explanation
 from ..environments.model import Environment
 from ..errors import PolicyViolation
 from . import kernel_history, orphans, start_progress, swarm_kernel
@@ -211,7 +212,7 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
             await self._discard(client)
             if isinstance(err, APIError):
                 raise KernelStartFailed(
-                    f"Docker could not start the kernel container: {_explain(err)}"
+                    f"Docker could not start the kernel container: {explanation(err)}"
                 ) from err
             raise
         self.log.info(
@@ -343,7 +344,7 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
         except APIError as err:
             if err.status_code != 409:
                 raise KernelStartFailed(
-                    f"Docker could not create the kernel container: {_explain(err)}"
+                    f"Docker could not create the kernel container: {explanation(err)}"
                 ) from err
         # Name taken: a leftover of this kernel is replaced, anything else keeps its name.
         try:
@@ -358,7 +359,7 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
             return client.containers.create(**args)
         except APIError as err:
             raise KernelStartFailed(
-                f"Docker could not create the kernel container: {_explain(err)}"
+                f"Docker could not create the kernel container: {explanation(err)}"
             ) from err
 
     # -- life ----------------------------------------------------------------------
@@ -462,7 +463,7 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
                     "Kernel %s: could not remove container %s: %s",
                     self.kernel_id,
                     self.container_name,
-                    _explain(err),
+                    explanation(err),
                 )
             except UNREACHABLE as err:  # left to this process's exit or the next orphan sweep
                 self.log.warning(
@@ -552,8 +553,6 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
             orphans.track(self.container_id, self.gpuenv_config.docker_host or None)
 
 
-def _explain(err: APIError) -> str:
-    return str(getattr(err, "explanation", None) or err)
 
 
 def _reason(err: BaseException) -> str:

@@ -21,6 +21,7 @@ from typing import Any
 from docker.errors import APIError, NotFound
 
 from ..docker import labels
+from ..docker.runs import explanation
 from .container_spec import ContainerRequest
 from .errors import KernelStartFailed
 from .readiness import port_open
@@ -150,7 +151,7 @@ def _create(
         _remove_secret(client, secret.id)
         if isinstance(err, APIError):
             raise KernelStartFailed(
-                f"The Swarm manager refused the kernel service: {_explain(err)}"
+                f"The Swarm manager refused the kernel service: {explanation(err)}"
             ) from err
         raise
     return SwarmPlacement(created["ID"], svc_name, secret.id)
@@ -359,7 +360,7 @@ def _remove_secret(client: Any, secret_id: str, attempts: int = 20) -> None:
             return
         except APIError as err:
             if "in use" not in str(err):
-                _log.warning("Secret %s not removed: %s", secret_id, _explain(err))
+                _log.warning("Secret %s not removed: %s", secret_id, explanation(err))
                 return
         time.sleep(0.25)
     _log.warning("Secret %s still in use; not removed", secret_id)
@@ -372,5 +373,3 @@ def interrupt(km: Any) -> None:
     km.session.send(km._control_socket, msg)
 
 
-def _explain(err: APIError) -> str:
-    return str(getattr(err, "explanation", None) or err)
