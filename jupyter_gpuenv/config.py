@@ -24,7 +24,6 @@ from traitlets import (
 )
 from traitlets.config import LoggingConfigurable
 
-from .config_files import load_server_config
 from .gpu_set import GpuSet, GpuSetError
 
 DOCKER_ENTRY_KEYS = {
@@ -301,16 +300,3 @@ class GpuEnv(LoggingConfigurable):
         """An environment's own "gpus" entry when it has one, else ``gpus``."""
         configured = (settings or {}).get("gpus")
         return GpuSet.parse(configured) if configured is not None else self.gpus
-
-
-def load_gpuenv_config(config_file: str | None = None, parent: Any = None) -> GpuEnv:
-    """Build GpuEnv from the same config files ``jupyter server`` reads.
-
-    Used where no server hands us its config: the CLI and provisioners started by plain
-    jupyter_client (nbclient, papermill, jupyter console).
-    """
-    config = load_server_config(config_file)
-    if parent is not None and getattr(parent, "config", None) is not None:
-        # Explicit settings of the caller win over the files.
-        config.merge(parent.config)
-    return GpuEnv(config=config)

@@ -22,7 +22,7 @@ import pytest
 from jupyter_client.provisioning import KernelProvisionerBase
 from jupyter_server.serverapp import ServerApp
 
-from jupyter_gpuenv.config import load_gpuenv_config
+from jupyter_gpuenv.config_check import load_checked_config
 
 REPO = Path(__file__).resolve().parent.parent
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -119,16 +119,16 @@ def test_config_file_is_honoured(tmp_path, monkeypatch):
     monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "empty"))
     py_config = tmp_path / "admin_config.py"
     py_config.write_text("c.GpuEnv.venv_dirs = ['/srv/venvs']\nc.GpuEnv.gpus = [0]\n")
-    config = load_gpuenv_config(str(py_config))
+    config = load_checked_config(str(py_config))
     assert config.venv_dirs == ["/srv/venvs"]
     assert config.gpus.to_json() == ["0"]
 
     json_config = tmp_path / "admin_config.json"
     json_config.write_text(json.dumps({"GpuEnv": {"venv_dirs": ["/opt/venvs"]}}))
-    assert load_gpuenv_config(str(json_config)).venv_dirs == ["/opt/venvs"]
+    assert load_checked_config(str(json_config)).venv_dirs == ["/opt/venvs"]
 
     with pytest.raises(FileNotFoundError):
-        load_gpuenv_config(str(tmp_path / "missing.py"))
+        load_checked_config(str(tmp_path / "missing.py"))
 
 
 def test_jupyter_config_dir_is_read_like_jupyter_server(tmp_path, monkeypatch):
@@ -138,14 +138,14 @@ def test_jupyter_config_dir_is_read_like_jupyter_server(tmp_path, monkeypatch):
     (config_dir / "jupyter_server_config.json").write_text(
         json.dumps({"GpuEnv": {"venv_dirs": ["/from/json"], "probe_timeout": 5}})
     )
-    config = load_gpuenv_config()
+    config = load_checked_config()
     assert (config.venv_dirs, config.probe_timeout) == (["/from/json"], 5)
 
     # In one folder the .json file wins over the .py one, as in jupyter_server itself.
     (config_dir / "jupyter_server_config.py").write_text(
         "c.GpuEnv.venv_dirs = ['/from/py']\nc.GpuEnv.gpus = 'none'\n"
     )
-    config = load_gpuenv_config()
+    config = load_checked_config()
     got = (config.venv_dirs, config.probe_timeout, config.gpus.to_json())
     assert got == (["/from/json"], 5, "none")
     server = ServerApp()
@@ -157,12 +157,12 @@ def test_jupyter_config_dir_is_read_like_jupyter_server(tmp_path, monkeypatch):
     drop_in = config_dir / "jupyter_server_config.d"
     drop_in.mkdir()
     (drop_in / "other.json").write_text(json.dumps({"GpuEnv": {"venv_dirs": ["/drop-in"]}}))
-    assert load_gpuenv_config().venv_dirs == ["/from/json"]
+    assert load_checked_config().venv_dirs == ["/from/json"]
 
     # --config FILE wins over the config path.
     explicit = tmp_path / "explicit.py"
     explicit.write_text("c.GpuEnv.venv_dirs = ['/explicit']\n")
-    assert load_gpuenv_config(str(explicit)).venv_dirs == ["/explicit"]
+    assert load_checked_config(str(explicit)).venv_dirs == ["/explicit"]
 
 
 def test_gpuenv_list_reads_config_file(tmp_path, clean_env, venv_factory):

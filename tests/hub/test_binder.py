@@ -70,7 +70,7 @@ def test_setup_envs_makes_a_working_venv_and_config(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import json; from jupyter_gpuenv.config import load_gpuenv_config as load; "
+            "import json; from jupyter_gpuenv.config_check import load_checked_config as load; "
             "c = load(); print(json.dumps([c.venv_dirs, c.conda_envs_dirs, "
             "c.docker_label_discovery]))",
         ],
