@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -35,3 +37,26 @@ async def environment_named(fetch: Callable[..., Any], name: str) -> dict[str, A
     matches = [env for env in listing if env["name"] == name]
     assert len(matches) == 1, listing
     return matches[0]
+
+
+async def kernel_status(fetch: Callable[..., Any], kernel_id: str) -> dict[str, Any]:
+    """The kernel's entry in ``GET /gpuenv/api/kernels/{id}``."""
+    return json.loads((await fetch("gpuenv", "api", "kernels", kernel_id)).body)
+
+
+async def until_status(
+    fetch: Callable[..., Any],
+    kernel_id: str,
+    check: Callable[[dict[str, Any]], Any],
+    what: str,
+    timeout: float = 60,
+) -> dict[str, Any]:
+    """Poll the kernel's entry until ``check`` holds; fail naming ``what`` and the entry."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = await kernel_status(fetch, kernel_id)
+        if check(status):
+            return status
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}: {status}")
+        await asyncio.sleep(0.3)

@@ -14,14 +14,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
-from typing import Any
 
 import pytest
 from tornado.httpclient import HTTPClientError
 
 from jupyter_gpuenv.docker import labels
-from tests.provisioning.conftest import environment_named, kernel_containers
+from tests.provisioning.conftest import (
+    environment_named,
+    kernel_containers,
+    kernel_status,
+    until_status,
+)
 from tests.provisioning.kernel_ws import KernelSocket
 from tests.support.docker_proxy import DockerProxy
 from tests.support.server_config import server_config
@@ -41,21 +44,6 @@ def proxy(tmp_path_factory):
 @pytest.fixture
 def jp_server_config(python_kernel_image, proxy):
     return server_config(docker_images={"outage": python_kernel_image}, docker_host=proxy.address)
-
-
-async def kernel_status(jp_fetch: Any, kernel_id: str) -> dict[str, Any]:
-    return json.loads((await jp_fetch("gpuenv", "api", "kernels", kernel_id)).body)
-
-
-async def until_status(jp_fetch: Any, kernel_id: str, check: Any, what: str, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while True:
-        status = await kernel_status(jp_fetch, kernel_id)
-        if check(status):
-            return status
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}: {status}")
-        await asyncio.sleep(0.3)
 
 
 async def test_outage_is_a_state_and_heals_by_itself(

@@ -7,17 +7,19 @@ still knows why: ``GET /gpuenv/api/kernels/{id}`` and ``%gpuinfo`` in the new pr
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-from typing import Any
 
 import pytest
 from tornado.httpclient import HTTPClientError
 
 from jupyter_gpuenv.docker import labels
 from jupyter_gpuenv.server.openapi_api import openapi_document
-from tests.provisioning.conftest import environment_named, kernel_containers
+from tests.provisioning.conftest import (
+    environment_named,
+    kernel_containers,
+    kernel_status,
+    until_status,
+)
 from tests.provisioning.kernel_ws import KernelSocket
 from tests.support.server_config import server_config
 
@@ -31,22 +33,6 @@ def jp_server_config(python_kernel_image):
     return server_config(
         docker_images={"small": {"image": python_kernel_image, "mem_limit": "100m"}}
     )
-
-
-async def kernel_status(jp_fetch: Any, kernel_id: str) -> dict[str, Any]:
-    response = await jp_fetch("gpuenv", "api", "kernels", kernel_id)
-    return json.loads(response.body)
-
-
-async def until_status(jp_fetch: Any, kernel_id: str, check: Any, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        status = await kernel_status(jp_fetch, kernel_id)
-        if check(status):
-            return status
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}: {status}")
-        await asyncio.sleep(0.5)
 
 
 async def test_out_of_memory_kill_is_reported_after_the_restart(
@@ -72,8 +58,8 @@ async def test_out_of_memory_kill_is_reported_after_the_restart(
             jp_fetch,
             kernel_id,
             lambda s: s["restart_count"] >= 1 and s["container"],
-            120,
             "the automatic restart",
+            timeout=120,
         )
         ws.close()
         last = status["last_exit"]
