@@ -141,7 +141,10 @@ async def test_a_kernel_runs_as_its_user_in_their_folder(
     first, _ = two_users
     folder = homes / first.name
     answer = await broker.start(hub_user(first, homes), start_body(broker, cwd=str(folder)))
-    code = "import os; open('made-by-kernel.txt', 'w').write('x'); print(os.getuid(), os.getgid(), os.getcwd())"
+    code = (
+        "import os; open('made-by-kernel.txt', 'w').write('x'); "
+        "print(os.getuid(), os.getgid(), os.getcwd())"
+    )
     out = await asyncio.to_thread(run_code, answer, code)
     assert out.split() == [str(first.uid), str(first.gid), str(folder)]
     made = folder / "made-by-kernel.txt"

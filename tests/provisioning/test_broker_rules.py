@@ -129,7 +129,8 @@ def test_user_config_keeps_only_allowed_environments_under_the_strict_policy() -
 def test_a_hub_user_without_an_account_or_mapping_is_refused() -> None:
     with pytest.raises(PolicyViolation, match="no system account"):
         broker_rules.hub_user("no-such-user-here", [], {})
-    assert broker_rules.hub_user("no-such-user-here", [], {"no-such-user-here": "3000:3000"}).uid == 3000
+    mapped = broker_rules.hub_user("no-such-user-here", [], {"no-such-user-here": "3000:3000"})
+    assert (mapped.uid, mapped.gid) == (3000, 3000)
     with pytest.raises(PolicyViolation, match="uid/gid 0"):
         broker_rules.hub_user("no-such-user-here", [], {"no-such-user-here": "0:0"})
     with pytest.raises(PolicyViolation, match="uid/gid 0"):
