@@ -403,7 +403,10 @@ class KernelBroker:
             if not kernel_id or not user:
                 continue
             if container.status not in ("running", "created"):
-                await asyncio.to_thread(container.remove, force=True)
+                try:  # the kernel ended while the broker was away
+                    await asyncio.to_thread(container.remove, force=True)
+                except APIError as err:
+                    self.log.debug("Container %s not removed: %s", container.name, err)
                 continue
             self.kernels[kernel_id] = BrokeredKernel(
                 kernel_id=kernel_id,
