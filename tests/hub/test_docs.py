@@ -23,7 +23,7 @@ README = ROOT / "README.md"
 # install jupyterhub); DockerSpawner/KubeSpawner traits are not checked.
 CLASSES = {
     "GpuEnv": "jupyter_gpuenv.config:GpuEnv",
-    "GpuEnvBroker": "jupyter_gpuenv.broker.app:GpuEnvBroker",
+    "GpuEnvBroker": "jupyter_gpuenv.config:GpuEnvBroker",
     "Spawner": "jupyterhub.spawner:Spawner",
     "LocalProcessSpawner": "jupyterhub.spawner:LocalProcessSpawner",
     "SimpleLocalProcessSpawner": "jupyterhub.spawner:SimpleLocalProcessSpawner",
@@ -103,9 +103,7 @@ def test_python_snippets_compile_and_yaml_snippets_parse() -> None:
 
 def test_broker_settings_are_documented() -> None:
     text = HUB_DOC.read_text()
-    for trait in sorted(trait_names("GpuEnvBroker") - {"config_file", "log_level", "log_datefmt",
-                                                         "log_format", "logging_config",
-                                                         "show_config", "show_config_json"}):
+    for trait in sorted(trait_names("GpuEnvBroker")):
         assert f"`{trait}`" in text, trait
     assert "c.GpuEnv.broker_url" in hub_section(README.read_text())
 
