@@ -365,7 +365,16 @@ class GpuEnvBroker(LoggingConfigurable):
     ).tag(config=True)
 
     hub_cache_seconds = Float(
-        30.0, help="Seconds a token the Hub accepted is trusted without asking again."
+        10.0,
+        help="""Seconds a token the Hub accepted is trusted without asking again (a revoked
+        token works that much longer).""",
+    ).tag(config=True)
+
+    require_encryption = Bool(
+        True,
+        help="""Start only kernels whose messages are encrypted (CurveZMQ): kernels listen on
+        the host network, where any account could otherwise read their output. An image
+        whose ipykernel cannot encrypt is refused with the reason.""",
     ).tag(config=True)
 
     @default("instance_id")

@@ -125,7 +125,12 @@ class KernelsHandler(BrokerHandler):
 
     async def post(self) -> None:
         user = self.hub_user()
-        self.reply(await self.broker.start(user, self.body()), status=201)
+        body = self.body()
+        if await self.identity.server_running(user.name) is False:
+            raise web.HTTPError(
+                409, f"{user.name} has no running server: kernels are started by one's server."
+            )
+        self.reply(await self.broker.start(user, body), status=201)
 
 
 class KernelHandler(BrokerHandler):

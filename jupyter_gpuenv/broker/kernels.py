@@ -22,10 +22,12 @@ from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import KernelManager
 
 from ..config import GpuEnv
+from ..environments.model import Environment
 from ..errors import BadRequest, PolicyViolation
 from ..gpu_set import GpuSet
 from ..provisioning import broker_rules, orphans, swarm_kernel
 from ..provisioning.docker import DockerProvisioner
+from ..provisioning.kernel_side import curve_capable
 from ..services import Services
 from . import kernel_record
 from .kernel_record import BrokeredKernel, Conflict, NotYours
@@ -42,6 +44,7 @@ START_KEYS = frozenset(
         "session_name",
         "env",
         "transport_encryption",
+        "kernel_name",
     }
 )
 
@@ -57,11 +60,13 @@ class KernelBroker:
         kernel_ip: str = "127.0.0.1",
         log: logging.Logger | None = None,
         host_gpus: Any = None,
+        require_encryption: bool = True,
     ) -> None:
         self.config = config
         self.services = services
         self.rules = rules  # {"default": {...}, "groups": {...}, "users": {...}, "user_ids": {...}}
         self.kernel_ip = kernel_ip
+        self.require_encryption = require_encryption
         self.log = log or logging.getLogger(__name__)
         # () -> list of the host's GPU UUIDs, or None when NVML cannot tell.
         self.host_gpus = host_gpus or (lambda: None)
@@ -110,6 +115,13 @@ class KernelBroker:
         kernel_id, env_id, key, scheme = _start_fields(body)
         if kernel_id in self._starting or kernel_id in self.kernels:
             raise Conflict(f"Kernel id {kernel_id} is already in use.")
+        # Counted and reserved with no await in between: starts sent together are
+        # admitted first come, first served, never beyond the quota.
+        rules = self.rules_of(user)
+        running = len(self.kernels_of(user.name)) + sum(
+            1 for other in self._starting.values() if other == user.name
+        )
+        broker_rules.check_quota(rules, running, 0, 0)
         self._starting[kernel_id] = user.name
         try:
             return await self._start(user, body, kernel_id, env_id, key, scheme)
@@ -129,17 +141,16 @@ class KernelBroker:
         rules = self.rules_of(user)
         env = await self._allowed_environment(rules, env_id)
         cwd = broker_rules.notebook_folder(body.get("cwd"), rules)
-        running = len(self.kernels_of(user.name)) + sum(
-            1 for other in self._starting.values() if other == user.name
-        ) - 1
-        broker_rules.check_quota(rules, running, 0, 0)
+        encryption = self._encryption(body.get("transport_encryption"), env)
         requested = body.get("config") or {}
         if not isinstance(requested, dict):
             raise BadRequest("config must be an object (the kernelspec's provisioner config).")
         km = self._kernel_manager(kernel_id, key, scheme)
+        spec = KernelSpec(argv=[], display_name=env.display_name, language="python")
+        spec.name = _kernel_name(body.get("kernel_name"))
         provisioner = DockerProvisioner(
             kernel_id=kernel_id,
-            kernel_spec=KernelSpec(argv=[], display_name=env.display_name, language="python"),
+            kernel_spec=spec,
             parent=km,
             **{k: v for k, v in requested.items() if k != "environment_id"},
             environment_id=env_id,
@@ -147,13 +158,10 @@ class KernelBroker:
         provisioner._gpuenv_config = broker_rules.user_config(self.config, user, rules)
         provisioner._services = self.services
         session = str(body.get("session_name") or "")[:200]
-        encryption = body.get("transport_encryption")
-        if encryption not in (None, "required", "disabled", "auto"):
-            raise BadRequest("transport_encryption must be null, 'auto', 'required' or 'disabled'.")
-        kwargs = await provisioner.pre_launch(
-            cwd=cwd, env={"JPY_SESSION_NAME": session}, transport_encryption=encryption
-        )
         try:
+            kwargs = await provisioner.pre_launch(
+                cwd=cwd, env={"JPY_SESSION_NAME": session}, transport_encryption=encryption
+            )
             launch = provisioner._launch
             assert launch is not None
             # The only user its containers may run as: the Hub user's account.
@@ -204,7 +212,28 @@ class KernelBroker:
             "start_warning": provisioner.start_warning,
         }
 
-    async def _allowed_environment(self, rules: broker_rules.UserRules, env_id: str) -> Any:
+    def _encryption(self, requested: object, env: Environment) -> str | None:
+        """The kernel's transport_encryption: "required" when the admin requires it."""
+        if requested not in (None, "required", "disabled", "auto"):
+            raise BadRequest("transport_encryption must be null, 'auto', 'required' or 'disabled'.")
+        if not self.require_encryption:
+            return requested if isinstance(requested, str) else None
+        if requested == "disabled":
+            raise PolicyViolation(
+                "Unencrypted kernels are not allowed here (c.GpuEnvBroker.require_encryption): "
+                "other accounts on the host could read their messages."
+            )
+        if not curve_capable(env):
+            raise PolicyViolation(
+                f"{env.display_name} cannot encrypt its kernel's messages (CurveZMQ needs "
+                "ipykernel >= 7.4 in the image, or Python >= 3.11 for the kernel layer), and "
+                "the administrator requires encrypted kernels (c.GpuEnvBroker.require_encryption)."
+            )
+        return "required"
+
+    async def _allowed_environment(
+        self, rules: broker_rules.UserRules, env_id: str
+    ) -> Environment:
         for env in await self.services.catalog.list_environments():
             if env.id != env_id:
                 continue
@@ -308,6 +337,12 @@ class KernelBroker:
         if self.kernels:
             self.log.info("Re-attached %d kernel(s): %s", len(self.kernels), sorted(self.kernels))
         return len(found)
+
+
+def _kernel_name(value: object) -> str:
+    """The user's kernelspec name, for messages only (printable, at most 100 characters)."""
+    text = value if isinstance(value, str) else ""
+    return "".join(c for c in text if c.isprintable())[:100]
 
 
 def _start_fields(body: dict[str, Any]) -> tuple[str, str, str, str]:

@@ -51,6 +51,9 @@ async def launch(
         "config": requested,
         "session_name": env.get("JPY_SESSION_NAME", ""),
         "transport_encryption": provisioner._transport_encryption,
+        "kernel_name": getattr(provisioner.kernel_spec, "name", None)
+        or getattr(km, "kernel_name", None)
+        or "",
     }
     progress.step("broker", "Asking the kernel broker to start the kernel")
     timeout = provisioner.gpuenv_config.kernel_start_timeout + START_TIMEOUT_MARGIN

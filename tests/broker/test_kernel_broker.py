@@ -250,3 +250,43 @@ async def test_a_restarted_broker_takes_its_kernels_back(
     assert "x" == (await asyncio.to_thread(run_code, answer, "print('x')")).strip()
     await again.stop(kernel)
     broker.kernels.pop(kernel_id)
+
+
+async def test_unencrypted_kernels_are_refused_unless_the_admin_allows_them(
+    broker: KernelBroker,
+    two_users: tuple[SystemUser, SystemUser],
+    homes: Path,
+    old_ipykernel_image: str,
+) -> None:
+    first, _ = two_users
+    user = hub_user(first, homes)
+    with pytest.raises(PolicyViolation, match="Unencrypted kernels are not allowed"):
+        await broker.start(user, start_body(broker, transport_encryption="disabled"))
+    # An image whose ipykernel cannot encrypt is refused with the reason, before Docker.
+    broker.config.docker_images = {
+        **broker.config.docker_images,
+        "old": {"image": old_ipykernel_image, "gpus": "none"},
+    }
+    broker.rules["default"]["environments"].append("old")
+    broker.services.catalog.list_environments_sync(refresh=True)
+    with pytest.raises(PolicyViolation, match="cannot encrypt its kernel's messages"):
+        await broker.start(user, start_body(broker, "old"))
+    assert not broker.kernels_of(first.name)
+    broker.require_encryption = False
+    answer = await broker.start(user, start_body(broker, "old"))
+    assert "curve_publickey" not in answer["connection"]
+    assert "ok" == (await asyncio.to_thread(run_code, answer, "print('ok')")).strip()
+
+
+async def test_starts_sent_together_are_admitted_first_come_up_to_the_quota(
+    broker: KernelBroker, two_users: tuple[SystemUser, SystemUser], homes: Path
+) -> None:
+    first, _ = two_users
+    user = hub_user(first, homes)
+    results = await asyncio.gather(
+        *(broker.start(user, start_body(broker)) for _ in range(3)), return_exceptions=True
+    )
+    admitted = [r for r in results if isinstance(r, dict)]
+    refused = [r for r in results if isinstance(r, PolicyViolation)]
+    assert (len(admitted), len(refused)) == (1, 2), results
+    assert "may run 1 at once" in refused[0].message
