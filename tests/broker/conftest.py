@@ -1,0 +1,91 @@
+"""One real JupyterHub with the kernel broker and two real accounts, for the whole folder.
+
+Alice is in the Hub group ``vision`` (one more environment, the group's data folder
+mounted read-only, a GPU quota of 1) and may run 3 kernels at once; Bob gets the default
+rule (one environment, 2 kernels, no GPUs). Neither account is in the docker group.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from jupyter_gpuenv.docker import labels
+from tests.broker.hub_broker import BrokerHub
+from tests.hub.hub_runner import HubUnavailable
+from tests.support.docker_engine import running_in_ci
+
+SUFFIX = secrets.token_hex(3)
+ALICE, BOB = f"brkalice{SUFFIX}", f"brkbob{SUFFIX}"
+GROUP = "vision"
+GROUP_DATA = "readme.txt"
+
+BROKER_CONFIG = """# The broker's configuration (the admin's): catalog and policy.
+c.GpuEnv.docker_images = {{
+    "python": {{"image": {image!r}, "gpus": "none"}},
+    "vision": {{"image": {image!r}, "gpus": "none"}},
+}}
+c.GpuEnv.kernel_start_timeout = 180
+c.GpuEnvBroker.default_policy = {{
+    "environments": ["python"],
+    "max_kernels": 2,
+    "max_gpus": 0,
+    "notebook_roots": ["{{home}}"],
+    "mounts": [],
+    "mem_limit": "1g",
+}}
+c.GpuEnvBroker.group_policies = {{
+    "vision": {{
+        "environments": ["vision"],
+        "mounts": ["{data}/{{group}}:/data/{{group}}:ro"],
+        "max_gpus": 1,
+    }},
+}}
+c.GpuEnvBroker.user_policies = {{{alice!r}: {{"max_kernels": 3}}}}
+c.GpuEnvBroker.kernel_ip = "127.0.0.1"
+c.GpuEnvBroker.server_check_interval = 2.0
+"""
+
+
+def user_containers(client: docker.DockerClient, name: str) -> list[docker.models.containers.Container]:
+    return client.containers.list(all=True, filters={"label": f"{labels.USER}={name}"})
+
+
+@pytest.fixture(scope="module")
+def broker_hub(docker_client: docker.DockerClient, python_kernel_image: str) -> Iterator[BrokerHub]:
+    """The Hub, started once per module, both users logged in with their servers running."""
+    root = Path(tempfile.mkdtemp(prefix="gpuenv-brokerhub-", dir="/tmp"))
+    root.chmod(0o755)
+    data = root / "data"
+    (data / GROUP).mkdir(parents=True, mode=0o755)
+    (data / GROUP / GROUP_DATA).write_text(f"data of the {GROUP} group\n")
+    for folder in (data, data / GROUP):
+        folder.chmod(0o755)
+    config = BROKER_CONFIG.format(image=python_kernel_image, data=str(data), alice=ALICE)
+    hub: BrokerHub | None = None
+    try:
+        try:
+            hub = BrokerHub(root, [ALICE, BOB], {GROUP: [ALICE]}, config)
+            hub.start()
+        except HubUnavailable as err:
+            if running_in_ci():
+                pytest.fail(f"CI must run the broker's Hub tests: {err}")
+            pytest.skip(str(err))
+        for name in (ALICE, BOB):
+            hub.login(name)
+        for name in (ALICE, BOB):
+            hub.start_server(name)
+        yield hub
+    finally:
+        if hub is not None:
+            hub.stop()
+        for name in (ALICE, BOB):  # only this run's users (random names)
+            for container in user_containers(docker_client, name):
+                container.remove(force=True)
+        shutil.rmtree(root, ignore_errors=True)

@@ -1,0 +1,246 @@
+"""Kernels on a real JupyterHub through the gpuenv broker, for real system users.
+
+Each user starts container kernels the way JupyterLab does (their single-user server's
+REST API and kernel websocket, with their own Hub token); the kernels run as their own
+uid in their own folder. What a user controls (kernelspecs in their home, request bodies
+and headers sent to the broker, their Hub token) never gets them another image, a host
+mount, privileges, another user's folder or kernel, more than their quota, or Docker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import uuid
+from typing import Any
+
+import docker
+import pytest
+import requests
+from jupyter_client.blocking import BlockingKernelClient
+
+from jupyter_gpuenv.docker import labels
+from tests.broker.conftest import ALICE, BOB, GROUP, GROUP_DATA, user_containers
+from tests.broker.hub_broker import DOCKER_SOCKET, BrokerHub, groups_of, start_kernel_body
+from tests.hub.hub_runner import execute, wait_for
+
+pytestmark = [pytest.mark.hub, pytest.mark.docker, pytest.mark.timeout(1200)]
+
+FORBIDDEN_IMAGE = "someone/else:latest"
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+
+def broker_environments(hub: BrokerHub, name: str) -> dict[str, dict[str, Any]]:
+    """The environments the broker offers ``name`` (asked with their own Hub token)."""
+    reply = hub.broker("GET", "api/environments", hub.tokens[name])
+    assert reply.status_code == 200, reply.text
+    return {env["name"]: env for env in reply.json()["environments"]}
+
+
+def kernelspecs(hub: BrokerHub, name: str) -> dict[str, Any]:
+    reply = hub.user_request(name, "GET", "/api/kernelspecs")
+    assert reply.status_code == 200, reply.text
+    return dict(reply.json()["kernelspecs"])
+
+
+def kernel_name(hub: BrokerHub, name: str, environment: str) -> str:
+    """The kernelspec ``name``'s server shows for a broker environment."""
+    env_id = broker_environments(hub, name)[environment]["id"]
+    for spec_name, spec in kernelspecs(hub, name).items():
+        gpuenv = (spec.get("spec") or {}).get("metadata", {}).get("gpuenv") or {}
+        if gpuenv.get("environment_id") == env_id:
+            return spec_name
+    raise AssertionError(f"{name}'s server lists no kernelspec for {environment} ({env_id})")
+
+
+def start(hub: BrokerHub, name: str, spec_name: str, **body: Any) -> requests.Response:
+    return hub.user_request(name, "POST", "/api/kernels", json={"name": spec_name, **body})
+
+
+def started(hub: BrokerHub, name: str, spec_name: str, **body: Any) -> str:
+    reply = start(hub, name, spec_name, **body)
+    assert reply.status_code == 201, f"{reply.status_code} {reply.text}\n{hub.log_tail()}"
+    return str(reply.json()["id"])
+
+
+def shut_down(hub: BrokerHub, name: str, kernel_id: str) -> None:
+    reply = hub.user_request(name, "DELETE", f"/api/kernels/{kernel_id}")
+    assert reply.status_code == 204, reply.text
+
+
+def server_kernel_ids(hub: BrokerHub, name: str) -> list[str]:
+    reply = hub.user_request(name, "GET", "/api/kernels")
+    assert reply.status_code == 200, reply.text
+    return [k["id"] for k in reply.json()]
+
+
+def refusal(reply: requests.Response, *statuses: int) -> str:
+    """The JSON message of a refusal with one of ``statuses``."""
+    assert reply.status_code in statuses, f"{reply.status_code}: {reply.text}"
+    assert reply.headers.get("Content-Type", "").startswith("application/json"), reply.headers
+    message = reply.json().get("message")
+    assert isinstance(message, str) and message, reply.text
+    return message
+
+
+def containers_of_kernel(client: docker.DockerClient, kernel_id: str) -> list[Any]:
+    return client.containers.list(all=True, filters={"label": f"{labels.KERNEL_ID}={kernel_id}"})
+
+
+def gone(client: docker.DockerClient, kernel_id: str, timeout: float = 120) -> None:
+    wait_for(
+        f"kernel {kernel_id}'s container removed",
+        lambda: not containers_of_kernel(client, kernel_id),
+        timeout,
+    )
+
+
+@pytest.fixture
+def no_leftovers(broker_hub: BrokerHub, docker_client: docker.DockerClient) -> Any:
+    """After the test: none of the users has a kernel left (each test shuts its own down)."""
+    yield
+    for name in (ALICE, BOB):
+        for kernel_id in server_kernel_ids(broker_hub, name):
+            shut_down(broker_hub, name, kernel_id)
+        wait_for(f"{name}'s containers removed", lambda n=name: not user_containers(docker_client, n), 60)
+
+
+# -- the accounts never reach Docker ----------------------------------------------------
+
+
+@pytest.mark.parametrize("name", [ALICE, BOB])
+def test_users_cannot_use_the_docker_socket(broker_hub: BrokerHub, name: str) -> None:
+    assert DOCKER_SOCKET.exists()
+    assert "docker" not in groups_of(name)
+    connect = broker_hub.run_as(
+        name,
+        [
+            "/usr/bin/python3",
+            "-c",
+            "import socket\n"
+            "s = socket.socket(socket.AF_UNIX)\n"
+            f"s.connect({str(DOCKER_SOCKET)!r})\n",
+        ],
+    )
+    assert connect.returncode != 0
+    assert "PermissionError: [Errno 13] Permission denied" in connect.stderr, connect.stderr
+    cli = broker_hub.run_as(name, ["docker", "ps"])
+    assert cli.returncode != 0
+    assert "permission denied" in cli.stderr, cli.stderr
+
+
+def test_each_users_server_runs_as_that_user(broker_hub: BrokerHub) -> None:
+    for name, account in broker_hub.accounts.items():
+        pid = broker_hub.server_pid(name)
+        assert pid is not None, f"no jupyterhub.singleuser process of uid {account.uid}"
+        status = open(f"/proc/{pid}/status").read()
+        uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
+        assert uid_line.split()[1:] == [str(account.uid)] * 4, uid_line
+        groups_line = next(line for line in status.splitlines() if line.startswith("Groups:"))
+        docker_gid = DOCKER_SOCKET.stat().st_gid
+        assert str(docker_gid) not in groups_line.split()[1:], groups_line
+
+
+# -- identity and the catalog come from the Hub and the admin ---------------------------
+
+
+def test_whoami_is_the_hub_user_whatever_the_request_says(broker_hub: BrokerHub) -> None:
+    forged = {"X-Forwarded-User": BOB, "X-Remote-User": BOB, "KERNEL_USERNAME": BOB}
+    reply = broker_hub.broker(
+        "GET", f"api/whoami?user={BOB}", broker_hub.tokens[ALICE], headers=forged
+    )
+    assert reply.status_code == 200, reply.text
+    me = reply.json()
+    alice = broker_hub.accounts[ALICE]
+    assert (me["name"], me["uid"], me["gid"]) == (ALICE, alice.uid, alice.gid), me
+    assert me["groups"] == [GROUP]
+    assert me["policy"]["max_kernels"] == 3 and me["policy"]["max_gpus"] == 1, me
+    assert sorted(me["policy"]["environments"]) == ["python", "vision"], me
+
+    reply = broker_hub.broker("GET", "api/whoami", broker_hub.tokens[BOB])
+    bob = reply.json()
+    assert (bob["name"], bob["groups"]) == (BOB, []), bob
+    assert bob["policy"]["max_kernels"] == 2 and bob["policy"]["max_gpus"] == 0, bob
+    assert bob["policy"]["environments"] == ["python"], bob
+
+
+def test_each_user_sees_only_the_environments_allowed_to_them(broker_hub: BrokerHub) -> None:
+    alice, bob = broker_environments(broker_hub, ALICE), broker_environments(broker_hub, BOB)
+    assert sorted(alice) == ["python", "vision"], alice
+    assert sorted(bob) == ["python"], bob
+    # The servers show the same: Alice's has a kernelspec for vision, Bob's has none.
+    kernel_name(broker_hub, ALICE, "vision")
+    vision_id = alice["vision"]["id"]
+    for spec in kernelspecs(broker_hub, BOB).values():
+        gpuenv = spec["spec"].get("metadata", {}).get("gpuenv") or {}
+        assert gpuenv.get("environment_id") != vision_id, spec
+
+
+# -- kernels work for each user, as that user -------------------------------------------
+
+
+@pytest.mark.parametrize("name", [ALICE, BOB])
+def test_kernel_runs_as_the_user_in_their_home(
+    broker_hub: BrokerHub, docker_client: docker.DockerClient, name: str, no_leftovers: Any
+) -> None:
+    account = broker_hub.accounts[name]
+    kernel_id = started(broker_hub, name, kernel_name(broker_hub, name, "python"))
+    marker = f"written-by-kernel-{secrets.token_hex(4)}.txt"
+    out = execute(
+        broker_hub,
+        name,
+        kernel_id,
+        "import os\n"
+        "print(os.getuid(), os.getgid(), os.getcwd())\n"
+        f"open({marker!r}, 'w').write('hello')\n"
+        f"print(os.path.exists({str(DOCKER_SOCKET)!r}))\n",
+    )
+    assert out.split() == [str(account.uid), str(account.gid), str(account.home), "False"], out
+    written = account.home / marker
+    assert written.read_text() == "hello"
+    assert (written.stat().st_uid, written.stat().st_gid) == (account.uid, account.gid)
+
+    (container,) = containers_of_kernel(docker_client, kernel_id)
+    assert container.labels[labels.USER] == name
+    assert container.attrs["Config"]["User"] == f"{account.uid}:{account.gid}"
+    host = container.attrs["HostConfig"]
+    assert host["Privileged"] is False
+    assert host["Memory"] == 1024**3  # the default rule's mem_limit
+    assert not any(m["Source"] == str(DOCKER_SOCKET) for m in container.attrs["Mounts"])
+
+    shut_down(broker_hub, name, kernel_id)
+    gone(docker_client, kernel_id)
+
+
+def test_group_mount_is_there_read_only_for_the_group_only(
+    broker_hub: BrokerHub, docker_client: docker.DockerClient, no_leftovers: Any
+) -> None:
+    kernel_id = started(broker_hub, ALICE, kernel_name(broker_hub, ALICE, "vision"))
+    out = execute(
+        broker_hub,
+        ALICE,
+        kernel_id,
+        f"print(open('/data/{GROUP}/{GROUP_DATA}').read().strip())\n"
+        "try:\n"
+        f"    open('/data/{GROUP}/mine.txt', 'w')\n"
+        "except OSError as err:\n"
+        "    print(type(err).__name__, err.errno)\n",
+    )
+    assert out.splitlines() == [f"data of the {GROUP} group", "OSError 30"], out  # EROFS
+    shut_down(broker_hub, ALICE, kernel_id)
+
+    # Bob is not in the group: asking the broker for that environment is refused.
+    vision_id = broker_environments(broker_hub, ALICE)["vision"]["id"]
+    reply = broker_hub.broker(
+        "POST",
+        "api/kernels",
+        broker_hub.tokens[BOB],
+        json=start_kernel_body(vision_id, str(broker_hub.home(BOB))),
+    )
+    message = refusal(reply, 403)
+    assert "not among the environments you may use (python)" in message, message
+    assert user_containers(docker_client, BOB) == []
