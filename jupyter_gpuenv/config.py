@@ -254,6 +254,25 @@ class GpuEnv(LoggingConfigurable):
         help="JupyterHub user name used to label containers; default $JUPYTERHUB_USER."
     ).tag(config=True)
 
+    broker_url = Unicode(
+        help="""JupyterHub with the kernel broker (docs/jupyterhub.md): the broker's URL,
+        e.g. http://127.0.0.1:8890/services/gpuenv-broker/. Docker environments are then
+        listed, started, signalled and stopped by the broker, authenticated with this
+        server's $JUPYTERHUB_API_TOKEN, and this server needs no Docker access. Default:
+        $GPUENV_BROKER_URL (set it through the spawner's environment).""",
+    ).tag(config=True)
+
+    @default("broker_url")
+    def _broker_url_default(self) -> str:
+        return os.environ.get("GPUENV_BROKER_URL", "")
+
+    @validate("broker_url")
+    def _check_broker_url(self, proposal: Any) -> str:
+        value = str(proposal["value"]).strip()
+        if value and not value.startswith(("http://", "https://")):
+            raise TraitError(f"broker_url must be an http:// or https:// URL, not {value!r}")
+        return value if not value or value.endswith("/") else value + "/"
+
     @default("docker_host")
     def _docker_host_default(self) -> str:
         return os.environ.get("DOCKER_HOST", "")

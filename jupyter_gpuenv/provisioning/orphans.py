@@ -94,6 +94,16 @@ def this_instance() -> ServerInstance:
         return _instance
 
 
+def use_instance_id(instance_id: str) -> ServerInstance:
+    """Label this process's containers with a stable id (the kernel broker): a restarted
+    process with the same id owns them again, and no sweep takes them for orphans."""
+    global _instance
+    with _instance_lock:
+        current = ServerInstance.current()
+        _instance = ServerInstance(instance_id, current.pid, current.host, current.started)
+        return _instance
+
+
 def owner_alive(container_labels: dict[str, str], me: ServerInstance | None = None) -> bool:
     """Whether the process that labelled a container may still be running.
 

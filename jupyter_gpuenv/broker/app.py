@@ -1,0 +1,200 @@
+"""``jupyter gpuenv broker``: the JupyterHub service that alone holds the Docker endpoint.
+
+Users' servers (``c.GpuEnv.broker_url``) ask it to list environments and to start,
+signal and stop their kernels; it answers each caller from the Hub's identity and the
+admin's rules (``c.GpuEnvBroker``) only. Runs as a Hub-managed service: the Hub sets
+``JUPYTERHUB_SERVICE_URL`` (where it listens), ``JUPYTERHUB_SERVICE_PREFIX``,
+``JUPYTERHUB_API_URL`` and ``JUPYTERHUB_API_TOKEN``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from typing import Any
+from urllib.parse import urlparse
+
+from tornado import httpserver, web
+from traitlets import Dict, Float, Unicode
+from traitlets.config import Application, catch_config_error
+
+from ..config import GpuEnv
+from ..config_check import checked_config
+from ..gpu.sampler import GpuSampler, build_gpu_sampler
+from ..provisioning import broker_rules, orphans
+from ..services import Services
+from . import handlers
+from .hub import HubIdentity
+from .kernels import KernelBroker
+
+
+class GpuEnvBroker(Application):
+    """The kernel broker for JupyterHub (docs/jupyterhub.md)."""
+
+    name = "jupyter-gpuenv-broker"
+    description = __doc__
+    aliases = {"config": "GpuEnvBroker.config_file", "log-level": "Application.log_level"}
+
+    config_file = Unicode("", config=True, help="A Python or JSON config file to load.")
+
+    default_policy = Dict(
+        config=True,
+        help="""Rules for every Hub user: environments (docker_images names, or "*"),
+        max_kernels, max_gpus (at once), mounts ("host:container[:ro]", templated with
+        {username}, {home}, {group}), notebook_roots (folders a notebook may run in;
+        default ["{home}"]), mem_limit, cpus, shm_size.""",
+    )
+    group_policies = Dict(
+        config=True,
+        help="""Rules per Hub group (same keys as default_policy), added to the default:
+        environments, mounts and notebook_roots add up, quotas take the largest.""",
+    )
+    user_policies = Dict(
+        config=True,
+        help="Rules per Hub user name; their max_kernels/max_gpus and limits decide.",
+    )
+    user_ids = Dict(
+        config=True,
+        help="""Hub user name -> "uid:gid" of their kernels, for users without a system
+        account of the same name on this host.""",
+    )
+    kernel_ip = Unicode(
+        "127.0.0.1",
+        config=True,
+        help="""Address kernels bind (host network). 127.0.0.1 serves single-user servers
+        on this host (LocalProcessSpawner, SystemdSpawner).""",
+    )
+    instance_id = Unicode(
+        config=True,
+        help="""Stable id on this broker's containers: a restarted broker takes back those
+        carrying it. Default: gpuenv-broker-<host name>.""",
+    )
+    server_check_interval = Float(
+        15.0,
+        config=True,
+        help="Seconds between checks that each user with kernels still has a server.",
+    )
+    hub_cache_seconds = Float(
+        30.0, config=True, help="Seconds a token the Hub accepted is trusted without asking."
+    )
+
+    def _instance_id_default(self) -> str:
+        return f"gpuenv-broker-{os.uname().nodename}"
+
+    @catch_config_error
+    def initialize(self, argv: list[str] | None = None) -> None:
+        super().initialize(argv)
+        if self.config_file:
+            self.load_config_file(self.config_file)
+        self.load_config_environ()
+        self.log.setLevel(self.log_level)
+
+    def rules(self) -> dict[str, Any]:
+        """The admin's rules, checked; a bad one stops the broker naming it."""
+        broker_rules.check_rule("c.GpuEnvBroker.default_policy", self.default_policy)
+        named = (("group_policies", self.group_policies), ("user_policies", self.user_policies))
+        for kind, rules in named:
+            for name, rule in rules.items():
+                broker_rules.check_rule(f"c.GpuEnvBroker.{kind}[{name!r}]", rule)
+        return {
+            "default": self.default_policy,
+            "groups": self.group_policies,
+            "users": self.user_policies,
+            "user_ids": self.user_ids,
+        }
+
+    def gpuenv_config(self) -> GpuEnv:
+        config = checked_config(self.config, log=self.log)
+        config.restrict_to_configured_images = True
+        config.docker_allow_root = False
+        config.docker_label_discovery = False
+        config.docker_discover_pytorch_images = False
+        config.hub_user = ""
+        config.broker_url = ""
+        return config
+
+    def start(self) -> None:
+        try:
+            rules = self.rules()
+        except broker_rules.RuleError as err:
+            self.log.critical("%s", err)
+            sys.exit(2)
+        asyncio.run(self._serve(rules))
+
+    async def _serve(self, rules: dict[str, Any]) -> None:
+        orphans.use_instance_id(self.instance_id or self._instance_id_default())
+        config = self.gpuenv_config()
+        services = Services.build(config, self.log, cache_path=None)
+        sampler = build_gpu_sampler(config, log=self.log)
+        broker = KernelBroker(
+            config,
+            services,
+            rules,
+            kernel_ip=self.kernel_ip,
+            log=self.log,
+            host_gpus=lambda: host_gpu_uuids(sampler),
+        )
+        try:
+            await broker.reattach()
+        except Exception as err:
+            self.log.warning("Kernels of an earlier run not re-attached: %s", err)
+        identity = HubIdentity(self.hub_cache_seconds, self.log)
+        prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/gpuenv-broker/")
+        app = web.Application(
+            handlers.routes(prefix),
+            broker=broker,
+            identity=identity,
+            sampler=sampler,
+            log_function=self._log_request,
+        )
+        url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:8890"))
+        server = httpserver.HTTPServer(app, xheaders=True)
+        server.listen(url.port or 80, url.hostname or "127.0.0.1")
+        self.log.info("gpuenv broker listening on %s%s", url.geturl().rstrip("/"), prefix)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        reaper = asyncio.create_task(self._reap(broker, identity))
+        await stop.wait()
+        reaper.cancel()
+        server.stop()
+        sampler.stop()
+        services.stop()
+        self.log.info("gpuenv broker stopped; its kernels keep running until it is back")
+
+    async def _reap(self, broker: KernelBroker, identity: HubIdentity) -> None:
+        """Remove the kernels of users whose server has stopped (culled, stopped, died)."""
+        while True:
+            await asyncio.sleep(self.server_check_interval)
+            for user in sorted(broker.users()):
+                if await identity.server_running(user) is False:
+                    removed = await broker.stop_all_of(user)
+                    self.log.info("%s has no server any more: %d kernel(s) removed", user, removed)
+
+    def _log_request(self, handler: web.RequestHandler) -> None:
+        status = handler.get_status()
+        level = logging.INFO if status < 400 else logging.WARNING
+        request = handler.request
+        self.log.log(level, "%d %s %s %.1fms", status, request.method, request.path,
+                     1000 * request.request_time())
+
+
+def host_gpu_uuids(sampler: GpuSampler) -> list[str] | None:
+    """The host's GPUs from the latest NVML sample, None when NVML sees none."""
+    sample = sampler.latest()
+    if sample is None:
+        try:
+            sample = sampler.sample_now()
+        except Exception:
+            return None
+    snapshot = sample.snapshot
+    if not snapshot.available or not snapshot.gpus:
+        return None
+    return [gpu.uuid or str(gpu.index) for gpu in snapshot.gpus]
+
+
+main = GpuEnvBroker.launch_instance

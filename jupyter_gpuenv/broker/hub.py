@@ -1,0 +1,104 @@
+"""Who is calling, as the Hub says: the caller's token checked by the Hub, groups and
+server state read with the broker's own token. Nothing of a request body or header
+other than the token decides identity.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from jupyterhub.services.auth import HubAuth
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+
+DEFAULT_SERVICE_NAME = "gpuenv-broker"
+
+
+class Unauthenticated(Exception):
+    """401: no token, or one the Hub does not know."""
+
+
+class Forbidden(Exception):
+    """403: a known user whose token lacks the broker's access scope."""
+
+
+@dataclass(frozen=True)
+class Caller:
+    name: str
+    groups: tuple[str, ...]
+
+
+class HubIdentity:
+    """Checks tokens with the Hub; reads users' groups and servers from it."""
+
+    def __init__(self, cache_seconds: float = 30.0, log: logging.Logger | None = None) -> None:
+        self.log = log or logging.getLogger(__name__)
+        self.auth = HubAuth(cache_max_age=int(cache_seconds))
+        self.service_name = os.environ.get("JUPYTERHUB_SERVICE_NAME", DEFAULT_SERVICE_NAME)
+        self.scope = f"access:services!service={self.service_name}"
+        self.http = AsyncHTTPClient()
+
+    async def caller(self, authorization: str | None) -> Caller:
+        """The Hub user behind ``Authorization: token ...``, with their Hub groups."""
+        token = _token(authorization)
+        if not token:
+            raise Unauthenticated(
+                "No token: send the single-user server's $JUPYTERHUB_API_TOKEN (or your Hub "
+                "API token) as 'Authorization: token ...'."
+            )
+        model = await self.auth.user_for_token(token, sync=False)
+        if not model or model.get("kind", "user") != "user" or not model.get("name"):
+            raise Unauthenticated("The Hub does not know this token (or it belongs to no user).")
+        if not self.auth.check_scopes({self.scope}, model):
+            raise Forbidden(
+                f"Hub user {model['name']!r} may not use the kernel broker: the token lacks the "
+                f"scope {self.scope}."
+            )
+        user = await self.user_model(str(model["name"]))
+        groups = user.get("groups") if user else model.get("groups")
+        return Caller(str(model["name"]), tuple(str(g) for g in groups or ()))
+
+    async def user_model(self, name: str) -> dict[str, Any] | None:
+        """The Hub's model of ``name`` as the broker's own token may read it."""
+        request = HTTPRequest(
+            f"{self.auth.api_url.rstrip('/')}/users/{quote(name, safe='')}",
+            headers={"Authorization": f"token {self.auth.api_token}"},
+            request_timeout=20,
+        )
+        try:
+            response = await self.http.fetch(request)
+        except HTTPClientError as err:
+            if err.code == 404:
+                return None
+            raise
+        data = json.loads(response.body)
+        return data if isinstance(data, dict) else None
+
+    async def server_running(self, name: str) -> bool | None:
+        """Whether ``name`` has a server running or starting (None: cannot tell)."""
+        try:
+            model = await self.user_model(name)
+        except Exception as err:  # the Hub restarting: ask again next time
+            self.log.debug("Hub did not answer for %s: %s", name, err)
+            return None
+        if model is None:
+            return False
+        servers = model.get("servers")
+        if isinstance(servers, dict):
+            return bool(servers)
+        if "server" in model:
+            return bool(model.get("server")) or bool(model.get("pending"))
+        return None
+
+
+def _token(authorization: str | None) -> str:
+    if not authorization:
+        return ""
+    scheme, _, value = authorization.strip().partition(" ")
+    if scheme.lower() not in ("token", "bearer"):
+        return ""
+    return value.strip()
