@@ -11,6 +11,7 @@ there is no snapshot yet or a refresh is asked for.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import threading
 import time
@@ -297,15 +298,21 @@ class Catalog:
         docker_future = (
             self._docker_work.submit(self.sources.docker_candidates) if ask_docker else None
         )
+        broker_future = (
+            self._docker_work.submit(self.sources.brokered_environments) if ask_docker else None
+        )
         local = self.sources.local_candidates()
-        if docker_future is not None:
+        if docker_future is not None and broker_future is not None:
             (docker_cands, docker_reason), docker_checked = docker_future.result(), time.monotonic()
+            brokered, broker_reason = broker_future.result()
+            docker_reason = docker_reason or broker_reason
         else:
             assert previous is not None
             docker_cands, docker_reason = previous.docker_candidates, previous.docker_reason
-            docker_checked = previous.docker_checked
+            docker_checked, brokered = previous.docker_checked, previous.brokered
         candidates = sorted([*local, *docker_cands], key=lambda c: c.sort_key)
         fingerprints = {c.id: c.fingerprint for c in candidates}
+        fingerprints.update({e.id: json.dumps(e.to_json(), sort_keys=True) for e in brokered})
         retry = bool(previous and previous.transient and now - previous.built > TRANSIENT_RETRY)
         if previous is not None and not (force or retry) and fingerprints == previous.fingerprints:
             self._snapshot = previous.checked(now, docker_checked)
@@ -327,6 +334,7 @@ class Catalog:
             if candidate.kind == "docker" and candidate.identity is None and previous:
                 keep_known_versions(env, previous.by_id.get(env.id))
             environments.append(env)
+        environments += brokered
         if docker_reason and previous is not None:
             environments += still_known_docker(previous, docker_reason, environments)
         self._annotate(environments)
@@ -338,7 +346,8 @@ class Catalog:
             local_checked=now,
             docker_checked=docker_checked,
             built=now,
-            transient=transient,
+            transient=transient or bool(docker_reason and getattr(self.config, "broker_url", "")),
+            brokered=brokered,
             problems=problems_json(self.config) if isinstance(self.config, GpuEnv) else [],
         )
         self._snapshot = snapshot

@@ -28,6 +28,8 @@ class Snapshot:
     built: float
     transient: bool = False
     problems: list[dict[str, str]] = field(default_factory=list)
+    # Docker environments the kernel broker offers this user (c.GpuEnv.broker_url).
+    brokered: list[Environment] = field(default_factory=list)
     by_id: dict[str, Environment] = field(default_factory=dict)
     _json: str | None = None
 

@@ -15,12 +15,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..broker_client import BrokerClient, BrokerError
 from ..docker.client import docker_client, forget, unreachable_message
 from ..errors import DockerUnavailable
 from . import conda, docker_images, venv
 from .candidates import Candidate, unreadable_candidate, unreadable_in
 from .conda_config import CondaSettings, conda_cli, default_conda_envs_dirs
-from .model import EnvironmentKind
+from .model import Environment, EnvironmentKind
 from .pytorch_images import ImageConfigs
 
 CONDA_CLI_INTERVAL = 300.0
@@ -53,6 +54,7 @@ class Sources:
             "docker_discover_pytorch_images",
             "restrict_to_configured_images",
             "docker_host",
+            "broker_url",
         )
         values = {n: getattr(self.config, n) for n in names}
         return json.dumps(values, sort_keys=True, default=str)
@@ -81,6 +83,8 @@ class Sources:
 
     def docker_candidates(self) -> tuple[list[Candidate], str | None]:
         """Image candidates, and the reason when the engine could not be asked."""
+        if getattr(self.config, "broker_url", ""):
+            return [], None  # the broker lists them (brokered_environments)
         configured = self.config.docker_images or self.config.rejected_docker_images
         if not configured and not docker_images.local_discovery(self.config):
             return [], None
@@ -94,6 +98,21 @@ class Sources:
             self.reconnect_docker()
             reason = unreachable_message(exc, self.config.docker_host or None)
         return docker_images.unreachable_candidates(self.config, reason), reason
+
+    def brokered_environments(self) -> tuple[list[Environment], str | None]:
+        """The Docker environments the kernel broker offers this server's user, already
+        probed by the broker; the reason when it cannot be asked."""
+        url = getattr(self.config, "broker_url", "")
+        if not url:
+            return [], None
+        try:
+            items = BrokerClient(url).environments()
+        except BrokerError as err:
+            return [], err.message
+        from .snapshot import environment_from_json
+
+        found = [environment_from_json(item) for item in items]
+        return [env for env in found if env is not None and env.kind == "docker"], None
 
     def docker_client(self, ping: bool = True) -> Any:
         """The shared client of the configured engine; ``ping`` checks it still answers."""

@@ -238,8 +238,12 @@ def user_config(base: GpuEnv, user: HubUser, rules: UserRules) -> GpuEnv:
         entry["mounts"] = [*(entry.get("mounts") or []), *rules.mounts]
         entry.update(rules.limits)
         entries[name] = entry
-    config = GpuEnv(config=base.config)
+    config = GpuEnv()
+    for name in base.trait_names(config=True):
+        if name not in ("docker_images", "rejected_docker_images"):
+            setattr(config, name, getattr(base, name))
     config.docker_images = entries
+    config.broker_url = ""
     config.restrict_to_configured_images = True
     config.docker_allow_root = False
     config.docker_label_discovery = False

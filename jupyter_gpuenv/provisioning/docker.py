@@ -41,7 +41,7 @@ from ..docker.nvidia_runtime import detect_runtime
 from ..docker.runs import explanation
 from ..environments.model import Environment
 from ..errors import PolicyViolation
-from . import kernel_history, orphans, start_progress, swarm_kernel
+from . import brokered_kernel, kernel_history, orphans, start_progress, swarm_kernel
 from .base import GpuEnvProvisionerMixin
 from .container_spec import (
     ContainerRequest,
@@ -80,10 +80,12 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
     _curve = False
     _progress: start_progress.StartProgress | None = None
     _extra_arguments: list[str] = []  # noqa: RUF012 (replaced per launch, never mutated)
+    brokered = False  # started by the kernel broker (c.GpuEnv.broker_url)
+    _transport_encryption: str | None = None
 
     @property
     def has_process(self) -> bool:
-        running = self.container_id is not None or self._swarm is not None
+        running = self.container_id is not None or self._swarm is not None or self.brokered
         return running and not self._exited
 
     # -- start ---------------------------------------------------------------------
@@ -101,6 +103,18 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
     async def _pre_launch(
         self, progress: start_progress.StartProgress, **kwargs: Any
     ) -> dict[str, Any]:
+        if brokered_kernel.enabled(self):
+            # The broker applies the admin's policy for this Hub user and picks the ports.
+            if not self.environment_id:
+                raise KernelStartFailed(
+                    "This kernelspec names gpuenv-docker-provisioner without "
+                    "metadata.kernel_provisioner.config.environment_id."
+                )
+            self._transport_encryption = kwargs.pop("transport_encryption", None)
+            kwargs.pop("extra_arguments", None)
+            kwargs = await super().pre_launch(**kwargs)
+            kwargs["cmd"] = []
+            return kwargs
         env = await self.resolve_environment()
         progress.environment_name, progress.display_name = env.name, env.display_name
         if env.kind != "docker":
@@ -171,6 +185,8 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
         self._exit_recorded = False
         kernel_history.history_of(self.kernel_id or "").starts += 1
         self.cwd = kwargs.get("cwd") or os.getcwd()
+        if brokered_kernel.enabled(self):
+            return await brokered_kernel.launch(self, progress, self.cwd, kwargs.get("env") or {})
         try:
             client = await asyncio.to_thread(self.services.docker, True)
         except DaemonUnreachable as err:
@@ -366,6 +382,8 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
 
     async def poll(self) -> int | None:
         """None while the container runs, else its exit code (-1 when it vanished)."""
+        if self.brokered:
+            return await brokered_kernel.poll(self)
         if self._swarm is not None:
             return await swarm_kernel.poll(self)
         if self.container_id is None:
@@ -400,6 +418,9 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
 
     async def send_signal(self, signum: int) -> None:
         """``docker kill --signal``: docker-init passes it on to the kernel process."""
+        if self.brokered:
+            await brokered_kernel.send_signal(self, signum)
+            return
         if self._swarm is not None:
             await swarm_kernel.send_signal(self, signum)
             return
@@ -430,6 +451,11 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
 
     async def cleanup(self, restart: bool = False) -> None:
         """Remove the container (every time: a restart starts a new one) and free ports."""
+        if self.brokered or brokered_kernel.enabled(self):
+            await brokered_kernel.cleanup(self)
+            if not restart:
+                kernel_history.forget(self.kernel_id or "")
+            return
         await swarm_kernel.cleanup(self)
         try:
             client = self.services.docker()
@@ -535,6 +561,7 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
                 "environment_id": self.environment_id,
                 "cwd": self.cwd,
                 "ports_cached": self.ports_cached,
+                "brokered": self.brokered,
             }
         )
         return info
@@ -548,6 +575,7 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
         self.environment_id = provisioner_info.get("environment_id") or self.environment_id
         self.cwd = provisioner_info.get("cwd")
         self.ports_cached = bool(provisioner_info.get("ports_cached"))
+        self.brokered = bool(provisioner_info.get("brokered"))
         self._exited = False
         if self.container_id:
             orphans.track(self.container_id, self.gpuenv_config.docker_host or None)
