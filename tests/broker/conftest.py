@@ -53,7 +53,9 @@ c.GpuEnvBroker.server_check_interval = 2.0
 """
 
 
-def user_containers(client: docker.DockerClient, name: str) -> list[docker.models.containers.Container]:
+def user_containers(
+    client: docker.DockerClient, name: str
+) -> list[docker.models.containers.Container]:
     return client.containers.list(all=True, filters={"label": f"{labels.USER}={name}"})
 
 

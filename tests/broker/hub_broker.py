@@ -120,8 +120,7 @@ def create_account(name: str, homes: Path) -> Account:
         raise HubUnavailable("useradd is not installed")
     home = homes / name
     done = subprocess.run(
-        ["useradd", "--user-group", "--create-home", "--home-dir", str(home),
-         "--shell", "/bin/sh", name],  # fmt: skip
+        ["useradd", "--user-group", "--create-home", "--home-dir", str(home), name],
         capture_output=True,
         text=True,
         check=False,
@@ -243,7 +242,13 @@ class BrokerHub(Hub):
     def start(self, timeout: float = 180) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "GPUENV"))}
         env["CONFIGPROXY_AUTH_TOKEN"] = secrets.token_hex(32)
-        command = [sys.executable, "-m", "jupyterhub", "-f", str(self.root / "jupyterhub_config.py")]
+        command = [
+            sys.executable,
+            "-m",
+            "jupyterhub",
+            "-f",
+            str(self.root / "jupyterhub_config.py"),
+        ]
         log = open(self.log_path, "wb")  # noqa: SIM115 - the process owns it until stop()
         self.process = subprocess.Popen(
             python_view_prefix(self.root, Path(self.proxy)) + command,
@@ -298,9 +303,7 @@ class BrokerHub(Hub):
                 return int(entry.name)
         return None
 
-    def broker(
-        self, method: str, path: str, token: str | None, **kwargs: Any
-    ) -> requests.Response:
+    def broker(self, method: str, path: str, token: str | None, **kwargs: Any) -> requests.Response:
         """A request straight to the broker (not through a server), with ``token`` if any."""
         headers = dict(kwargs.pop("headers", {}))
         if token is not None:
@@ -394,4 +397,3 @@ def groups_of(name: str) -> set[str]:
     """The account's groups as the system knows them (primary and supplementary)."""
     entry = pwd.getpwnam(name)
     return {grp.getgrgid(gid).gr_name for gid in os.getgrouplist(name, entry.pw_gid)}
-

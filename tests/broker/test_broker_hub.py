@@ -9,11 +9,9 @@ mount, privileges, another user's folder or kernel, more than their quota, or Do
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import signal
-import uuid
 from typing import Any
 
 import docker
@@ -106,7 +104,9 @@ def no_leftovers(broker_hub: BrokerHub, docker_client: docker.DockerClient) -> A
     for name in (ALICE, BOB):
         for kernel_id in server_kernel_ids(broker_hub, name):
             shut_down(broker_hub, name, kernel_id)
-        wait_for(f"{name}'s containers removed", lambda n=name: not user_containers(docker_client, n), 60)
+        wait_for(
+            f"{name}'s containers removed", lambda n=name: not user_containers(docker_client, n), 60
+        )
 
 
 # -- the accounts never reach Docker ----------------------------------------------------
@@ -244,3 +244,263 @@ def test_group_mount_is_there_read_only_for_the_group_only(
     message = refusal(reply, 403)
     assert "not among the environments you may use (python)" in message, message
     assert user_containers(docker_client, BOB) == []
+
+
+# -- what a user can write does not widen the policy ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "spec_name", "extra", "named"),
+    [
+        (ALICE, "sneaky-image", {"image": FORBIDDEN_IMAGE}, [FORBIDDEN_IMAGE]),
+        (ALICE, "sneaky-mount", {"mounts": ["/:/host"]}, ["/:/host"]),
+        (ALICE, "sneaky-privileged", {"privileged": True}, ["privileged"]),
+        (ALICE, "sneaky-root", {"user": "0:0"}, ["user"]),
+        (BOB, "sneaky-gpu", {"gpus": 1}, ["Quota", "1 GPU"]),
+        (ALICE, "sneaky-gpus", {"gpus": 2}, ["Quota", "2 GPU"]),
+    ],
+)
+def test_user_kernelspec_asking_for_more_is_refused(
+    broker_hub: BrokerHub,
+    docker_client: docker.DockerClient,
+    name: str,
+    spec_name: str,
+    extra: dict[str, Any],
+    named: list[str],
+) -> None:
+    env_id = broker_environments(broker_hub, name)["python"]["id"]
+    broker_hub.write_kernelspec_as(name, spec_name, {"environment_id": env_id, **extra})
+    assert spec_name in kernelspecs(broker_hub, name)  # the server does see it
+
+    message = refusal(start(broker_hub, name, spec_name), 403)
+    for part in named:
+        assert part in message, message
+    assert user_containers(docker_client, name) == []
+    assert server_kernel_ids(broker_hub, name) == []
+
+
+def test_user_kernelspec_naming_an_environment_of_another_group_is_refused(
+    broker_hub: BrokerHub, docker_client: docker.DockerClient
+) -> None:
+    vision_id = broker_environments(broker_hub, ALICE)["vision"]["id"]
+    broker_hub.write_kernelspec_as(BOB, "sneaky-group", {"environment_id": vision_id})
+    message = refusal(start(broker_hub, BOB, "sneaky-group"), 403)
+    assert "not among the environments you may use (python)" in message, message
+    assert user_containers(docker_client, BOB) == []
+
+
+def test_notebook_folder_of_another_user_is_refused(
+    broker_hub: BrokerHub, docker_client: docker.DockerClient
+) -> None:
+    bob_home = str(broker_hub.home(BOB))
+    env_id = broker_environments(broker_hub, ALICE)["python"]["id"]
+    # Straight to the broker, with Bob's home as the notebook folder.
+    reply = broker_hub.broker(
+        "POST", "api/kernels", broker_hub.tokens[ALICE], json=start_kernel_body(env_id, bob_home)
+    )
+    message = refusal(reply, 403)
+    assert f"The notebook folder {bob_home}" in message, message
+    assert "outside the folders your kernels may use" in message, message
+    # Through her server: a path leading out of her home, and a link in her home to his.
+    spec_name = kernel_name(broker_hub, ALICE, "python")
+    done = broker_hub.run_as(ALICE, ["ln", "-s", bob_home, "bobs-home"])
+    assert done.returncode == 0, done.stderr
+    for path in (f"../{BOB}", "bobs-home"):
+        message = refusal(start(broker_hub, ALICE, spec_name, path=path), 403)
+        assert f"(resolved: {bob_home})" in message, message
+    assert user_containers(docker_client, ALICE) == []
+    assert server_kernel_ids(broker_hub, ALICE) == []
+
+
+def test_quota_counts_kernels_at_once(
+    broker_hub: BrokerHub, docker_client: docker.DockerClient, no_leftovers: Any
+) -> None:
+    spec_name = kernel_name(broker_hub, BOB, "python")
+    first, second = started(broker_hub, BOB, spec_name), started(broker_hub, BOB, spec_name)
+    message = refusal(start(broker_hub, BOB, spec_name), 403)
+    assert "Quota: you already run 2 kernel(s) and may run 2 at once" in message, message
+    # Asking the broker directly instead of the server gets no further.
+    env_id = broker_environments(broker_hub, BOB)["python"]["id"]
+    reply = broker_hub.broker(
+        "POST",
+        "api/kernels",
+        broker_hub.tokens[BOB],
+        json=start_kernel_body(env_id, str(broker_hub.home(BOB))),
+    )
+    assert "Quota: you already run 2 kernel(s)" in refusal(reply, 403)
+    assert len(user_containers(docker_client, BOB)) == 2
+    # One shut down: room for one more.
+    shut_down(broker_hub, BOB, first)
+    gone(docker_client, first)
+    third = started(broker_hub, BOB, spec_name)
+    assert sorted(server_kernel_ids(broker_hub, BOB)) == sorted([second, third])
+
+
+# -- calling the broker directly --------------------------------------------------------
+
+
+def test_broker_without_a_valid_token_is_401(broker_hub: BrokerHub) -> None:
+    for token in (None, "not-a-token", secrets.token_hex(32)):
+        for method, path in (
+            ("GET", "api/whoami"),
+            ("GET", "api/kernels"),
+            ("POST", "api/kernels"),
+        ):
+            reply = broker_hub.broker(method, path, token, json={})
+            message = refusal(reply, 401)
+            assert "token" in message, message
+    # The same through the Hub's proxy, where the service is routed too.
+    reply = broker_hub.http.get(f"{broker_hub.url}/services/gpuenv-broker/api/kernels", timeout=60)
+    assert "token" in refusal(reply, 401)
+
+
+def test_token_without_the_broker_scope_is_403(
+    broker_hub: BrokerHub, docker_client: docker.DockerClient
+) -> None:
+    token = broker_hub.token_with_scopes(ALICE, ["read:users:name!user"])
+    assert broker_hub.api("GET", "/user", token=token).json()["name"] == ALICE
+    env_id = broker_environments(broker_hub, ALICE)["python"]["id"]
+    for method, path, body in (
+        ("GET", "api/environments", None),
+        ("POST", "api/kernels", start_kernel_body(env_id, str(broker_hub.home(ALICE)))),
+    ):
+        message = refusal(broker_hub.broker(method, path, token, json=body), 403)
+        assert "access:services!service=gpuenv-broker" in message, message
+    assert user_containers(docker_client, ALICE) == []
+
+
+def test_forged_user_names_are_not_who_the_kernel_is_for(
+    broker_hub: BrokerHub, docker_client: docker.DockerClient
+) -> None:
+    alice = broker_hub.accounts[ALICE]
+    env_id = broker_environments(broker_hub, ALICE)["python"]["id"]
+    token = broker_hub.tokens[ALICE]
+    # A user field in the body is no part of the API.
+    body = start_kernel_body(env_id, str(alice.home), user=BOB, username=BOB)
+    message = refusal(broker_hub.broker("POST", "api/kernels", token, json=body), 400)
+    assert "Unknown fields user, username" in message, message
+    assert user_containers(docker_client, BOB) == []
+    # Names in headers and in the kernel's environment change nothing.
+    forged = {"X-Forwarded-User": BOB, "X-Remote-User": BOB, "JupyterHub-User": BOB}
+    body = start_kernel_body(
+        env_id, str(alice.home), env={"JUPYTERHUB_USER": BOB, "KERNEL_USERNAME": BOB}
+    )
+    reply = broker_hub.broker("POST", "api/kernels", token, json=body, headers=forged)
+    assert reply.status_code == 201, reply.text
+    kernel_id = body["kernel_id"]
+    try:
+        assert reply.json()["kernel"]["user"] == ALICE
+        (container,) = containers_of_kernel(docker_client, kernel_id)
+        assert container.labels[labels.USER] == ALICE
+        assert container.attrs["Config"]["User"] == f"{alice.uid}:{alice.gid}"
+        # The connection the broker returned is a working kernel, as Alice.
+        client = BlockingKernelClient()
+        client.load_connection_info({**reply.json()["connection"], "key": body["key"]})
+        client.start_channels()
+        try:
+            client.wait_for_ready(timeout=120)
+            outputs: list[str] = []
+            client.execute_interactive(
+                "import os; print(os.getuid(), os.getcwd())",
+                timeout=60,
+                output_hook=lambda msg: outputs.append(msg["content"].get("text", "")),
+            )
+        finally:
+            client.stop_channels()
+        assert "".join(outputs).split() == [str(alice.uid), str(alice.home)], outputs
+        assert user_containers(docker_client, BOB) == []
+        assert broker_hub.broker("GET", "api/kernels", broker_hub.tokens[BOB]).json() == {
+            "kernels": []
+        }
+    finally:
+        reply = broker_hub.broker("DELETE", f"api/kernels/{kernel_id}", token)
+        assert reply.status_code == 204, reply.text
+    assert containers_of_kernel(docker_client, kernel_id) == []
+
+
+def test_another_users_kernel_is_not_found(
+    broker_hub: BrokerHub, docker_client: docker.DockerClient
+) -> None:
+    env_id = broker_environments(broker_hub, ALICE)["python"]["id"]
+    body = start_kernel_body(env_id, str(broker_hub.home(ALICE)))
+    kernel_id = body["kernel_id"]
+    reply = broker_hub.broker("POST", "api/kernels", broker_hub.tokens[ALICE], json=body)
+    assert reply.status_code == 201, reply.text
+    bob = broker_hub.tokens[BOB]
+    try:
+        for method, path, payload in (
+            ("GET", f"api/kernels/{kernel_id}", None),
+            ("GET", f"api/kernels/{kernel_id}/logs", None),
+            ("POST", f"api/kernels/{kernel_id}/signal", {"signal": "SIGKILL"}),
+            ("DELETE", f"api/kernels/{kernel_id}", None),
+        ):
+            message = refusal(broker_hub.broker(method, path, bob, json=payload), 404)
+            assert f"You have no kernel {kernel_id!r} here." == message, message
+        assert broker_hub.broker("GET", "api/kernels", bob).json() == {"kernels": []}
+        # Bob starting a kernel of Alice's id gets no hold of hers.
+        taken = start_kernel_body(
+            broker_environments(broker_hub, BOB)["python"]["id"],
+            str(broker_hub.home(BOB)),
+            kernel_id=kernel_id,
+        )
+        message = refusal(broker_hub.broker("POST", "api/kernels", bob, json=taken), 403, 409)
+        assert kernel_id in message, message
+        (container,) = containers_of_kernel(docker_client, kernel_id)
+        container.reload()
+        assert container.status == "running" and container.labels[labels.USER] == ALICE
+        mine = broker_hub.broker("GET", f"api/kernels/{kernel_id}", broker_hub.tokens[ALICE])
+        assert mine.json()["running"] is True and mine.json()["user"] == ALICE, mine.text
+    finally:
+        reply = broker_hub.broker("DELETE", f"api/kernels/{kernel_id}", broker_hub.tokens[ALICE])
+        assert reply.status_code == 204, reply.text
+    assert containers_of_kernel(docker_client, kernel_id) == []
+
+
+# -- the broker's restart, and servers that stop ----------------------------------------
+
+
+def test_broker_restart_reattaches_running_kernels(
+    broker_hub: BrokerHub, docker_client: docker.DockerClient, no_leftovers: Any
+) -> None:
+    kernel_id = started(broker_hub, ALICE, kernel_name(broker_hub, ALICE, "python"))
+    execute(broker_hub, ALICE, kernel_id, "answer = 41")
+    before = broker_hub.broker_pid()
+    assert before is not None
+    os.kill(before, signal.SIGKILL)
+    wait_for("the killed broker gone", lambda: broker_hub.broker_pid() != before, 30)
+    # The Hub restarts its managed service (it polls it, so within about 30 s).
+    after = broker_hub.wait_for_broker(timeout=180)
+    assert after != before
+    # The kernel kept running; the server and the broker both still know it.
+    assert execute(broker_hub, ALICE, kernel_id, "print(answer + 1)").strip() == "42"
+    assert kernel_id in server_kernel_ids(broker_hub, ALICE)
+    listed = broker_hub.broker("GET", "api/kernels", broker_hub.tokens[ALICE]).json()["kernels"]
+    assert [(k["kernel_id"], k["running"]) for k in listed] == [(kernel_id, True)], listed
+    shut_down(broker_hub, ALICE, kernel_id)
+    gone(docker_client, kernel_id)
+
+
+@pytest.mark.parametrize("how", ["stopped through the Hub", "killed"])
+def test_a_users_stopped_server_takes_their_kernels_along(
+    broker_hub: BrokerHub, docker_client: docker.DockerClient, how: str
+) -> None:
+    kernel_id = started(broker_hub, BOB, kernel_name(broker_hub, BOB, "python"))
+    other = started(broker_hub, ALICE, kernel_name(broker_hub, ALICE, "python"))
+    try:
+        if how == "killed":
+            pid = broker_hub.server_pid(BOB)
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)  # no shutdown of its kernels: the broker notices
+            wait_for(
+                "the Hub noticing Bob's server died", lambda: not broker_hub.server_model(BOB), 120
+            )
+        else:
+            broker_hub.stop_server(BOB)
+        gone(docker_client, kernel_id, timeout=120)
+        assert user_containers(docker_client, BOB) == []
+        # Alice's kernel is not Bob's server's business.
+        (container,) = containers_of_kernel(docker_client, other)
+        assert container.status == "running"
+    finally:
+        shut_down(broker_hub, ALICE, other)
+        broker_hub.start_server(BOB)
