@@ -151,7 +151,7 @@ class GpuEnvBroker(Application):
             log_function=self._log_request,
         )
         url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:8890"))
-        server = httpserver.HTTPServer(app, xheaders=True)
+        server = httpserver.HTTPServer(app, xheaders=True, max_body_size=1024 * 1024)
         server.listen(url.port or 80, url.hostname or "127.0.0.1")
         self.log.info("gpuenv broker listening on %s%s", url.geturl().rstrip("/"), prefix)
         stop = asyncio.Event()

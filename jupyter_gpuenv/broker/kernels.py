@@ -207,7 +207,7 @@ class KernelBroker:
             launch.overrides.pop("user", None)
             launch.gpus = self._choose_gpus(user, rules, launch.gpus)
             self._pending_gpus[kernel_id] = (user.name, list(launch.gpus.ids or ()))
-            await provisioner.launch_kernel([], **kwargs)
+            await provisioner.launch_kernel(**kwargs)
         except BaseException:
             await provisioner.cleanup()
             km.cleanup_connection_file()

@@ -337,7 +337,8 @@ class Catalog:
         environments += brokered
         if docker_reason and previous is not None:
             environments += still_known_docker(previous, docker_reason, environments)
-        self._annotate(environments)
+        # The broker annotated its environments against the engine it runs them on.
+        self._annotate([e for e in environments if not any(e is b for b in brokered)])
         snapshot = Snapshot(
             environments,
             fingerprints,

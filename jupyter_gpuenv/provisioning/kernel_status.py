@@ -75,6 +75,7 @@ def describe_kernel(
     environment_id = getattr(provisioner, "environment_id", None) or None
     env = next((e for e in environments if e.id == environment_id), None)
     container_id = getattr(provisioner, "container_id", None)
+    brokered = bool(getattr(provisioner, "brokered", False))
     kind = None
     if environment_id:
         kind = "docker" if hasattr(provisioner, "container_id") else "local"
@@ -97,13 +98,14 @@ def describe_kernel(
                 "id": container_id,
                 "name": getattr(provisioner, "container_name", None),
                 "image": getattr(provisioner, "image", None),
+                "broker": brokered,
             }
-            if container_id
+            if container_id or brokered
             else None
         ),
         "service": placement["service"] if placement else None,
         "placement": placement,
-        "pid": pid if isinstance(pid, int) and not container_id else None,
+        "pid": pid if isinstance(pid, int) and not (container_id or brokered) else None,
         "gpus": [use.to_json() for use in gpus],
         "execution_state": getattr(manager, "execution_state", None),
         "last_activity": activity.isoformat() if activity else None,

@@ -28,15 +28,16 @@ class SystemUser:
 
 
 @contextmanager
-def system_user(prefix: str = "gpuenvsec") -> Iterator[SystemUser]:
-    """``useradd --system`` a uniquely named user (own group, no home, no login shell)."""
+def system_user(prefix: str = "gpuenvsec", system: bool = True) -> Iterator[SystemUser]:
+    """``useradd --system`` a uniquely named user (own group, no home, no login shell);
+    ``system=False``: an ordinary account (uid and gid from 1000 up), as Hub users have."""
     if shutil.which("useradd") is None or shutil.which("userdel") is None:
         raise UserUnavailable("useradd/userdel are not installed")
     name = f"{prefix}{secrets.token_hex(3)}"
     done = subprocess.run(
         [
             "useradd",
-            "--system",
+            *(["--system"] if system else []),
             "--user-group",
             "--no-create-home",
             "--shell",

@@ -1,0 +1,251 @@
+"""KernelBroker on the real engine, for two real system users, without the Hub in between.
+
+The Hub's part (who is calling) is tests/broker/test_broker_hub.py; here the broker is
+handed the callers as the Hub would name them, and everything after that is real: the
+catalog probes the image, containers run as each user's uid:gid in their folder, the
+kernel answers over ZeroMQ with the connection info the broker returned, and a second
+broker with the same instance id takes the kernels back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+from jupyter_client.blocking import BlockingKernelClient
+
+from jupyter_gpuenv.broker.kernels import KernelBroker, NotYours
+from jupyter_gpuenv.config import GpuEnv
+from jupyter_gpuenv.docker import labels
+from jupyter_gpuenv.errors import PolicyViolation
+from jupyter_gpuenv.provisioning import orphans
+from jupyter_gpuenv.provisioning.broker_rules import HubUser
+from jupyter_gpuenv.services import Services
+from tests.provisioning.server_process import make_shared_dir
+from tests.support.docker_engine import running_in_ci
+from tests.support.system_user import SystemUser, UserUnavailable, system_user
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
+
+
+@pytest.fixture(scope="module")
+def two_users() -> Iterator[tuple[SystemUser, SystemUser]]:
+    try:
+        with (
+            system_user("gpuenvbra", system=False) as first,
+            system_user("gpuenvbrb", system=False) as second,
+        ):
+            yield first, second
+    except UserUnavailable as exc:
+        if running_in_ci():
+            pytest.fail(f"CI must run the broker tests: {exc}")
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module")
+def homes(two_users: tuple[SystemUser, SystemUser]) -> Iterator[Path]:
+    """A world-traversable folder holding one 0700 home per user."""
+    root = make_shared_dir("gpuenv-broker-homes-", None, None)
+    for user in two_users:
+        home = root / user.name
+        home.mkdir(mode=0o700)
+        os.chown(home, user.uid, user.gid)
+    yield root
+    for path in sorted(root.rglob("*"), reverse=True):
+        path.unlink() if path.is_file() else path.rmdir()
+    root.rmdir()
+
+
+def hub_user(user: SystemUser, homes: Path, groups: tuple[str, ...] = ()) -> HubUser:
+    return HubUser(user.name, groups, user.uid, user.gid, str(homes / user.name))
+
+
+@pytest.fixture
+async def broker(
+    python_kernel_image: str, homes: Path, docker_client: docker.DockerClient
+) -> AsyncIterator[KernelBroker]:
+    orphans.use_instance_id(f"gpuenv-broker-test-{secrets.token_hex(4)}")
+    config = GpuEnv()
+    config.docker_images = {
+        "python": {"image": python_kernel_image, "gpus": "none"},
+        "other": {"image": python_kernel_image, "gpus": "none", "display_name": "Other"},
+    }
+    config.restrict_to_configured_images = True
+    config.kernel_start_timeout = 120
+    services = Services.build(config, cache_path=None)
+    rules = {
+        "default": {
+            "environments": ["python"],
+            "max_kernels": 1,
+            "notebook_roots": [f"{homes}/{{username}}"],
+        },
+        "groups": {"team": {"environments": ["other"], "max_kernels": 2}},
+        "users": {},
+    }
+    broker = KernelBroker(config, services, rules)
+    yield broker
+    for kernel in list(broker.kernels.values()):
+        await broker.stop(kernel)
+    services.stop()
+
+
+def env_id(broker: KernelBroker, name: str) -> str:
+    found = [e for e in broker.services.catalog.list_environments_sync() if e.name == name]
+    assert found, [e.name for e in broker.services.catalog.list_environments_sync()]
+    return found[0].id
+
+
+def start_body(broker: KernelBroker, name: str = "python", **extra: Any) -> dict[str, Any]:
+    return {
+        "kernel_id": str(uuid.uuid4()),
+        "environment_id": env_id(broker, name),
+        "key": secrets.token_hex(16),
+        "signature_scheme": "hmac-sha256",
+        **extra,
+    }
+
+
+def run_code(answer: dict[str, Any], code: str) -> str:
+    client = BlockingKernelClient()
+    client.load_connection_info(answer["connection"])
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=60)
+        out: list[str] = []
+        reply = client.execute_interactive(
+            code,
+            timeout=60,
+            output_hook=lambda m: out.append(m["content"].get("text", ""))
+            if m["msg_type"] == "stream"
+            else None,
+        )
+        assert reply["content"]["status"] == "ok", reply["content"]
+        return "".join(out)
+    finally:
+        client.stop_channels()
+
+
+async def test_a_kernel_runs_as_its_user_in_their_folder(
+    broker: KernelBroker,
+    two_users: tuple[SystemUser, SystemUser],
+    homes: Path,
+    docker_client: docker.DockerClient,
+) -> None:
+    first, _ = two_users
+    folder = homes / first.name
+    answer = await broker.start(hub_user(first, homes), start_body(broker, cwd=str(folder)))
+    code = (
+        "import os; open('made-by-kernel.txt', 'w').write('x'); "
+        "print(os.getuid(), os.getgid(), os.getcwd())"
+    )
+    out = await asyncio.to_thread(run_code, answer, code)
+    assert out.split() == [str(first.uid), str(first.gid), str(folder)]
+    made = folder / "made-by-kernel.txt"
+    assert (made.stat().st_uid, made.stat().st_gid) == (first.uid, first.gid)
+    kernel_id = answer["kernel"]["kernel_id"]
+    container = docker_client.containers.get(answer["kernel"]["container"])
+    assert container.labels[labels.USER] == first.name
+    assert container.attrs["Config"]["User"] == f"{first.uid}:{first.gid}"
+    assert container.attrs["HostConfig"]["Privileged"] is False
+    await broker.stop(broker.of(first.name, kernel_id))
+    with pytest.raises(docker.errors.NotFound):
+        docker_client.containers.get(container.id)
+
+
+async def test_another_users_kernel_is_not_found(
+    broker: KernelBroker, two_users: tuple[SystemUser, SystemUser], homes: Path
+) -> None:
+    first, second = two_users
+    answer = await broker.start(hub_user(first, homes), start_body(broker))
+    kernel_id = answer["kernel"]["kernel_id"]
+    with pytest.raises(NotYours):
+        broker.of(second.name, kernel_id)
+    # The same kernel id from the other user is refused, not a takeover.
+    body = start_body(broker, kernel_id=kernel_id)
+    with pytest.raises(Exception, match="already in use"):
+        await broker.start(hub_user(second, homes), body)
+    assert broker.of(first.name, kernel_id).user == first.name
+
+
+@pytest.mark.parametrize(
+    ("body_extra", "message"),
+    [
+        ({"cwd": "/etc"}, "outside the folders your kernels may use"),
+        ({"config": {"mounts": ["/:/host"]}}, "extra mounts"),
+        ({"config": {"privileged": True}}, "privileged"),
+        ({"config": {"user": "0:0"}}, "user"),
+        ({"config": {"image": "someone/else:latest"}}, "someone/else:latest"),
+    ],
+)
+async def test_requests_beyond_the_rules_are_refused(
+    broker: KernelBroker,
+    two_users: tuple[SystemUser, SystemUser],
+    homes: Path,
+    docker_client: docker.DockerClient,
+    body_extra: dict[str, Any],
+    message: str,
+) -> None:
+    first, _ = two_users
+    with pytest.raises(PolicyViolation, match=message):
+        await broker.start(hub_user(first, homes), start_body(broker, **body_extra))
+    assert not docker_client.containers.list(
+        all=True, filters={"label": f"{labels.USER}={first.name}"}
+    )
+
+
+async def test_another_users_folder_is_refused(
+    broker: KernelBroker, two_users: tuple[SystemUser, SystemUser], homes: Path
+) -> None:
+    first, second = two_users
+    with pytest.raises(PolicyViolation, match="outside the folders"):
+        await broker.start(
+            hub_user(first, homes), start_body(broker, cwd=str(homes / second.name))
+        )
+    # A symlink in the user's own folder to the other's resolves outside too.
+    link = homes / first.name / "to-other"
+    link.symlink_to(homes / second.name)
+    try:
+        with pytest.raises(PolicyViolation, match="outside the folders"):
+            await broker.start(hub_user(first, homes), start_body(broker, cwd=str(link)))
+    finally:
+        link.unlink()
+
+
+async def test_environments_and_quota_follow_groups(
+    broker: KernelBroker, two_users: tuple[SystemUser, SystemUser], homes: Path
+) -> None:
+    first, second = two_users
+    plain, team = hub_user(first, homes), hub_user(second, homes, ("team",))
+    assert [e["name"] for e in broker.environments(plain)] == ["python"]
+    assert sorted(e["name"] for e in broker.environments(team)) == ["other", "python"]
+    with pytest.raises(PolicyViolation, match="not among the environments you may use"):
+        await broker.start(plain, start_body(broker, "other"))
+    await broker.start(plain, start_body(broker))
+    with pytest.raises(PolicyViolation, match="may run 1 at once"):
+        await broker.start(plain, start_body(broker))
+    await broker.start(team, start_body(broker, "other"))
+    await broker.start(team, start_body(broker))
+    with pytest.raises(PolicyViolation, match="may run 2 at once"):
+        await broker.start(team, start_body(broker))
+
+
+async def test_a_restarted_broker_takes_its_kernels_back(
+    broker: KernelBroker, two_users: tuple[SystemUser, SystemUser], homes: Path
+) -> None:
+    first, _ = two_users
+    answer = await broker.start(hub_user(first, homes), start_body(broker))
+    kernel_id = answer["kernel"]["kernel_id"]
+    again = KernelBroker(broker.config, broker.services, broker.rules)
+    assert await again.reattach() >= 1
+    kernel = again.of(first.name, kernel_id)
+    assert (await again.state(kernel))["Running"]
+    assert "x" == (await asyncio.to_thread(run_code, answer, "print('x')")).strip()
+    await again.stop(kernel)
+    broker.kernels.pop(kernel_id)

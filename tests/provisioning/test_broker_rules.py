@@ -1,0 +1,137 @@
+"""The broker's rules: how default, group and user rules add up for one Hub user."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from jupyter_gpuenv.config import GpuEnv
+from jupyter_gpuenv.errors import PolicyViolation
+from jupyter_gpuenv.gpu_set import GpuSet
+from jupyter_gpuenv.provisioning import broker_rules
+from jupyter_gpuenv.provisioning.broker_rules import HubUser, RuleError
+
+ALICE = HubUser("alice", ("vision", "nlp"), 2001, 2001, "/home/alice")
+
+
+def test_rules_add_up_across_default_groups_and_user() -> None:
+    rules = broker_rules.rules_for(
+        ALICE,
+        {"environments": ["base"], "max_kernels": 1, "max_gpus": 0, "mem_limit": "4g"},
+        {
+            "vision": {
+                "environments": ["vision"],
+                "max_gpus": 2,
+                "mounts": ["/srv/data/{group}:/data/{group}:ro"],
+                "mem_limit": "16g",
+            },
+            "nlp": {"environments": ["nlp"], "max_kernels": 3},
+            "other": {"environments": ["secret"], "max_gpus": 8},
+        },
+        {"alice": {"mounts": ["/scratch/{username}:/scratch"]}},
+    )
+    assert rules.environments == {"base", "vision", "nlp"}
+    assert (rules.max_kernels, rules.max_gpus) == (3, 2)
+    assert rules.mounts == ["/srv/data/vision:/data/vision:ro", "/scratch/alice:/scratch"]
+    # The first group by name that sets a limit ("nlp" sets none, "vision" does).
+    assert rules.limits == {"mem_limit": "16g"}
+    assert rules.notebook_roots == [os.path.realpath("/home/alice")]
+
+
+def test_a_users_own_quota_decides_even_when_lower() -> None:
+    rules = broker_rules.rules_for(
+        ALICE, {"max_kernels": 4}, {"vision": {"max_gpus": 2}}, {"alice": {"max_gpus": 0}}
+    )
+    assert (rules.max_kernels, rules.max_gpus) == (4, 0)
+
+
+def test_star_allows_every_environment_and_nothing_means_none() -> None:
+    assert broker_rules.rules_for(ALICE, {"environments": ["*"]}, {}, {}).environments is None
+    assert broker_rules.rules_for(ALICE, {}, {}, {}).environments == frozenset()
+
+
+def test_group_templates_expand_only_to_plain_names() -> None:
+    odd = HubUser("alice", ("../etc", "ok"), 2001, 2001, "/home/alice")
+    rules = broker_rules.rules_for(odd, {"mounts": ["/data/{group}:/d/{group}"]}, {}, {})
+    assert rules.mounts == ["/data/ok:/d/ok"]
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ({"privileged": True}, "unknown keys privileged"),
+        ({"max_gpus": -1}, "whole number"),
+        ({"max_kernels": True}, "whole number"),
+        ({"mounts": "/a:/b"}, "list of strings"),
+        ([], "must be a dict"),
+    ],
+)
+def test_bad_admin_rules_are_named(rule: object, message: str) -> None:
+    with pytest.raises(RuleError, match=message):
+        broker_rules.check_rule("c.GpuEnvBroker.default_policy", rule)
+
+
+def test_notebook_folder_must_resolve_under_a_root(tmp_path: Path) -> None:
+    home = tmp_path / "alice"
+    (home / "project").mkdir(parents=True)
+    (tmp_path / "bob").mkdir()
+    (home / "escape").symlink_to(tmp_path / "bob")
+    rules = broker_rules.UserRules(notebook_roots=[str(home)])
+    assert broker_rules.notebook_folder(str(home / "project"), rules) == str(home / "project")
+    assert broker_rules.notebook_folder(None, rules) is None
+    for outside in (str(tmp_path / "bob"), str(home / "escape"), f"{home}/../bob", "/"):
+        with pytest.raises(PolicyViolation, match="outside the folders"):
+            broker_rules.notebook_folder(outside, rules)
+    # A sibling whose name merely starts like the root is not under it.
+    (tmp_path / "alice-other").mkdir()
+    with pytest.raises(PolicyViolation):
+        broker_rules.notebook_folder(str(tmp_path / "alice-other"), rules)
+    with pytest.raises(PolicyViolation, match="absolute path"):
+        broker_rules.notebook_folder("relative/path", rules)
+
+
+def test_quota_counts_kernels_and_gpus() -> None:
+    rules = broker_rules.UserRules(max_kernels=2, max_gpus=2)
+    broker_rules.check_quota(rules, 1, 1, 1)
+    with pytest.raises(PolicyViolation, match="may run 2 at once"):
+        broker_rules.check_quota(rules, 2, 0, 0)
+    with pytest.raises(PolicyViolation, match="your kernels use 1"):
+        broker_rules.check_quota(rules, 0, 1, 2)
+    with pytest.raises(PolicyViolation, match="all GPUs"):
+        broker_rules.check_quota(rules, 0, 0, None)
+    assert broker_rules.gpu_count(GpuSet.parse("all"), 4) == 4
+    assert broker_rules.gpu_count(GpuSet.parse([0, 1]), None) == 2
+    assert broker_rules.gpu_count(GpuSet.parse("none"), 4) == 0
+
+
+def test_free_gpus_never_hands_out_a_held_one() -> None:
+    host = ["GPU-a", "GPU-b", "GPU-c"]
+    assert broker_rules.free_gpus(host, ["GPU-a"], 2) == ["GPU-b", "GPU-c"]
+    assert broker_rules.free_gpus(host, ["GPU-a", "GPU-c"], 2) is None
+
+
+def test_user_config_keeps_only_allowed_environments_under_the_strict_policy() -> None:
+    base = GpuEnv()
+    base.docker_images = {"a": {"image": "img/a:1", "mounts": ["/srv:/srv:ro"]}, "b": "img/b:1"}
+    rules = broker_rules.UserRules(
+        environments=frozenset({"a"}), mounts=["/data/x:/data:ro"], limits={"mem_limit": "2g"}
+    )
+    config = broker_rules.user_config(base, ALICE, rules)
+    assert list(config.docker_images) == ["a"]
+    assert config.docker_images["a"]["mounts"] == ["/srv:/srv:ro", "/data/x:/data:ro"]
+    assert config.docker_images["a"]["mem_limit"] == "2g"
+    assert config.restrict_to_configured_images and not config.docker_allow_root
+    assert config.hub_user == "alice" and config.broker_url == ""
+
+
+def test_a_hub_user_without_an_account_or_mapping_is_refused() -> None:
+    with pytest.raises(PolicyViolation, match="no system account"):
+        broker_rules.hub_user("no-such-user-here", [], {})
+    mapped = broker_rules.hub_user("no-such-user-here", [], {"no-such-user-here": "3000:3000"})
+    assert (mapped.uid, mapped.gid) == (3000, 3000)
+    with pytest.raises(PolicyViolation, match="uid/gid 0"):
+        broker_rules.hub_user("no-such-user-here", [], {"no-such-user-here": "0:0"})
+    with pytest.raises(PolicyViolation, match="uid/gid 0"):
+        broker_rules.hub_user("root", [], {})
