@@ -1,8 +1,9 @@
 """One real JupyterHub with the kernel broker and two real accounts, for the whole folder.
 
-Alice is in the Hub group ``vision`` (one more environment, the group's data folder
-mounted read-only, a GPU quota of 1) and may run 3 kernels at once; Bob gets the default
-rule (one environment, 2 kernels, no GPUs). Neither account is in the docker group.
+Alice is in the Hub group ``vision`` (two more environments, one of them with GPUs, the
+group's data folder mounted read-only, a GPU quota of 1) and may run 3 kernels at once;
+Bob gets the default rule (one environment, 2 kernels, no GPUs). Neither account is in
+the docker group.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ BROKER_CONFIG = """# The broker's configuration (the admin's): catalog and polic
 c.GpuEnv.docker_images = {{
     "python": {{"image": {image!r}, "gpus": "none"}},
     "vision": {{"image": {image!r}, "gpus": "none"}},
+    "gpu": {{"image": {image!r}, "gpus": "all"}},
 }}
 c.GpuEnv.kernel_start_timeout = 180
 c.GpuEnvBroker.default_policy = {{
@@ -42,7 +44,7 @@ c.GpuEnvBroker.default_policy = {{
 }}
 c.GpuEnvBroker.group_policies = {{
     "vision": {{
-        "environments": ["vision"],
+        "environments": ["vision", "gpu"],
         "mounts": ["{data}/{{group}}:/data/{{group}}:ro"],
         "max_gpus": 1,
     }},

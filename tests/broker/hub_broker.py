@@ -7,8 +7,8 @@ broker is a Hub-managed service started by the Hub with the command of the docum
 ``c.JupyterHub.services`` entry; it alone reaches Docker.
 
 The Python installation may live under a folder the accounts cannot enter (pyenv in
-/root); the Hub then runs in a private mount namespace where that folder is replaced by a
-world-readable view of the needed entries, and its servers and the broker inherit it.
+/root); the Hub then runs in a private mount namespace where that folder can be entered
+(its entries keep their own permissions), and its servers and the broker inherit it.
 Nothing on the host changes. All waits are bounded.
 """
 
@@ -157,10 +157,13 @@ def processes_of(uid: int) -> list[int]:
 
 def python_view_prefix(scratch: Path, *more: Path) -> list[str]:
     """A command prefix that runs its command where the Python install (and ``more``, such
-    as the proxy's executable) is readable by all.
+    as the proxy's executable) can be reached by all.
 
-    Empty when nothing needed lies behind a folder others cannot enter; otherwise
-    ``unshare -m`` with bind mounts (see the module docstring).
+    Empty when nothing needed lies behind a folder others cannot enter. Otherwise
+    ``unshare -m``, and each such folder is covered by a 0755 copy of itself whose entries
+    are bind mounts of the real ones (symlinks copied): the same paths hold the same
+    files, each with its own permissions, so what the broker writes there (its runtime
+    folder under /root) is where the Docker engine, outside the namespace, finds it.
     """
     needed = [Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve(), REPO]
     needed += [Path(p) for p in more]
@@ -168,13 +171,19 @@ def python_view_prefix(scratch: Path, *more: Path) -> list[str]:
     if not blocked:
         return []
     lines = ["set -e", "mount --make-rprivate /"]
-    for index, (folder, children) in enumerate(sorted(blocked.items())):
+    for index, folder in enumerate(sorted(blocked)):
         view = scratch / f"python-view{index}"
         view.mkdir(mode=0o755)
         view.chmod(0o755)
-        for child in sorted(children):
-            (view / child).mkdir(mode=0o755)
-            lines.append(f'mount --bind "{folder / child}" "{view / child}"')
+        for entry in sorted(folder.iterdir()):
+            if entry.is_symlink():
+                (view / entry.name).symlink_to(os.readlink(entry))
+                continue
+            if entry.is_dir():
+                (view / entry.name).mkdir()
+            else:
+                (view / entry.name).touch()
+            lines.append(f'mount --bind "{entry}" "{view / entry.name}"')
         lines.append(f'mount --rbind "{view}" "{folder}"')
     lines.append('exec "$@"')
     return ["unshare", "-m", "--", "sh", "-c", "\n".join(lines), "python-view"]

@@ -159,7 +159,7 @@ def test_whoami_is_the_hub_user_whatever_the_request_says(broker_hub: BrokerHub)
     assert (me["name"], me["uid"], me["gid"]) == (ALICE, alice.uid, alice.gid), me
     assert me["groups"] == [GROUP]
     assert me["policy"]["max_kernels"] == 3 and me["policy"]["max_gpus"] == 1, me
-    assert sorted(me["policy"]["environments"]) == ["python", "vision"], me
+    assert sorted(me["policy"]["environments"]) == ["gpu", "python", "vision"], me
 
     reply = broker_hub.broker("GET", "api/whoami", broker_hub.tokens[BOB])
     bob = reply.json()
@@ -170,7 +170,7 @@ def test_whoami_is_the_hub_user_whatever_the_request_says(broker_hub: BrokerHub)
 
 def test_each_user_sees_only_the_environments_allowed_to_them(broker_hub: BrokerHub) -> None:
     alice, bob = broker_environments(broker_hub, ALICE), broker_environments(broker_hub, BOB)
-    assert sorted(alice) == ["python", "vision"], alice
+    assert sorted(alice) == ["gpu", "python", "vision"], alice
     assert sorted(bob) == ["python"], bob
     # The servers show the same: Alice's has a kernelspec for vision, Bob's has none.
     kernel_name(broker_hub, ALICE, "vision")
@@ -256,8 +256,13 @@ def test_group_mount_is_there_read_only_for_the_group_only(
         (ALICE, "sneaky-mount", {"mounts": ["/:/host"]}, ["/:/host"]),
         (ALICE, "sneaky-privileged", {"privileged": True}, ["privileged"]),
         (ALICE, "sneaky-root", {"user": "0:0"}, ["user"]),
-        (BOB, "sneaky-gpu", {"gpus": 1}, ["Quota", "1 GPU"]),
-        (ALICE, "sneaky-gpus", {"gpus": 2}, ["Quota", "2 GPU"]),
+        (BOB, "sneaky-gpu", {"gpus": 1}, ["1 GPUs beyond the allowed GPUs (none)"]),
+        (
+            ALICE,
+            "sneaky-gpus",
+            {"gpus": 2, "environment": "gpu"},
+            ["Quota: this kernel asks for 2 GPU(s)", "you may use 1 at once"],
+        ),
     ],
 )
 def test_user_kernelspec_asking_for_more_is_refused(
@@ -268,8 +273,9 @@ def test_user_kernelspec_asking_for_more_is_refused(
     extra: dict[str, Any],
     named: list[str],
 ) -> None:
-    env_id = broker_environments(broker_hub, name)["python"]["id"]
-    broker_hub.write_kernelspec_as(name, spec_name, {"environment_id": env_id, **extra})
+    settings = dict(extra)
+    env_id = broker_environments(broker_hub, name)[settings.pop("environment", "python")]["id"]
+    broker_hub.write_kernelspec_as(name, spec_name, {"environment_id": env_id, **settings})
     assert spec_name in kernelspecs(broker_hub, name)  # the server does see it
 
     message = refusal(start(broker_hub, name, spec_name), 403)
