@@ -63,11 +63,22 @@ async def bench(hub: BrokerHub, user: str, image: str, runs: int, workdir: Path)
 
     def manager(variant: tuple) -> AsyncKernelManager:
         ksm, env = variant
-        return AsyncKernelManager(kernel_name=env.kernel_name, kernel_spec_manager=ksm)
+        # The kernelspec manager's config (c.GpuEnv) is the kernel manager's too, as in a
+        # server, so the provisioner sees broker_url (or its absence).
+        return AsyncKernelManager(
+            config=ksm.config, kernel_name=env.kernel_name, kernel_spec_manager=ksm
+        )
 
-    # Warm-up: page cache, image layers, the broker's and the Hub's first answers.
-    await time_manager(manager(brokered), cwd=cwd)
-    await time_manager(manager(direct), cwd=cwd)
+    # Warm-up (page cache, image layers, the broker's and the Hub's first answers), and a
+    # check that each variant is what it says.
+    for variant, through_broker in ((brokered, True), (direct, False)):
+        km = manager(variant)
+        await km.start_kernel(cwd=cwd)
+        try:
+            assert getattr(km.provisioner, "brokered", None) is through_broker, km.provisioner
+        finally:
+            await km.shutdown_kernel(now=True)
+        await time_manager(manager(variant), cwd=cwd)
     through, itself = [], []
     for _ in range(runs):
         through.append(await time_manager(manager(brokered), cwd=cwd))
