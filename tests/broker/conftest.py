@@ -30,7 +30,7 @@ GROUP_DATA = "readme.txt"
 BROKER_CONFIG = """# The broker's configuration (the admin's): catalog and policy.
 c.GpuEnv.docker_images = {{
     "python": {{"image": {image!r}, "gpus": "none"}},
-    "vision": {{"image": {image!r}, "gpus": "none"}},
+    "vision": {{"image": {vision_image!r}, "gpus": "none"}},
     "gpu": {{"image": {image!r}, "gpus": "all"}},
 }}
 c.GpuEnv.kernel_start_timeout = 180
@@ -62,7 +62,18 @@ def user_containers(
 
 
 @pytest.fixture(scope="module")
-def broker_hub(docker_client: docker.DockerClient, python_kernel_image: str) -> Iterator[BrokerHub]:
+def vision_image(docker_client: docker.DockerClient, python_kernel_image: str) -> Iterator[str]:
+    """The group's image: the kernel image under a name of its own (a tag, no build)."""
+    repository, tag = "gpuenv-test/broker-vision", SUFFIX
+    assert docker_client.images.get(python_kernel_image).tag(repository, tag)
+    yield f"{repository}:{tag}"
+    docker_client.images.remove(f"{repository}:{tag}")
+
+
+@pytest.fixture(scope="module")
+def broker_hub(
+    docker_client: docker.DockerClient, python_kernel_image: str, vision_image: str
+) -> Iterator[BrokerHub]:
     """The Hub, started once per module, both users logged in with their servers running."""
     root = Path(tempfile.mkdtemp(prefix="gpuenv-brokerhub-", dir="/tmp"))
     root.chmod(0o755)
@@ -71,7 +82,9 @@ def broker_hub(docker_client: docker.DockerClient, python_kernel_image: str) -> 
     (data / GROUP / GROUP_DATA).write_text(f"data of the {GROUP} group\n")
     for folder in (data, data / GROUP):
         folder.chmod(0o755)
-    config = BROKER_CONFIG.format(image=python_kernel_image, data=str(data), alice=ALICE)
+    config = BROKER_CONFIG.format(
+        image=python_kernel_image, vision_image=vision_image, data=str(data), alice=ALICE
+    )
     hub: BrokerHub | None = None
     try:
         try:

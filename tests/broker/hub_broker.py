@@ -342,9 +342,12 @@ class BrokerHub(Hub):
         return None
 
     def run_as(self, name: str, argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess:
-        """``argv`` as the account with only its own groups (``runuser``), in its home."""
+        """``argv`` as the account with only its own groups (``runuser``), in its home,
+        seeing the files its server sees (the Hub's mount namespace)."""
+        assert self.process is not None and self.process.poll() is None, "the Hub is not running"
+        enter = ["nsenter", f"--target={self.process.pid}", "--mount", "--"]
         return subprocess.run(
-            ["runuser", "-u", name, "--", *argv],
+            [*enter, "runuser", "-u", name, "--", *argv],
             cwd=self.home(name),
             capture_output=True,
             text=True,

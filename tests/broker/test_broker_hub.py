@@ -9,6 +9,7 @@ mount, privileges, another user's folder or kernel, more than their quota, or Do
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -20,6 +21,7 @@ import requests
 from jupyter_client.blocking import BlockingKernelClient
 
 from jupyter_gpuenv.docker import labels
+from jupyter_gpuenv.provisioning.container_spec import CONNECTION_FILE_IN_CONTAINER
 from tests.broker.conftest import ALICE, BOB, GROUP, GROUP_DATA, user_containers
 from tests.broker.hub_broker import DOCKER_SOCKET, BrokerHub, groups_of, start_kernel_body
 from tests.hub.hub_runner import execute, wait_for
@@ -216,6 +218,23 @@ def test_kernel_runs_as_the_user_in_their_home(
     gone(docker_client, kernel_id)
 
 
+def test_a_kernels_connection_file_is_not_readable_by_another_user(
+    broker_hub: BrokerHub, docker_client: docker.DockerClient, no_leftovers: Any
+) -> None:
+    """Its key lets anyone run code in the kernel (its ports are on the host's 127.0.0.1)."""
+    kernel_id = started(broker_hub, ALICE, kernel_name(broker_hub, ALICE, "python"))
+    (container,) = containers_of_kernel(docker_client, kernel_id)
+    (source,) = [
+        m["Source"]
+        for m in container.attrs["Mounts"]
+        if m["Destination"] == CONNECTION_FILE_IN_CONTAINER
+    ]
+    theirs = broker_hub.run_as(BOB, ["cat", source])
+    assert theirs.returncode != 0 and "Permission denied" in theirs.stderr, theirs
+    assert theirs.stdout == ""
+    shut_down(broker_hub, ALICE, kernel_id)
+
+
 def test_group_mount_is_there_read_only_for_the_group_only(
     broker_hub: BrokerHub, docker_client: docker.DockerClient, no_leftovers: Any
 ) -> None:
@@ -249,36 +268,77 @@ def test_group_mount_is_there_read_only_for_the_group_only(
 # -- what a user can write does not widen the policy ------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("name", "spec_name", "extra", "named"),
-    [
-        (ALICE, "sneaky-image", {"image": FORBIDDEN_IMAGE}, [FORBIDDEN_IMAGE]),
-        (ALICE, "sneaky-mount", {"mounts": ["/:/host"]}, ["/:/host"]),
-        (ALICE, "sneaky-privileged", {"privileged": True}, ["privileged"]),
-        (ALICE, "sneaky-root", {"user": "0:0"}, ["user"]),
-        (BOB, "sneaky-gpu", {"gpus": 1}, ["1 GPUs beyond the allowed GPUs (none)"]),
-        (
-            ALICE,
-            "sneaky-gpus",
-            {"gpus": 2, "environment": "gpu"},
-            ["Quota: this kernel asks for 2 GPU(s)", "you may use 1 at once"],
-        ),
-    ],
-)
-def test_user_kernelspec_asking_for_more_is_refused(
+UNSUPPORTED = "settings this provisioner does not support ("
+REFUSALS = [
+    (ALICE, "sneaky-image", {"image": FORBIDDEN_IMAGE}, [f"image {FORBIDDEN_IMAGE!r}"]),
+    (
+        BOB,
+        "sneaky-group-image",
+        {"image": "VISION"},
+        ["image {VISION!r} (allowed images: {PYTHON})"],
+    ),
+    (ALICE, "sneaky-mount", {"mounts": ["/:/host"]}, ["extra mounts (mounts=['/:/host'])"]),
+    (ALICE, "sneaky-volume", {"volumes": {"/": {"bind": "/host"}}}, [UNSUPPORTED + "volumes;"]),
+    (ALICE, "sneaky-privileged", {"privileged": True}, [UNSUPPORTED + "privileged;"]),
+    (ALICE, "sneaky-root", {"user": "0:0"}, ["user '0:0' is uid 0"]),
+    (BOB, "sneaky-other-uid", {"user": "ALICE_UID"}, ["a different user (user="]),
+    (BOB, "sneaky-docker-group", {"group_add": ["DOCKER_GID"]}, [UNSUPPORTED + "group_add;"]),
+    (ALICE, "sneaky-caps", {"cap_add": ["SYS_ADMIN"]}, [UNSUPPORTED + "cap_add;"]),
+    (ALICE, "sneaky-pid", {"pid_mode": "host"}, [UNSUPPORTED + "pid_mode;"]),
+    (ALICE, "sneaky-userns", {"userns_mode": "host"}, [UNSUPPORTED + "userns_mode;"]),
+    (ALICE, "sneaky-devices", {"devices": ["/dev/mem:/dev/mem"]}, [UNSUPPORTED + "devices;"]),
+    (ALICE, "sneaky-memory", {"mem_limit": "100g"}, ["a different memory limit (mem_limit="]),
+    (BOB, "sneaky-gpu", {"gpus": 1}, ["1 GPUs beyond the allowed GPUs (none)"]),
+    (
+        ALICE,
+        "sneaky-gpus",
+        {"gpus": 2, "environment": "gpu"},
+        ["Quota: this kernel asks for 2 GPU(s)", "you may use 1 at once"],
+    ),
+]
+
+
+def resolved(broker_hub: BrokerHub, images: dict[str, str], case: Any) -> Any:
+    """A refusal case's settings with the run's images, uid and docker group."""
+    placeholders = {
+        **images,
+        "ALICE_UID": str(broker_hub.accounts[ALICE].uid),
+        "DOCKER_GID": str(DOCKER_SOCKET.stat().st_gid),
+    }
+    text = json.dumps(case)
+    for name, value in placeholders.items():
+        text = text.replace(f'"{name}"', json.dumps(value))
+    return json.loads(text)
+
+
+@pytest.mark.parametrize(("name", "spec_name", "extra", "named"), REFUSALS)
+@pytest.mark.parametrize("via", ["kernelspec", "broker"])
+def test_asking_for_more_than_the_policy_is_refused(
     broker_hub: BrokerHub,
     docker_client: docker.DockerClient,
+    python_kernel_image: str,
+    vision_image: str,
+    via: str,
     name: str,
     spec_name: str,
     extra: dict[str, Any],
     named: list[str],
 ) -> None:
-    settings = dict(extra)
+    """A kernelspec the user wrote, started through their server; or the same settings
+    sent to the broker straight away (the server's checks bypassed)."""
+    images = {"PYTHON": python_kernel_image, "VISION": vision_image}
+    settings = dict(resolved(broker_hub, images, extra))
+    named = [part.format(**images) for part in named]
     env_id = broker_environments(broker_hub, name)[settings.pop("environment", "python")]["id"]
-    broker_hub.write_kernelspec_as(name, spec_name, {"environment_id": env_id, **settings})
-    assert spec_name in kernelspecs(broker_hub, name)  # the server does see it
-
-    message = refusal(start(broker_hub, name, spec_name), 403)
+    if via == "kernelspec":
+        broker_hub.write_kernelspec_as(name, spec_name, {"environment_id": env_id, **settings})
+        assert spec_name in kernelspecs(broker_hub, name)  # the server does see it
+        reply = start(broker_hub, name, spec_name)
+    else:
+        body = start_kernel_body(env_id, str(broker_hub.home(name)), config=settings)
+        reply = broker_hub.broker("POST", "api/kernels", broker_hub.tokens[name], json=body)
+    message = refusal(reply, 403)
+    assert "asks for more than the administrator allows" in message or "Quota" in message
     for part in named:
         assert part in message, message
     assert user_containers(docker_client, name) == []
