@@ -319,3 +319,56 @@ class GpuEnv(LoggingConfigurable):
         """An environment's own "gpus" entry when it has one, else ``gpus``."""
         configured = (settings or {}).get("gpus")
         return GpuSet.parse(configured) if configured is not None else self.gpus
+
+
+class GpuEnvBroker(LoggingConfigurable):
+    """The kernel broker's rules (``c.GpuEnvBroker``), in the broker's own config file.
+
+    The broker (``jupyter gpuenv broker``, a JupyterHub service) reads ``c.GpuEnv`` there
+    too: its docker_images are the catalog these rules pick from.
+    """
+
+    default_policy = Dict(
+        help="""Rules for every Hub user: environments (docker_images names, or "*"),
+        max_kernels, max_gpus (at once), mounts ("host:container[:ro]", templated with
+        {username}, {home}, {group}), notebook_roots (folders a notebook may run in;
+        default ["{home}"]), mem_limit, cpus, shm_size.""",
+    ).tag(config=True)
+
+    group_policies = Dict(
+        help="""Rules per Hub group (same keys as default_policy), added to the default:
+        environments, mounts and notebook_roots add up, quotas take the largest.""",
+    ).tag(config=True)
+
+    user_policies = Dict(
+        help="Rules per Hub user name; their max_kernels/max_gpus and limits decide.",
+    ).tag(config=True)
+
+    user_ids = Dict(
+        help="""Hub user name -> "uid:gid" of their kernels, for users without a system
+        account of the same name on this host.""",
+    ).tag(config=True)
+
+    kernel_ip = Unicode(
+        "127.0.0.1",
+        help="""Address kernels bind (host network). 127.0.0.1 serves single-user servers
+        on this host (LocalProcessSpawner, SystemdSpawner).""",
+    ).tag(config=True)
+
+    instance_id = Unicode(
+        help="""Stable id on this broker's containers: a restarted broker takes back those
+        carrying it. Default: gpuenv-broker-<host name>.""",
+    ).tag(config=True)
+
+    server_check_interval = Float(
+        15.0, help="Seconds between checks that each user with kernels still has a server."
+    ).tag(config=True)
+
+    hub_cache_seconds = Float(
+        30.0, help="Seconds a token the Hub accepted is trusted without asking again."
+    ).tag(config=True)
+
+    @default("instance_id")
+    def _instance_id_default(self) -> str:
+        return f"gpuenv-broker-{os.uname().nodename}"
+

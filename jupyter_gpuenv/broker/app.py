@@ -18,10 +18,10 @@ from typing import Any
 from urllib.parse import urlparse
 
 from tornado import httpserver, web
-from traitlets import Dict, Float, Unicode
+from traitlets import Unicode
 from traitlets.config import Application, catch_config_error
 
-from ..config import GpuEnv
+from ..config import GpuEnv, GpuEnvBroker
 from ..config_check import checked_config
 from ..gpu.sampler import GpuSampler, build_gpu_sampler
 from ..provisioning import broker_rules, orphans
@@ -31,58 +31,16 @@ from .hub import HubIdentity
 from .kernels import KernelBroker
 
 
-class GpuEnvBroker(Application):
+class BrokerApp(Application):
     """The kernel broker for JupyterHub (docs/jupyterhub.md)."""
 
     name = "jupyter-gpuenv-broker"
     description = __doc__
-    aliases = {"config": "GpuEnvBroker.config_file", "log-level": "Application.log_level"}
+    classes = [GpuEnv, GpuEnvBroker]  # noqa: RUF012 (traitlets reads it from the class)
+    aliases = {"config": "BrokerApp.config_file", "log-level": "Application.log_level"}  # noqa: RUF012
 
     config_file = Unicode("", config=True, help="A Python or JSON config file to load.")
-
-    default_policy = Dict(
-        config=True,
-        help="""Rules for every Hub user: environments (docker_images names, or "*"),
-        max_kernels, max_gpus (at once), mounts ("host:container[:ro]", templated with
-        {username}, {home}, {group}), notebook_roots (folders a notebook may run in;
-        default ["{home}"]), mem_limit, cpus, shm_size.""",
-    )
-    group_policies = Dict(
-        config=True,
-        help="""Rules per Hub group (same keys as default_policy), added to the default:
-        environments, mounts and notebook_roots add up, quotas take the largest.""",
-    )
-    user_policies = Dict(
-        config=True,
-        help="Rules per Hub user name; their max_kernels/max_gpus and limits decide.",
-    )
-    user_ids = Dict(
-        config=True,
-        help="""Hub user name -> "uid:gid" of their kernels, for users without a system
-        account of the same name on this host.""",
-    )
-    kernel_ip = Unicode(
-        "127.0.0.1",
-        config=True,
-        help="""Address kernels bind (host network). 127.0.0.1 serves single-user servers
-        on this host (LocalProcessSpawner, SystemdSpawner).""",
-    )
-    instance_id = Unicode(
-        config=True,
-        help="""Stable id on this broker's containers: a restarted broker takes back those
-        carrying it. Default: gpuenv-broker-<host name>.""",
-    )
-    server_check_interval = Float(
-        15.0,
-        config=True,
-        help="Seconds between checks that each user with kernels still has a server.",
-    )
-    hub_cache_seconds = Float(
-        30.0, config=True, help="Seconds a token the Hub accepted is trusted without asking."
-    )
-
-    def _instance_id_default(self) -> str:
-        return f"gpuenv-broker-{os.uname().nodename}"
+    rules_config: GpuEnvBroker
 
     @catch_config_error
     def initialize(self, argv: list[str] | None = None) -> None:
@@ -91,19 +49,21 @@ class GpuEnvBroker(Application):
             self.load_config_file(self.config_file)
         self.load_config_environ()
         self.log.setLevel(self.log_level)
+        self.rules_config = GpuEnvBroker(parent=self)
 
     def rules(self) -> dict[str, Any]:
         """The admin's rules, checked; a bad one stops the broker naming it."""
-        broker_rules.check_rule("c.GpuEnvBroker.default_policy", self.default_policy)
-        named = (("group_policies", self.group_policies), ("user_policies", self.user_policies))
-        for kind, rules in named:
+        settings = self.rules_config
+        broker_rules.check_rule("c.GpuEnvBroker.default_policy", settings.default_policy)
+        for kind in ("group_policies", "user_policies"):
+            rules = getattr(settings, kind)
             for name, rule in rules.items():
                 broker_rules.check_rule(f"c.GpuEnvBroker.{kind}[{name!r}]", rule)
         return {
-            "default": self.default_policy,
-            "groups": self.group_policies,
-            "users": self.user_policies,
-            "user_ids": self.user_ids,
+            "default": settings.default_policy,
+            "groups": settings.group_policies,
+            "users": settings.user_policies,
+            "user_ids": settings.user_ids,
         }
 
     def gpuenv_config(self) -> GpuEnv:
@@ -125,7 +85,8 @@ class GpuEnvBroker(Application):
         asyncio.run(self._serve(rules))
 
     async def _serve(self, rules: dict[str, Any]) -> None:
-        orphans.use_instance_id(self.instance_id or self._instance_id_default())
+        settings = self.rules_config
+        orphans.use_instance_id(settings.instance_id)
         config = self.gpuenv_config()
         services = Services.build(config, self.log, cache_path=None)
         sampler = build_gpu_sampler(config, log=self.log)
@@ -133,7 +94,7 @@ class GpuEnvBroker(Application):
             config,
             services,
             rules,
-            kernel_ip=self.kernel_ip,
+            kernel_ip=settings.kernel_ip,
             log=self.log,
             host_gpus=lambda: host_gpu_uuids(sampler),
         )
@@ -141,7 +102,7 @@ class GpuEnvBroker(Application):
             await broker.reattach()
         except Exception as err:
             self.log.warning("Kernels of an earlier run not re-attached: %s", err)
-        identity = HubIdentity(self.hub_cache_seconds, self.log)
+        identity = HubIdentity(settings.hub_cache_seconds, self.log)
         prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/gpuenv-broker/")
         app = web.Application(
             handlers.routes(prefix),
@@ -169,7 +130,7 @@ class GpuEnvBroker(Application):
     async def _reap(self, broker: KernelBroker, identity: HubIdentity) -> None:
         """Remove the kernels of users whose server has stopped (culled, stopped, died)."""
         while True:
-            await asyncio.sleep(self.server_check_interval)
+            await asyncio.sleep(self.rules_config.server_check_interval)
             for user in sorted(broker.users()):
                 if await identity.server_running(user) is False:
                     removed = await broker.stop_all_of(user)
@@ -197,4 +158,4 @@ def host_gpu_uuids(sampler: GpuSampler) -> list[str] | None:
     return [gpu.uuid or str(gpu.index) for gpu in snapshot.gpus]
 
 
-main = GpuEnvBroker.launch_instance
+main = BrokerApp.launch_instance

@@ -18,10 +18,10 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace, _config: Any) -> int:
-    from .app import GpuEnvBroker
+    from .app import BrokerApp
 
     argv = [f"--log-level={args.log_level}"]
     if getattr(args, "config", None):
         argv.append(f"--config={args.config}")
-    GpuEnvBroker.launch_instance(argv)
+    BrokerApp.launch_instance(argv)
     return 0

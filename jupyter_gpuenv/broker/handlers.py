@@ -46,6 +46,10 @@ class BrokerHandler(web.RequestHandler):
             raise web.HTTPError(401, str(err)) from err
         except Forbidden as err:
             raise web.HTTPError(403, str(err)) from err
+        except web.HTTPError as err:  # HubAuth: the Hub did not answer
+            raise web.HTTPError(
+                503, f"The Hub cannot check the token now: {err.log_message or err.reason}"
+            ) from err
 
     def hub_user(self) -> HubUser:
         try:

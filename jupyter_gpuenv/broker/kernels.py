@@ -30,9 +30,10 @@ from ..docker import labels
 from ..docker.runs import explanation
 from ..errors import BadRequest, GpuEnvError, PolicyViolation
 from ..gpu_set import GpuSet
-from ..provisioning import broker_rules, orphans
+from ..provisioning import broker_rules, orphans, swarm, swarm_kernel
 from ..provisioning.docker import DockerProvisioner
 from ..provisioning.readiness import log_tail
+from ..provisioning.swarm import SwarmPlacement
 from ..services import Services
 
 _KERNEL_ID = re.compile(r"[0-9a-fA-F-]{8,64}")
@@ -64,7 +65,7 @@ class Conflict(GpuEnvError):
 
 @dataclass
 class BrokeredKernel:
-    """One kernel container and whose it is."""
+    """One kernel container (or Swarm service) and whose it is."""
 
     kernel_id: str
     user: str
@@ -75,6 +76,7 @@ class BrokeredKernel:
     gpus: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.time)
     connection_copy: str | None = None
+    service: SwarmPlacement | None = None  # swarm mode: the kernel's service
 
     def to_json(self, state: dict[str, Any] | None = None) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -85,6 +87,7 @@ class BrokeredKernel:
             "image": self.image,
             "gpus": list(self.gpus),
             "started": self.started,
+            "placement": self.service.to_json() if self.service else None,
         }
         if state is not None:
             data["running"] = bool(state.get("Running"))
@@ -212,17 +215,22 @@ class KernelBroker:
             await provisioner.cleanup()
             km.cleanup_connection_file()
             raise
-        assert provisioner.container_id is not None
-        orphans.untrack(provisioner.container_id)  # kernels outlive a broker restart
+        # Kernels outlive a broker restart: nothing of them is removed at its exit.
+        service = provisioner._swarm
+        if service is not None:
+            swarm_kernel.forget(service)
+        elif provisioner.container_id is not None:
+            orphans.untrack(provisioner.container_id)
         kernel = BrokeredKernel(
             kernel_id=kernel_id,
             user=user.name,
             environment_id=env_id,
-            container_id=provisioner.container_id,
-            container_name=provisioner.container_name or "",
+            container_id=provisioner.container_id or "",
+            container_name=service.service_name if service else provisioner.container_name or "",
             image=provisioner.image or "",
-            gpus=list(launch.gpus.ids or ()),
+            gpus=list(service.gpus if service else launch.gpus.ids or ()),
             connection_copy=provisioner._connection_copy,
+            service=service,
         )
         self.kernels[kernel_id] = kernel
         km.cleanup_connection_file()  # the container has its own copy
@@ -278,7 +286,8 @@ class KernelBroker:
         self, user: broker_rules.HubUser, rules: broker_rules.UserRules, gpus: GpuSet
     ) -> GpuSet:
         """The quota, then GPUs no other brokered kernel holds (when the host's are known)."""
-        host = self.host_gpus()
+        # Swarm hands out the nodes' GPUs itself; this host's are not theirs.
+        host = None if self.config.scheduler == "swarm" else self.host_gpus()
         wanted = broker_rules.gpu_count(gpus, len(host) if host is not None else None)
         pending = list(self._pending_gpus.values())
         in_use = sum(len(k.gpus) for k in self.kernels_of(user.name))
@@ -306,6 +315,9 @@ class KernelBroker:
 
     async def state(self, kernel: BrokeredKernel) -> dict[str, Any]:
         client = self.services.docker()
+        if kernel.service is not None:
+            code = await asyncio.to_thread(swarm.task_exit_code, client, kernel.service.service_id)
+            return {"Running": code is None, "ExitCode": code}
         try:
             attrs = await asyncio.to_thread(client.api.inspect_container, kernel.container_id)
         except NotFound:
@@ -316,6 +328,16 @@ class KernelBroker:
         if name not in SIGNALS:
             raise BadRequest(f"signal must be one of {', '.join(sorted(SIGNALS))}, not {name!r}")
         client = self.services.docker()
+        if kernel.service is not None:
+            # A signal cannot cross to another node: the server interrupts a swarm kernel
+            # on its control channel; TERM and KILL end its service.
+            if name not in ("SIGTERM", "SIGKILL"):
+                raise Conflict(
+                    f"{name} cannot reach a kernel on another node; interrupt it with an "
+                    "interrupt_request on its control channel."
+                )
+            await asyncio.to_thread(swarm.remove_service, client, kernel.service)
+            return
         try:
             await asyncio.to_thread(client.api.kill, kernel.container_id, name)
         except NotFound:
@@ -326,6 +348,10 @@ class KernelBroker:
 
     async def logs(self, kernel: BrokeredKernel) -> str:
         client = self.services.docker()
+        if kernel.service is not None:
+            return await asyncio.to_thread(
+                swarm.service_log_tail, client, kernel.service.service_id
+            )
         try:
             container = await asyncio.to_thread(client.containers.get, kernel.container_id)
         except NotFound:
@@ -335,10 +361,15 @@ class KernelBroker:
     async def stop(self, kernel: BrokeredKernel) -> None:
         """Remove the container (and the connection file copy) and forget the kernel."""
         client = self.services.docker()
-        try:
-            await asyncio.to_thread(client.api.remove_container, kernel.container_id, force=True)
-        except NotFound:
-            pass
+        if kernel.service is not None:
+            await asyncio.to_thread(swarm.remove_service, client, kernel.service)
+        else:
+            try:
+                await asyncio.to_thread(
+                    client.api.remove_container, kernel.container_id, force=True
+                )
+            except NotFound:
+                pass
         if kernel.connection_copy:
             Path(kernel.connection_copy).unlink(missing_ok=True)
         self.kernels.pop(kernel.kernel_id, None)
@@ -359,16 +390,23 @@ class KernelBroker:
         """Take back the kernel containers this broker started before a restart."""
         client = self.services.docker()
         owned = [f"{labels.ROLE}=kernel", f"{labels.SERVER_ID}={orphans.this_instance().id}"]
-        containers = await asyncio.to_thread(
-            client.containers.list, all=True, filters={"label": owned}, ignore_removed=True
-        )
+        if self.config.scheduler == "swarm":
+            await asyncio.to_thread(self._reattach_services, client, owned)
+            containers = []
+        else:
+            containers = await asyncio.to_thread(
+                client.containers.list, all=True, filters={"label": owned}, ignore_removed=True
+            )
         for container in containers:
             found = container.labels or {}
             kernel_id, user = found.get(labels.KERNEL_ID), found.get(labels.USER)
             if not kernel_id or not user:
                 continue
             if container.status not in ("running", "created"):
-                await asyncio.to_thread(container.remove, force=True)
+                try:  # the kernel ended while the broker was away
+                    await asyncio.to_thread(container.remove, force=True)
+                except APIError as err:
+                    self.log.debug("Container %s not removed: %s", container.name, err)
                 continue
             self.kernels[kernel_id] = BrokeredKernel(
                 kernel_id=kernel_id,
@@ -382,6 +420,50 @@ class KernelBroker:
         if self.kernels:
             self.log.info("Re-attached %d kernel(s): %s", len(self.kernels), sorted(self.kernels))
         return len(self.kernels)
+
+
+    def _reattach_services(self, client: Any, owned: list[str]) -> None:
+        """Swarm mode: the kernel services this broker started before its restart."""
+        try:
+            services = client.api.services(filters={"label": owned})
+        except APIError as err:
+            self.log.warning("Kernel services not listed: %s", explanation(err))
+            return
+        for item in services:
+            spec = item.get("Spec") or {}
+            found = spec.get("Labels") or {}
+            kernel_id, user = found.get(labels.KERNEL_ID), found.get(labels.USER)
+            if not kernel_id or not user:
+                continue
+            secrets = ((spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}).get(
+                "Secrets"
+            ) or [{}]
+            service = SwarmPlacement(
+                service_id=str(item["ID"]),
+                service_name=str(spec.get("Name") or ""),
+                secret_id=str(secrets[0].get("SecretID") or ""),
+            )
+            task = swarm.latest_task(client, service.service_id)
+            if task is not None and task.get("NodeID"):
+                service.node_id = str(task["NodeID"])
+                service.node_name, service.node_addr = swarm.node_address(client, service.node_id)
+                service.gpus = swarm.assigned_gpus(task, self.config.swarm_gpu_resource)
+            if swarm.task_exit_code(client, service.service_id) is not None:
+                swarm.remove_service(client, service)
+                continue
+            self.kernels[kernel_id] = BrokeredKernel(
+                kernel_id=kernel_id,
+                user=user,
+                environment_id=found.get(labels.ENVIRONMENT_ID, ""),
+                container_id="",
+                container_name=service.service_name,
+                image=str(
+                    ((spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}).get("Image")
+                    or ""
+                ),
+                gpus=service.gpus,
+                service=service,
+            )
 
 
 def _start_fields(body: dict[str, Any]) -> tuple[str, str, str, str]:

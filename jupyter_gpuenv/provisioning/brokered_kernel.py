@@ -21,6 +21,7 @@ from ..broker_client import BrokerClient, BrokerError
 from . import start_progress
 from .errors import KernelDisconnected, KernelRefused, KernelStartFailed
 from .readiness import PORT_NAMES
+from .swarm import SwarmPlacement, interrupt
 
 START_TIMEOUT_MARGIN = 120.0
 
@@ -75,6 +76,16 @@ async def launch(
     provisioner.container_name = kernel.get("container")
     provisioner.image = kernel.get("image")
     provisioner.start_warning = answer.get("start_warning") or None
+    placement = kernel.get("placement")
+    if isinstance(placement, dict):  # the broker runs Swarm services: where this one landed
+        provisioner._swarm = SwarmPlacement(
+            service_id="",
+            service_name=str(placement.get("service") or ""),
+            secret_id="",
+            node_name=str(placement.get("node") or ""),
+            node_addr=str(placement.get("node_addr") or ""),
+            gpus=[str(g) for g in placement.get("gpus") or []],
+        )
     return provisioner.connection_info
 
 
@@ -93,7 +104,11 @@ async def poll(provisioner: Any) -> int | None:
 
 
 async def send_signal(provisioner: Any, signum: int) -> None:
+    """Through the broker; a Swarm kernel's interrupt goes on its control channel."""
     name = signal.Signals(signum).name
+    if signum == signal.SIGINT and provisioner._swarm is not None and provisioner.parent:
+        interrupt(provisioner.parent)
+        return
     try:
         await asyncio.to_thread(client_of(provisioner).signal, provisioner.kernel_id, name)
     except BrokerError as err:
@@ -110,6 +125,7 @@ async def cleanup(provisioner: Any) -> None:
         return
     await asyncio.to_thread(_stop_quietly, provisioner)
     provisioner.brokered = False
+    provisioner._swarm = None
 
 
 def _stop_quietly(provisioner: Any) -> None:

@@ -157,6 +157,11 @@ def _track(placement: SwarmPlacement, docker_host: str | None) -> None:
         _live[placement.service_id] = (placement, docker_host)
 
 
+def forget(placement: SwarmPlacement) -> None:
+    """Leave the service running at this process's exit (the broker's kernels)."""
+    _untrack(placement)
+
+
 def _untrack(placement: SwarmPlacement) -> None:
     with _live_lock:
         _live.pop(placement.service_id, None)

@@ -23,6 +23,7 @@ README = ROOT / "README.md"
 # install jupyterhub); DockerSpawner/KubeSpawner traits are not checked.
 CLASSES = {
     "GpuEnv": "jupyter_gpuenv.config:GpuEnv",
+    "GpuEnvBroker": "jupyter_gpuenv.config:GpuEnvBroker",
     "Spawner": "jupyterhub.spawner:Spawner",
     "LocalProcessSpawner": "jupyterhub.spawner:LocalProcessSpawner",
     "SimpleLocalProcessSpawner": "jupyterhub.spawner:SimpleLocalProcessSpawner",
@@ -59,13 +60,13 @@ def test_every_config_name_is_a_real_trait() -> None:
     seen = set()
     for where, text in documents().items():
         for class_name, trait in CONFIG_NAME.findall(text):
-            if class_name not in CLASSES:
+            if not CLASSES.get(class_name):
                 continue
             seen.add(class_name)
             if trait not in trait_names(class_name):
                 unknown.append(f"{where}: c.{class_name}.{trait}")
     assert not unknown, "not configurable traits: " + ", ".join(unknown)
-    assert {"GpuEnv", "Spawner", "MappingKernelManager"} <= seen
+    assert {"GpuEnv", "GpuEnvBroker", "Spawner", "MappingKernelManager"} <= seen
 
 
 def test_policy_traits_are_documented() -> None:
@@ -98,6 +99,13 @@ def test_python_snippets_compile_and_yaml_snippets_parse() -> None:
                 ast.parse(textwrap.dedent(config))
                 for class_name, trait in CONFIG_NAME.findall(config):
                     assert trait in trait_names(class_name), f"c.{class_name}.{trait}"
+
+
+def test_broker_settings_are_documented() -> None:
+    text = HUB_DOC.read_text()
+    for trait in sorted(trait_names("GpuEnvBroker")):
+        assert f"`{trait}`" in text, trait
+    assert "c.GpuEnv.broker_url" in hub_section(README.read_text())
 
 
 @pytest.mark.parametrize(
