@@ -345,10 +345,10 @@ class BrokerHub(Hub):
         """``argv`` as the account with only its own groups (``runuser``), in its home,
         seeing the files its server sees (the Hub's mount namespace)."""
         assert self.process is not None and self.process.poll() is None, "the Hub is not running"
-        enter = ["nsenter", f"--target={self.process.pid}", "--mount", "--"]
+        home = self.home(name)
+        enter = ["nsenter", f"--target={self.process.pid}", "--mount", f"--wd={home}", "--"]
         return subprocess.run(
             [*enter, "runuser", "-u", name, "--", *argv],
-            cwd=self.home(name),
             capture_output=True,
             text=True,
             timeout=120,
