@@ -218,6 +218,30 @@ def test_kernel_runs_as_the_user_in_their_home(
     gone(docker_client, kernel_id)
 
 
+def test_the_server_shows_the_panel_rest_and_gpuinfo_as_in_single_user_mode(
+    broker_hub: BrokerHub, no_leftovers: Any
+) -> None:
+    envs = broker_hub.user_request(ALICE, "GET", "/gpuenv/api/environments")
+    assert envs.status_code == 200, envs.text
+    listed = {e["name"]: e for e in envs.json()["environments"]}
+    assert sorted(listed) == ["gpu", "python", "vision"], listed
+    assert listed["python"]["kind"] == "docker" and listed["python"]["problems"] == []
+    for name in (ALICE, BOB):
+        gpus = broker_hub.user_request(name, "GET", "/gpuenv/api/gpus")
+        assert gpus.status_code == 200, gpus.text
+        assert gpus.json()["available"] is False, gpus.text  # no GPU on this host
+        direct = broker_hub.broker("GET", "api/gpus", broker_hub.tokens[name])
+        assert direct.status_code == 200 and direct.json()["available"] is False, direct.text
+    kernel_id = started(broker_hub, ALICE, kernel_name(broker_hub, ALICE, "python"))
+    out = execute(
+        broker_hub, ALICE, kernel_id, "info = %gpuinfo --json\nimport json; print(json.dumps(info))"
+    )
+    info = json.loads(out)
+    assert info["available"] is False and info["devices"] == [], info
+    assert info["pid"] > 0, info
+    shut_down(broker_hub, ALICE, kernel_id)
+
+
 def test_a_kernels_connection_file_is_not_readable_by_another_user(
     broker_hub: BrokerHub, docker_client: docker.DockerClient, no_leftovers: Any
 ) -> None:
