@@ -444,6 +444,50 @@ def test_broker_without_a_valid_token_is_401(broker_hub: BrokerHub) -> None:
     assert "token" in refusal(reply, 401)
 
 
+def test_bad_requests_get_json_errors(
+    broker_hub: BrokerHub, docker_client: docker.DockerClient
+) -> None:
+    token = broker_hub.tokens[ALICE]
+    env_id = broker_environments(broker_hub, ALICE)["python"]["id"]
+    home = str(broker_hub.home(ALICE))
+    cases = [
+        ("GET", "api/nothing-here", None, None, 404, "No broker API at"),
+        ("GET", "api/kernels/..%2F..%2Fapi%2Fwhoami", None, None, 404, "You have no kernel"),
+        ("POST", "api/kernels", None, b"not json", 400, "not JSON"),
+        ("POST", "api/kernels", None, b"[1, 2]", 400, "must be a JSON object"),
+        (
+            "POST",
+            "api/kernels",
+            start_kernel_body(env_id, home, kernel_id="../../etc"),
+            None,
+            400,
+            "kernel_id must be a kernel's UUID",
+        ),
+        (
+            "POST",
+            "api/kernels",
+            start_kernel_body(env_id, home, key="short"),
+            None,
+            400,
+            "key must be the kernel's HMAC key",
+        ),
+        (
+            "POST",
+            "api/kernels",
+            start_kernel_body(env_id, "relative/folder"),
+            None,
+            403,
+            "must be an absolute path",
+        ),
+        ("POST", "api/kernels", None, b"{" + b" " * (200 * 1024) + b"}", 413, "larger than"),
+    ]
+    for method, path, body, raw, status, text in cases:
+        reply = broker_hub.broker(method, path, token, json=body, data=raw)
+        message = refusal(reply, status)
+        assert text in message, (path, message)
+    assert user_containers(docker_client, ALICE) == []
+
+
 def test_token_without_the_broker_scope_is_403(
     broker_hub: BrokerHub, docker_client: docker.DockerClient
 ) -> None:
