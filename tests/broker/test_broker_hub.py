@@ -503,6 +503,26 @@ def test_token_without_the_broker_scope_is_403(
     assert user_containers(docker_client, ALICE) == []
 
 
+def test_hub_user_without_a_system_account_gets_no_kernel(
+    broker_hub: BrokerHub, docker_client: docker.DockerClient
+) -> None:
+    ghost = f"brkghost{secrets.token_hex(3)}"
+    reply = broker_hub.api("POST", f"/users/{ghost}")
+    assert reply.status_code == 201, reply.text
+    try:
+        token = broker_hub.login(ghost)
+        env_id = broker_environments(broker_hub, ALICE)["python"]["id"]
+        for method, path, body in (
+            ("GET", "api/whoami", None),
+            ("POST", "api/kernels", start_kernel_body(env_id, f"/home/{ghost}")),
+        ):
+            message = refusal(broker_hub.broker(method, path, token, json=body), 403)
+            assert f"Hub user {ghost!r} has no system account" in message, message
+        assert user_containers(docker_client, ghost) == []
+    finally:
+        broker_hub.api("DELETE", f"/users/{ghost}")
+
+
 def test_forged_user_names_are_not_who_the_kernel_is_for(
     broker_hub: BrokerHub, docker_client: docker.DockerClient
 ) -> None:
