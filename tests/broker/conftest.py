@@ -1,4 +1,5 @@
-"""One real JupyterHub with the kernel broker and two real accounts, for the whole folder.
+"""One real JupyterHub with the kernel broker and two real accounts, for the whole folder
+(session-scoped: built once, torn down with everything it started).
 
 Alice is in the Hub group ``vision`` (two more environments, one of them with GPUs, the
 group's data folder mounted read-only, a GPU quota of 1) and may run 3 kernels at once;
@@ -17,9 +18,9 @@ from pathlib import Path
 import docker
 import pytest
 
-from jupyter_gpuenv.docker import labels
 from tests.broker.hub_broker import BrokerHub
-from tests.hub.hub_runner import HubUnavailable
+from tests.broker.user_calls import server_kernel_ids, shut_down, user_containers
+from tests.hub.hub_runner import HubUnavailable, wait_for
 from tests.support.docker_engine import running_in_ci
 
 SUFFIX = secrets.token_hex(3)
@@ -55,13 +56,7 @@ c.GpuEnvBroker.server_check_interval = 2.0
 """
 
 
-def user_containers(
-    client: docker.DockerClient, name: str
-) -> list[docker.models.containers.Container]:
-    return client.containers.list(all=True, filters={"label": f"{labels.USER}={name}"})
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def vision_image(docker_client: docker.DockerClient, python_kernel_image: str) -> Iterator[str]:
     """The group's image: the kernel image under a name of its own (a tag, no build)."""
     repository, tag = "gpuenv-test/broker-vision", SUFFIX
@@ -70,11 +65,11 @@ def vision_image(docker_client: docker.DockerClient, python_kernel_image: str) -
     docker_client.images.remove(f"{repository}:{tag}")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def broker_hub(
     docker_client: docker.DockerClient, python_kernel_image: str, vision_image: str
 ) -> Iterator[BrokerHub]:
-    """The Hub, started once per module, both users logged in with their servers running."""
+    """The Hub, started once, both users logged in with their servers running."""
     root = Path(tempfile.mkdtemp(prefix="gpuenv-brokerhub-", dir="/tmp"))
     root.chmod(0o755)
     data = root / "data"
@@ -106,3 +101,15 @@ def broker_hub(
             for container in user_containers(docker_client, name):
                 container.remove(force=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def no_leftovers(broker_hub: BrokerHub, docker_client: docker.DockerClient) -> Iterator[None]:
+    """After the test: none of the users has a kernel left (each test shuts its own down)."""
+    yield
+    for name in (ALICE, BOB):
+        for kernel_id in server_kernel_ids(broker_hub, name):
+            shut_down(broker_hub, name, kernel_id)
+        wait_for(
+            f"{name}'s containers removed", lambda n=name: not user_containers(docker_client, n), 60
+        )

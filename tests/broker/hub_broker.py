@@ -14,22 +14,18 @@ Nothing on the host changes. All waits are bounded.
 
 from __future__ import annotations
 
-import grp
 import json
 import os
-import pwd
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
-import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import requests
 
+from tests.broker.accounts import Account, create_account, delete_account, processes_of
 from tests.hub.hub_runner import (
     Hub,
     HubUnavailable,
@@ -43,7 +39,6 @@ BROKER = "gpuenv-broker"
 DOCKER_SOCKET = Path("/var/run/docker.sock")
 
 HUB_CONFIG = """# Written by tests/broker/hub_broker.py
-import sys
 c = get_config()  # noqa
 c.JupyterHub.ip = "127.0.0.1"
 c.JupyterHub.port = {public_port}
@@ -102,57 +97,6 @@ c.GpuEnv.docker_label_discovery = False
 c.GpuEnv.docker_discover_pytorch_images = False
 c.GpuEnv.kernel_start_timeout = 180
 """
-
-
-@dataclass(frozen=True)
-class Account:
-    """A system user made for the test: Hub name = account name."""
-
-    name: str
-    uid: int
-    gid: int
-    home: Path
-
-
-def create_account(name: str, homes: Path) -> Account:
-    """``useradd`` with its own group and a 0700 home under ``homes``; no extra groups."""
-    if shutil.which("useradd") is None:
-        raise HubUnavailable("useradd is not installed")
-    home = homes / name
-    done = subprocess.run(
-        ["useradd", "--user-group", "--create-home", "--home-dir", str(home), name],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise HubUnavailable(f"useradd {name} failed: {done.stderr.strip()}")
-    home.chmod(0o700)
-    entry = pwd.getpwnam(name)
-    return Account(name, entry.pw_uid, entry.pw_gid, home)
-
-
-def delete_account(account: Account) -> None:
-    for pid in processes_of(account.uid):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    subprocess.run(["userdel", account.name], capture_output=True, check=False)
-    shutil.rmtree(account.home, ignore_errors=True)
-
-
-def processes_of(uid: int) -> list[int]:
-    """PIDs of the processes running as ``uid`` (the test's own accounts only)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if entry.stat().st_uid == uid:
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
 
 
 def python_view_prefix(scratch: Path, *more: Path) -> list[str]:
@@ -216,8 +160,13 @@ class BrokerHub(Hub):
         root.chmod(0o755)
         homes = root / "home"
         homes.mkdir(mode=0o755)
-        for name in names:
-            self.accounts[name] = create_account(name, homes)
+        try:
+            for name in names:
+                self.accounts[name] = create_account(name, homes)
+        except BaseException:
+            for account in self.accounts.values():
+                delete_account(account)
+            raise
         etc = root / "etc"
         etc.mkdir(mode=0o755)
         (etc / "jupyter_server_config.py").write_text(SINGLEUSER_CONFIG)
@@ -386,26 +335,3 @@ class BrokerHub(Hub):
                 os.kill(pid, signal.SIGKILL)
             for account in self.accounts.values():
                 delete_account(account)
-
-
-def start_kernel_body(environment_id: str, cwd: str | None, **extra: Any) -> dict[str, Any]:
-    """A broker POST api/kernels body as a single-user server would send it."""
-    body: dict[str, Any] = {
-        "kernel_id": str(uuid.uuid4()),
-        "environment_id": environment_id,
-        "key": secrets.token_hex(32),
-        "signature_scheme": "hmac-sha256",
-        "cwd": cwd,
-        "config": {},
-        "session_name": "",
-        "env": {},
-        "transport_encryption": None,
-    }
-    body.update(extra)
-    return body
-
-
-def groups_of(name: str) -> set[str]:
-    """The account's groups as the system knows them (primary and supplementary)."""
-    entry = pwd.getpwnam(name)
-    return {grp.getgrgid(gid).gr_name for gid in os.getgrouplist(name, entry.pw_gid)}
