@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import json
 import secrets
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import docker
 import pytest
+from jupyter_client.blocking import BlockingKernelClient
 
 from jupyter_gpuenv.docker import labels
 from jupyter_gpuenv.provisioning.container_spec import CONNECTION_FILE_IN_CONTAINER
@@ -183,6 +187,93 @@ def test_a_kernels_connection_file_is_not_readable_by_another_user(
     assert theirs.returncode != 0 and "Permission denied" in theirs.stderr, theirs
     assert theirs.stdout == ""
     shut_down(broker_hub, ALICE, kernel_id)
+
+
+# Run as Alice: subscribe to a kernel's IOPub port on 127.0.0.1 (host network) and say
+# what arrives within a few seconds. PUB/SUB needs no key: only CurveZMQ keeps her out.
+SNOOP = """
+import sys, zmq
+ctx = zmq.Context()
+sub = ctx.socket(zmq.SUB)
+sub.setsockopt(zmq.SUBSCRIBE, b"")
+sub.setsockopt(zmq.LINGER, 0)
+sub.connect(f"tcp://127.0.0.1:{sys.argv[1]}")
+frames = []
+poller = zmq.Poller()
+poller.register(sub, zmq.POLLIN)
+for _ in range(16):
+    if poller.poll(500):
+        frames += sub.recv_multipart()
+print(len(frames), any(b"SECRET" in f for f in frames))
+"""
+
+
+def overheard(broker_hub: BrokerHub, iopub_port: int, run: Any, stop: Path) -> tuple[str, str]:
+    """Alice's SNOOP on ``iopub_port`` while ``run()`` has Bob's kernel print a secret
+    until ``stop`` exists: (what SNOOP printed, what the kernel printed)."""
+    with ThreadPoolExecutor(1) as pool:
+        printing = pool.submit(run)
+        snoop = broker_hub.run_as(ALICE, [sys.executable, "-c", SNOOP, str(iopub_port)])
+        stop.touch()
+        printed = printing.result(timeout=180)
+    assert snoop.returncode == 0, snoop.stderr
+    return snoop.stdout, printed
+
+
+def secret_loop(stop: Path) -> str:
+    """Print a secret every half second until ``stop`` exists (at most 2 minutes)."""
+    return (
+        "import os, time\n"
+        "for i in range(240):\n"
+        f"    if os.path.exists({str(stop)!r}): break\n"
+        "    print('SECRET', i, flush=True); time.sleep(0.5)\n"
+    )
+
+
+def test_another_users_kernel_output_cannot_be_overheard(
+    broker_hub: BrokerHub, no_leftovers: Any
+) -> None:
+    """Kernels listen on the host's 127.0.0.1, where every account can connect; their
+    channels are encrypted (CurveZMQ), so Alice hears nothing of Bob's kernel."""
+    home = broker_hub.home(BOB)
+    bobs = started(broker_hub, BOB, kernel_name(broker_hub, BOB, "python"))
+    (connection_file,) = home.glob(f".local/share/jupyter/runtime/*{bobs}*.json")
+    connection = json.loads(connection_file.read_text())
+    assert connection.get("curve_publickey"), sorted(connection)
+    stop = home / f"stop-{secrets.token_hex(4)}"
+    heard, printed = overheard(
+        broker_hub,
+        connection["iopub_port"],
+        lambda: execute(broker_hub, BOB, bobs, secret_loop(stop), 180),
+        stop,
+    )
+    assert "SECRET" in printed  # Bob's kernel was publishing while Alice listened
+    assert heard.split() == ["0", "False"], heard
+    shut_down(broker_hub, BOB, bobs)
+
+    # The probe hears a kernel whose owner switched encryption off (sent to the broker).
+    env_id = broker_environments(broker_hub, BOB)["python"]["id"]
+    body = start_kernel_body(env_id, str(home), transport_encryption="disabled")
+    reply = broker_hub.broker("POST", "api/kernels", broker_hub.tokens[BOB], json=body)
+    assert reply.status_code == 201, reply.text
+    connection = {**reply.json()["connection"], "key": body["key"]}
+    assert not connection.get("curve_publickey")
+    client = BlockingKernelClient()
+    client.load_connection_info(connection)
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=120)
+        stop = home / f"stop-{secrets.token_hex(4)}"
+        heard, _ = overheard(
+            broker_hub,
+            connection["iopub_port"],
+            lambda: client.execute_interactive(secret_loop(stop), timeout=180),
+            stop,
+        )
+    finally:
+        client.stop_channels()
+        broker_hub.broker("DELETE", f"api/kernels/{body['kernel_id']}", broker_hub.tokens[BOB])
+    assert heard.split()[1] == "True", heard
 
 
 def test_group_mount_is_there_read_only_for_the_group_only(
