@@ -25,6 +25,11 @@ from tests.support.docker_engine import running_in_ci
 
 SUFFIX = secrets.token_hex(3)
 ALICE, BOB = f"brkalice{SUFFIX}", f"brkbob{SUFFIX}"
+# Default rules; her server culls idle kernels (started only by the culling test).
+CAROL = f"brkcarol{SUFFIX}"
+CULLING = """c.MappingKernelManager.cull_idle_timeout = 4
+c.MappingKernelManager.cull_interval = 2
+"""
 GROUP = "vision"
 GROUP_DATA = "readme.txt"
 
@@ -83,13 +88,13 @@ def broker_hub(
     hub: BrokerHub | None = None
     try:
         try:
-            hub = BrokerHub(root, [ALICE, BOB], {GROUP: [ALICE]}, config)
+            hub = BrokerHub(root, [ALICE, BOB, CAROL], {GROUP: [ALICE]}, config, {CAROL: CULLING})
             hub.start()
         except HubUnavailable as err:
             if running_in_ci():
                 pytest.fail(f"CI must run the broker's Hub tests: {err}")
             pytest.skip(str(err))
-        for name in (ALICE, BOB):
+        for name in (ALICE, BOB, CAROL):
             hub.login(name)
         for name in (ALICE, BOB):
             hub.start_server(name)
@@ -97,7 +102,7 @@ def broker_hub(
     finally:
         if hub is not None:
             hub.stop()
-        for name in (ALICE, BOB):  # only this run's users (random names)
+        for name in (ALICE, BOB, CAROL):  # only this run's users (random names)
             for container in user_containers(docker_client, name):
                 container.remove(force=True)
         shutil.rmtree(root, ignore_errors=True)

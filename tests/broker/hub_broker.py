@@ -81,7 +81,8 @@ c.JupyterHub.spawner_class = "localprocess"
 c.Spawner.cmd = [{python!r}, "-m", "jupyterhub.singleuser"]
 c.Spawner.environment = {{
     "GPUENV_BROKER_URL": "http://127.0.0.1:{broker_port}/services/{broker}/",
-    "JUPYTER_CONFIG_PATH": {config_path!r},
+    # The admin's file for all, and before it (so it wins) one for some users only.
+    "JUPYTER_CONFIG_PATH": lambda spawner: {config_paths!r}.get(spawner.user.name, {config_path!r}),
 }}
 c.Spawner.start_timeout = 240
 c.Spawner.http_timeout = 240
@@ -142,7 +143,9 @@ class BrokerHub(Hub):
         names: list[str],
         groups: dict[str, list[str]],
         broker_config: str,
+        server_configs: dict[str, str] | None = None,
     ) -> None:
+        """``server_configs``: user name -> more jupyter_server_config.py for their server."""
         # Hub's own __init__ writes a different spawner set-up; the attributes its
         # methods use are set here.
         self.root = root
@@ -170,6 +173,12 @@ class BrokerHub(Hub):
         etc = root / "etc"
         etc.mkdir(mode=0o755)
         (etc / "jupyter_server_config.py").write_text(SINGLEUSER_CONFIG)
+        config_paths = {}
+        for name, text in (server_configs or {}).items():
+            own = root / f"etc-{name}"
+            own.mkdir(mode=0o755)
+            (own / "jupyter_server_config.py").write_text(text)
+            config_paths[name] = os.pathsep.join([str(own), str(etc)])
         self.broker_config_path = root / "broker_config.py"
         self.broker_config_path.write_text(broker_config)
         (root / "jupyterhub_config.py").write_text(
@@ -187,6 +196,7 @@ class BrokerHub(Hub):
                 python=sys.executable,
                 broker_config=str(self.broker_config_path),
                 config_path=str(etc),
+                config_paths=config_paths,
             )
         )
 

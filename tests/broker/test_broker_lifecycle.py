@@ -1,4 +1,5 @@
-"""Kernels outlive a broker restart; a user's server that stops takes their kernels along."""
+"""Kernels outlive a broker restart; a user's server that stops takes their kernels along,
+and so does its culler an idle kernel."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import Any
 import docker
 import pytest
 
-from tests.broker.conftest import ALICE, BOB
+from jupyter_gpuenv.docker import labels
+from tests.broker.conftest import ALICE, BOB, CAROL
 from tests.broker.hub_broker import BrokerHub
 from tests.broker.user_calls import (
     containers_of_kernel,
@@ -70,3 +72,25 @@ def test_a_users_stopped_server_takes_their_kernels_along(
     finally:
         shut_down(broker_hub, ALICE, other)
         broker_hub.start_server(BOB)
+
+
+def test_the_servers_culler_removes_an_idle_brokered_kernel(
+    broker_hub: BrokerHub, docker_client: docker.DockerClient
+) -> None:
+    broker_hub.start_server(CAROL)
+    try:
+        kernel_id = started(broker_hub, CAROL, kernel_name(broker_hub, CAROL, "python"))
+        (container,) = containers_of_kernel(docker_client, kernel_id)
+        assert container.labels[labels.USER] == CAROL
+        wait_for(
+            "the idle kernel culled by Carol's server",
+            lambda: kernel_id not in server_kernel_ids(broker_hub, CAROL),
+            120,
+        )
+        gone(docker_client, kernel_id, timeout=60)
+        assert broker_hub.broker("GET", "api/kernels", broker_hub.tokens[CAROL]).json() == {
+            "kernels": []
+        }
+    finally:
+        broker_hub.stop_server(CAROL)
+    assert user_containers(docker_client, CAROL) == []
