@@ -66,7 +66,8 @@ def test_users_cannot_use_the_docker_socket(broker_hub: BrokerHub, name: str) ->
 
 
 def test_each_users_server_runs_as_that_user(broker_hub: BrokerHub) -> None:
-    for name, account in broker_hub.accounts.items():
+    for name in (ALICE, BOB):  # (Carol's server runs only for the culling test)
+        account = broker_hub.accounts[name]
         pid = broker_hub.server_pid(name)
         assert pid is not None, f"no jupyterhub.singleuser process of uid {account.uid}"
         status = open(f"/proc/{pid}/status").read()
