@@ -18,7 +18,8 @@ from ..gpu.sampler import GpuSampler, encode
 from ..gpu.view import GpuView
 from ..provisioning.broker_rules import HubUser
 from .hub import Caller, Forbidden, HubIdentity, Unauthenticated
-from .kernels import KernelBroker, signal_name
+from .kernel_record import signal_name
+from .kernels import KernelBroker
 
 MAX_BODY = 64 * 1024
 

@@ -1,13 +1,13 @@
-"""The broker's kernels: started for one Hub user each, found again from Docker's labels.
+"""The broker's kernels: each started for one Hub user, under that user's rules.
 
 A start runs the same Docker provisioner a single-user server runs, inside the broker,
 with the user's ``c.GpuEnv`` (broker_rules.user_config), the user's uid:gid as the
 admin's ``user``, the notebook folder checked against the user's roots, the quota and an
-exclusive GPU choice; the provisioner's policy and last gate then apply unchanged. Once
-the kernel answers, Docker is the record: the container carries the user's name and the
-kernel id, and every later call (status, signal, logs, stop) checks that label against
-the caller. The broker's instance id is stable across its restarts, so its containers
-are its own again after one (and never swept as orphans).
+exclusive GPU choice; the provisioner's policy and last gate then apply unchanged. Every
+later call (status, signal, logs, stop) names a kernel id and finds it only among the
+caller's own (kernel_record.py holds the record and the engine's side of those calls).
+The broker's instance id is stable across its restarts, so its containers are its own
+again after one (and never swept as orphans).
 """
 
 from __future__ import annotations
@@ -15,29 +15,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import signal
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from docker.errors import APIError, NotFound
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import KernelManager
 
 from ..config import GpuEnv
-from ..docker import labels
-from ..docker.runs import explanation
-from ..errors import BadRequest, GpuEnvError, PolicyViolation
+from ..errors import BadRequest, PolicyViolation
 from ..gpu_set import GpuSet
-from ..provisioning import broker_rules, orphans, swarm, swarm_kernel
+from ..provisioning import broker_rules, orphans, swarm_kernel
 from ..provisioning.docker import DockerProvisioner
-from ..provisioning.readiness import log_tail
-from ..provisioning.swarm import SwarmPlacement
 from ..services import Services
+from . import kernel_record
+from .kernel_record import BrokeredKernel, Conflict, NotYours
 
 _KERNEL_ID = re.compile(r"[0-9a-fA-F-]{8,64}")
-SIGNALS = frozenset({"SIGINT", "SIGTERM", "SIGKILL", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"})
 START_KEYS = frozenset(
     {
         "kernel_id",
@@ -51,48 +44,6 @@ START_KEYS = frozenset(
         "transport_encryption",
     }
 )
-
-
-class NotYours(GpuEnvError):
-    """404: no kernel of that id belongs to the caller (whether or not it exists)."""
-
-    status = 404
-
-
-class Conflict(GpuEnvError):
-    status = 409
-
-
-@dataclass
-class BrokeredKernel:
-    """One kernel container (or Swarm service) and whose it is."""
-
-    kernel_id: str
-    user: str
-    environment_id: str
-    container_id: str
-    container_name: str
-    image: str
-    gpus: list[str] = field(default_factory=list)
-    started: float = field(default_factory=time.time)
-    connection_copy: str | None = None
-    service: SwarmPlacement | None = None  # swarm mode: the kernel's service
-
-    def to_json(self, state: dict[str, Any] | None = None) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "kernel_id": self.kernel_id,
-            "user": self.user,
-            "environment_id": self.environment_id,
-            "container": self.container_name,
-            "image": self.image,
-            "gpus": list(self.gpus),
-            "started": self.started,
-            "placement": self.service.to_json() if self.service else None,
-        }
-        if state is not None:
-            data["running"] = bool(state.get("Running"))
-            data["exit_code"] = None if state.get("Running") else state.get("ExitCode")
-        return data
 
 
 class KernelBroker:
@@ -314,62 +265,18 @@ class KernelBroker:
     # -- life -----------------------------------------------------------------------
 
     async def state(self, kernel: BrokeredKernel) -> dict[str, Any]:
-        client = self.services.docker()
-        if kernel.service is not None:
-            code = await asyncio.to_thread(swarm.task_exit_code, client, kernel.service.service_id)
-            return {"Running": code is None, "ExitCode": code}
-        try:
-            attrs = await asyncio.to_thread(client.api.inspect_container, kernel.container_id)
-        except NotFound:
-            return {"Running": False, "ExitCode": -1}
-        return dict(attrs.get("State") or {})
+        return await asyncio.to_thread(kernel_record.kernel_state, self.services.docker(), kernel)
 
     async def signal(self, kernel: BrokeredKernel, name: str) -> None:
-        if name not in SIGNALS:
-            raise BadRequest(f"signal must be one of {', '.join(sorted(SIGNALS))}, not {name!r}")
         client = self.services.docker()
-        if kernel.service is not None:
-            # A signal cannot cross to another node: the server interrupts a swarm kernel
-            # on its control channel; TERM and KILL end its service.
-            if name not in ("SIGTERM", "SIGKILL"):
-                raise Conflict(
-                    f"{name} cannot reach a kernel on another node; interrupt it with an "
-                    "interrupt_request on its control channel."
-                )
-            await asyncio.to_thread(swarm.remove_service, client, kernel.service)
-            return
-        try:
-            await asyncio.to_thread(client.api.kill, kernel.container_id, name)
-        except NotFound:
-            pass
-        except APIError as err:
-            if err.status_code != 409:  # not running any more
-                raise Conflict(f"The kernel could not be signalled: {explanation(err)}") from err
+        await asyncio.to_thread(kernel_record.deliver_signal, client, kernel, name)
 
     async def logs(self, kernel: BrokeredKernel) -> str:
-        client = self.services.docker()
-        if kernel.service is not None:
-            return await asyncio.to_thread(
-                swarm.service_log_tail, client, kernel.service.service_id
-            )
-        try:
-            container = await asyncio.to_thread(client.containers.get, kernel.container_id)
-        except NotFound:
-            return ""
-        return await asyncio.to_thread(log_tail, container)
+        return await asyncio.to_thread(kernel_record.log_lines, self.services.docker(), kernel)
 
     async def stop(self, kernel: BrokeredKernel) -> None:
         """Remove the container (and the connection file copy) and forget the kernel."""
-        client = self.services.docker()
-        if kernel.service is not None:
-            await asyncio.to_thread(swarm.remove_service, client, kernel.service)
-        else:
-            try:
-                await asyncio.to_thread(
-                    client.api.remove_container, kernel.container_id, force=True
-                )
-            except NotFound:
-                pass
+        await asyncio.to_thread(kernel_record.remove, self.services.docker(), kernel)
         if kernel.connection_copy:
             Path(kernel.connection_copy).unlink(missing_ok=True)
         self.kernels.pop(kernel.kernel_id, None)
@@ -387,83 +294,20 @@ class KernelBroker:
     # -- restart --------------------------------------------------------------------
 
     async def reattach(self) -> int:
-        """Take back the kernel containers this broker started before a restart."""
-        client = self.services.docker()
-        owned = [f"{labels.ROLE}=kernel", f"{labels.SERVER_ID}={orphans.this_instance().id}"]
-        if self.config.scheduler == "swarm":
-            await asyncio.to_thread(self._reattach_services, client, owned)
-            containers = []
-        else:
-            containers = await asyncio.to_thread(
-                client.containers.list, all=True, filters={"label": owned}, ignore_removed=True
-            )
-        for container in containers:
-            found = container.labels or {}
-            kernel_id, user = found.get(labels.KERNEL_ID), found.get(labels.USER)
-            if not kernel_id or not user:
-                continue
-            if container.status not in ("running", "created"):
-                try:  # the kernel ended while the broker was away
-                    await asyncio.to_thread(container.remove, force=True)
-                except APIError as err:
-                    self.log.debug("Container %s not removed: %s", container.name, err)
-                continue
-            self.kernels[kernel_id] = BrokeredKernel(
-                kernel_id=kernel_id,
-                user=user,
-                environment_id=found.get(labels.ENVIRONMENT_ID, ""),
-                container_id=str(container.id),
-                container_name=str(container.name),
-                image=str((container.attrs.get("Config") or {}).get("Image") or ""),
-                gpus=_device_ids(container.attrs),
-            )
+        """Take back the kernels this broker (same instance id) started before a restart."""
+        found = await asyncio.to_thread(
+            kernel_record.owned_kernels,
+            self.services.docker(),
+            orphans.this_instance().id,
+            self.config.scheduler == "swarm",
+            self.config.swarm_gpu_resource,
+            self.log,
+        )
+        for kernel in found:
+            self.kernels[kernel.kernel_id] = kernel
         if self.kernels:
             self.log.info("Re-attached %d kernel(s): %s", len(self.kernels), sorted(self.kernels))
-        return len(self.kernels)
-
-
-    def _reattach_services(self, client: Any, owned: list[str]) -> None:
-        """Swarm mode: the kernel services this broker started before its restart."""
-        try:
-            services = client.api.services(filters={"label": owned})
-        except APIError as err:
-            self.log.warning("Kernel services not listed: %s", explanation(err))
-            return
-        for item in services:
-            spec = item.get("Spec") or {}
-            found = spec.get("Labels") or {}
-            kernel_id, user = found.get(labels.KERNEL_ID), found.get(labels.USER)
-            if not kernel_id or not user:
-                continue
-            secrets = ((spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}).get(
-                "Secrets"
-            ) or [{}]
-            service = SwarmPlacement(
-                service_id=str(item["ID"]),
-                service_name=str(spec.get("Name") or ""),
-                secret_id=str(secrets[0].get("SecretID") or ""),
-            )
-            task = swarm.latest_task(client, service.service_id)
-            if task is not None and task.get("NodeID"):
-                service.node_id = str(task["NodeID"])
-                service.node_name, service.node_addr = swarm.node_address(client, service.node_id)
-                service.gpus = swarm.assigned_gpus(task, self.config.swarm_gpu_resource)
-            if swarm.task_exit_code(client, service.service_id) is not None:
-                swarm.remove_service(client, service)
-                continue
-            self.kernels[kernel_id] = BrokeredKernel(
-                kernel_id=kernel_id,
-                user=user,
-                environment_id=found.get(labels.ENVIRONMENT_ID, ""),
-                container_id="",
-                container_name=service.service_name,
-                image=str(
-                    ((spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}).get("Image")
-                    or ""
-                ),
-                gpus=service.gpus,
-                service=service,
-            )
+        return len(found)
 
 
 def _start_fields(body: dict[str, Any]) -> tuple[str, str, str, str]:
@@ -493,21 +337,3 @@ def _host_uuid(gpu: str, host: list[str]) -> str:
     if gpu.isdigit() and int(gpu) < len(host):
         return host[int(gpu)]
     return gpu
-
-
-def _device_ids(attrs: dict[str, Any]) -> list[str]:
-    requests = ((attrs.get("HostConfig") or {}).get("DeviceRequests")) or []
-    return [str(i) for r in requests for i in (r.get("DeviceIDs") or [])]
-
-
-def signal_name(value: object) -> str:
-    """"SIGINT", "INT" or 2 as the signal's name."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        try:
-            return signal.Signals(value).name
-        except ValueError as err:
-            raise BadRequest(f"Unknown signal {value}.") from err
-    text = str(value).upper()
-    return text if text.startswith("SIG") else f"SIG{text}"
-
-

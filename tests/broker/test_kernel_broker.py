@@ -21,7 +21,8 @@ import docker
 import pytest
 from jupyter_client.blocking import BlockingKernelClient
 
-from jupyter_gpuenv.broker.kernels import KernelBroker, NotYours
+from jupyter_gpuenv.broker.kernel_record import NotYours
+from jupyter_gpuenv.broker.kernels import KernelBroker
 from jupyter_gpuenv.config import GpuEnv
 from jupyter_gpuenv.docker import labels
 from jupyter_gpuenv.errors import PolicyViolation

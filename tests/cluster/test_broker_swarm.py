@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 from jupyter_client.blocking import BlockingKernelClient
 
-from jupyter_gpuenv.broker.kernels import Conflict, KernelBroker
+from jupyter_gpuenv.broker.kernel_record import Conflict
+from jupyter_gpuenv.broker.kernels import KernelBroker
 from jupyter_gpuenv.config import GpuEnv
 from jupyter_gpuenv.docker import labels
 from jupyter_gpuenv.errors import PolicyViolation
