@@ -123,9 +123,9 @@ def run_code(answer: dict[str, Any], code: str) -> str:
         reply = client.execute_interactive(
             code,
             timeout=60,
-            output_hook=lambda m: (
-                out.append(m["content"].get("text", "")) if m["msg_type"] == "stream" else None
-            ),
+            output_hook=lambda m: out.append(m["content"].get("text", ""))
+            if m["msg_type"] == "stream"
+            else None,
         )
         assert reply["content"]["status"] == "ok", reply["content"]
         return "".join(out)
@@ -206,7 +206,9 @@ async def test_another_users_folder_is_refused(
 ) -> None:
     first, second = two_users
     with pytest.raises(PolicyViolation, match="outside the folders"):
-        await broker.start(hub_user(first, homes), start_body(broker, cwd=str(homes / second.name)))
+        await broker.start(
+            hub_user(first, homes), start_body(broker, cwd=str(homes / second.name))
+        )
     # A symlink in the user's own folder to the other's resolves outside too.
     link = homes / first.name / "to-other"
     link.symlink_to(homes / second.name)
