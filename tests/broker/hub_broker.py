@@ -28,7 +28,6 @@ import requests
 from tests.broker.accounts import Account, create_account, delete_account, processes_of
 from tests.hub.hub_runner import (
     Hub,
-    HubUnavailable,
     configurable_http_proxy,
     free_port,
     wait_for,
@@ -134,6 +133,11 @@ def python_view_prefix(scratch: Path, *more: Path) -> list[str]:
     return ["unshare", "-m", "--", "sh", "-c", "\n".join(lines), "python-view"]
 
 
+class HubExited(RuntimeError):
+    """The Hub stopped by itself (e.g. its broker service would not start): a failure,
+    unlike HubUnavailable, which says this machine cannot run a Hub at all."""
+
+
 class BrokerHub(Hub):
     """The Hub, its accounts, its groups and the broker; ``hub.broker_url`` is the contract's."""
 
@@ -230,7 +234,7 @@ class BrokerHub(Hub):
 
         def up() -> bool:
             if self.process is not None and self.process.poll() is not None:
-                raise HubUnavailable(f"JupyterHub exited:\n{self.log_tail()}")
+                raise HubExited(f"JupyterHub exited:\n{self.log_tail()}")
             try:
                 return self.http.get(f"{self.url}/hub/api/", timeout=5).status_code == 200
             except requests.RequestException:
@@ -244,7 +248,7 @@ class BrokerHub(Hub):
 
         def answers() -> bool:
             if self.process is not None and self.process.poll() is not None:
-                raise HubUnavailable(f"JupyterHub exited:\n{self.log_tail()}")
+                raise HubExited(f"JupyterHub exited:\n{self.log_tail()}")
             try:
                 reply = self.http.get(f"{self.broker_url}api/whoami", timeout=5)
             except requests.RequestException:
