@@ -20,9 +20,10 @@ import pytest
 from jupyter_client.blocking import BlockingKernelClient
 
 from jupyter_gpuenv.docker import labels
+from jupyter_gpuenv.environments.model import environment_id
 from jupyter_gpuenv.provisioning.container_spec import CONNECTION_FILE_IN_CONTAINER
 from tests.broker.accounts import groups_of
-from tests.broker.conftest import ALICE, BOB, GROUP, GROUP_DATA
+from tests.broker.conftest import ALICE, BOB, CAROL, GROUP, GROUP_DATA
 from tests.broker.hub_broker import DOCKER_SOCKET, BrokerHub
 from tests.broker.user_calls import (
     broker_environments,
@@ -32,6 +33,7 @@ from tests.broker.user_calls import (
     kernelspecs,
     refusal,
     shut_down,
+    start,
     start_kernel_body,
     started,
     user_containers,
@@ -76,6 +78,39 @@ def test_each_users_server_runs_as_that_user(broker_hub: BrokerHub) -> None:
         groups_line = next(line for line in status.splitlines() if line.startswith("Groups:"))
         docker_gid = DOCKER_SOCKET.stat().st_gid
         assert str(docker_gid) not in groups_line.split()[1:], groups_line
+
+
+def test_a_user_who_reconfigures_their_server_around_the_broker_still_has_no_docker(
+    broker_hub: BrokerHub, docker_client: docker.DockerClient, python_kernel_image: str
+) -> None:
+    """Their own ~/.jupyter config turns broker mode off and names an image; their own
+    kernelspec asks for it. The server then talks to Docker as them: refused by the socket."""
+    config = (
+        'c.GpuEnv.broker_url = ""\n'
+        "c.GpuEnv.restrict_to_configured_images = False\n"
+        f"c.GpuEnv.docker_images = {{'mine': {python_kernel_image!r}}}\n"
+    )
+    folder = broker_hub.home(CAROL) / ".jupyter"
+    done = broker_hub.run_as(
+        CAROL,
+        ["sh", "-c", f'mkdir -p "{folder}" && cat > "{folder}/jupyter_server_config.py"'],
+        input=config,
+    )
+    assert done.returncode == 0, done.stderr
+    broker_hub.write_kernelspec_as(
+        CAROL, "around-the-broker", {"environment_id": environment_id("docker", "mine", "mine")}
+    )
+    broker_hub.start_server(CAROL)
+    try:
+        reply = start(broker_hub, CAROL, "around-the-broker")
+        assert reply.status_code != 201, reply.text
+        message = reply.json()["message"]
+        assert f"Docker daemon is not reachable at unix://{DOCKER_SOCKET}" in message, message
+        assert "Permission denied" in message, message
+        assert user_containers(docker_client, CAROL) == []
+    finally:
+        broker_hub.stop_server(CAROL)
+        broker_hub.run_as(CAROL, ["rm", "-r", str(folder)])
 
 
 # -- identity and the catalog come from the Hub and the admin ---------------------------
