@@ -38,7 +38,7 @@ from tests.broker.user_calls import (
     started,
     user_containers,
 )
-from tests.hub.hub_runner import execute
+from tests.hub.hub_runner import execute, wait_for
 
 pytestmark = [pytest.mark.hub, pytest.mark.docker, pytest.mark.timeout(1200)]
 
@@ -182,6 +182,32 @@ def test_kernel_runs_as_the_user_in_their_home(
 
     shut_down(broker_hub, name, kernel_id)
     gone(docker_client, kernel_id)
+
+
+def test_interrupt_and_restart_work_in_broker_mode(
+    broker_hub: BrokerHub, docker_client: docker.DockerClient, no_leftovers: Any
+) -> None:
+    kernel_id = started(broker_hub, ALICE, kernel_name(broker_hub, ALICE, "python"))
+    (before,) = containers_of_kernel(docker_client, kernel_id)
+    marker = broker_hub.home(ALICE) / f"sleeping-{secrets.token_hex(4)}"
+    code = f"kept = 1\nopen({str(marker)!r}, 'w').close()\nimport time; time.sleep(150)"
+    with ThreadPoolExecutor(1) as pool:
+        sleeping = pool.submit(execute, broker_hub, ALICE, kernel_id, code, 170)
+        wait_for("the cell running", marker.exists, 60)
+        reply = broker_hub.user_request(ALICE, "POST", f"/api/kernels/{kernel_id}/interrupt")
+        assert reply.status_code == 204, reply.text
+        with pytest.raises(AssertionError, match="KeyboardInterrupt"):
+            sleeping.result(timeout=120)
+    assert execute(broker_hub, ALICE, kernel_id, "print(kept)").strip() == "1"
+
+    reply = broker_hub.user_request(ALICE, "POST", f"/api/kernels/{kernel_id}/restart")
+    assert reply.status_code == 200, reply.text
+    assert execute(broker_hub, ALICE, kernel_id, "print('kept' in globals())").strip() == "False"
+    (after,) = containers_of_kernel(docker_client, kernel_id)
+    assert after.id != before.id and after.labels[labels.USER] == ALICE
+    account = broker_hub.accounts[ALICE]
+    assert after.attrs["Config"]["User"] == f"{account.uid}:{account.gid}"
+    shut_down(broker_hub, ALICE, kernel_id)
 
 
 def test_the_server_shows_the_panel_rest_and_gpuinfo_as_in_single_user_mode(
