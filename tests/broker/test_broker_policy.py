@@ -10,6 +10,7 @@ and no container is left.
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import docker
@@ -168,3 +169,28 @@ def test_quota_counts_kernels_at_once(
     gone(docker_client, first)
     third = started(broker_hub, BOB, spec_name)
     assert sorted(server_kernel_ids(broker_hub, BOB)) == sorted([second, third])
+
+
+def test_starts_at_once_do_not_get_past_the_quota(
+    broker_hub: BrokerHub, docker_client: docker.DockerClient
+) -> None:
+    """Four starts sent to the broker together, for a user who may run two kernels."""
+    env_id = broker_environments(broker_hub, BOB)["python"]["id"]
+    bodies = [start_kernel_body(env_id, str(broker_hub.home(BOB))) for _ in range(4)]
+
+    def send(body: dict[str, Any]) -> Any:
+        return broker_hub.broker("POST", "api/kernels", broker_hub.tokens[BOB], json=body)
+
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        replies = list(pool.map(send, bodies))
+    try:
+        admitted = [r for r in replies if r.status_code == 201]
+        assert len(admitted) <= 2, [r.text for r in admitted]
+        for reply in replies:
+            if reply.status_code != 201:
+                assert "Quota: you already run" in refusal(reply, 403)
+        assert len(user_containers(docker_client, BOB)) == len(admitted)
+    finally:
+        for body in bodies:
+            broker_hub.broker("DELETE", f"api/kernels/{body['kernel_id']}", broker_hub.tokens[BOB])
+    assert user_containers(docker_client, BOB) == []
