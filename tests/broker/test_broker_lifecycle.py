@@ -14,11 +14,13 @@ from jupyter_gpuenv.docker import labels
 from tests.broker.conftest import ALICE, BOB, CAROL
 from tests.broker.hub_broker import BrokerHub
 from tests.broker.user_calls import (
+    broker_environments,
     containers_of_kernel,
     gone,
     kernel_name,
     server_kernel_ids,
     shut_down,
+    start_kernel_body,
     started,
     user_containers,
 )
@@ -94,3 +96,23 @@ def test_the_servers_culler_removes_an_idle_brokered_kernel(
     finally:
         broker_hub.stop_server(CAROL)
     assert user_containers(docker_client, CAROL) == []
+
+
+def test_a_kernel_of_a_user_without_a_server_does_not_stay(
+    broker_hub: BrokerHub, docker_client: docker.DockerClient
+) -> None:
+    """Carol's server is not running; her own token still reaches the broker. Whether the
+    broker refuses the start or lets it run until its next check of her server, no
+    container stays."""
+    assert broker_hub.server_model(CAROL) is None
+    env_id = broker_environments(broker_hub, CAROL)["python"]["id"]
+    body = start_kernel_body(env_id, str(broker_hub.home(CAROL)))
+    reply = broker_hub.broker("POST", "api/kernels", broker_hub.tokens[CAROL], json=body)
+    assert reply.status_code in (201, 403, 409), reply.text
+    wait_for(
+        "Carol's serverless kernel removed",
+        lambda: not user_containers(docker_client, CAROL),
+        60,  # the broker checks servers every 2 s here
+    )
+    listed = broker_hub.broker("GET", "api/kernels", broker_hub.tokens[CAROL])
+    assert listed.json() == {"kernels": []}, listed.text
