@@ -74,7 +74,8 @@ def vision_image(docker_client: docker.DockerClient, python_kernel_image: str) -
 def broker_hub(
     docker_client: docker.DockerClient, python_kernel_image: str, vision_image: str
 ) -> Iterator[BrokerHub]:
-    """The Hub, started once, both users logged in with their servers running."""
+    """The Hub, started once: everyone logged in, Alice's and Bob's servers running (Carol's
+    only while a test needs it)."""
     root = Path(tempfile.mkdtemp(prefix="gpuenv-brokerhub-", dir="/tmp"))
     root.chmod(0o755)
     data = root / "data"
