@@ -52,6 +52,9 @@ def python_environment(settings: dict, data_dir: Path) -> tuple:
 
 async def bench(hub: BrokerHub, user: str, image: str, runs: int, workdir: Path) -> None:
     os.environ["JUPYTERHUB_API_TOKEN"] = hub.login(user)  # the server's token, as on a Hub
+    # The broker starts kernels only for users whose server runs: the user's own server
+    # runs (idle), while this process plays the part of its kernel manager.
+    hub.start_server(user)
     entry = {"python": {"image": image, "gpus": "none"}}
     for variant in ("broker", "direct"):
         (workdir / variant).mkdir(parents=True)
