@@ -211,36 +211,13 @@ class BrokerHub(Hub):
     def home(self, name: str) -> Path:
         return self.accounts[name].home
 
+    exited = HubExited
+
+    def command_prefix(self) -> list[str]:
+        return python_view_prefix(self.root, Path(self.proxy))
+
     def start(self, timeout: float = 180) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "GPUENV"))}
-        env["CONFIGPROXY_AUTH_TOKEN"] = secrets.token_hex(32)
-        command = [
-            sys.executable,
-            "-m",
-            "jupyterhub",
-            "-f",
-            str(self.root / "jupyterhub_config.py"),
-        ]
-        log = open(self.log_path, "wb")  # noqa: SIM115 - the process owns it until stop()
-        self.process = subprocess.Popen(
-            python_view_prefix(self.root, Path(self.proxy)) + command,
-            cwd=self.root,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
-
-        def up() -> bool:
-            if self.process is not None and self.process.poll() is not None:
-                raise HubExited(f"JupyterHub exited:\n{self.log_tail()}")
-            try:
-                return self.http.get(f"{self.url}/hub/api/", timeout=5).status_code == 200
-            except requests.RequestException:
-                return False
-
-        wait_for("JupyterHub answering through the proxy", up, timeout)
+        super().start(timeout)
         self.wait_for_broker()
 
     def wait_for_broker(self, timeout: float = 120) -> int:

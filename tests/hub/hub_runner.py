@@ -200,12 +200,21 @@ class Hub:
     def home(self, name: str) -> Path:
         return self.root / "home" / name
 
+    # What a Hub that exits by itself during start raises.
+    exited: type[Exception] = HubUnavailable
+
+    def command_prefix(self) -> list[str]:
+        """What the Hub's command runs under (nothing here; see tests/broker/hub_broker.py)."""
+        return []
+
     def start(self, timeout: float = 180) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "GPUENV"))}
         env["CONFIGPROXY_AUTH_TOKEN"] = secrets.token_hex(32)
+        config = self.root / "jupyterhub_config.py"
+        command = [sys.executable, "-m", "jupyterhub", "-f", str(config)]
         log = open(self.log_path, "wb")  # noqa: SIM115 - the process owns it until stop()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "jupyterhub", "-f", str(self.root / "jupyterhub_config.py")],
+            self.command_prefix() + command,
             cwd=self.root,
             env=env,
             stdout=log,
@@ -216,7 +225,7 @@ class Hub:
 
         def up() -> bool:
             if self.process is not None and self.process.poll() is not None:
-                raise HubUnavailable(f"JupyterHub exited:\n{self.log_tail()}")
+                raise self.exited(f"JupyterHub exited:\n{self.log_tail()}")
             try:
                 return self.http.get(f"{self.url}/hub/api/", timeout=5).status_code == 200
             except requests.RequestException:
