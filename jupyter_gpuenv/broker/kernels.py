@@ -94,10 +94,12 @@ class KernelBroker:
         return [
             env.to_json()
             for env in found
-            if env.kind == "docker"
-            and env.name in self.config.docker_images
-            and rules.allows_environment(env.name)
+            if self._offered(env) and rules.allows_environment(env.name)
         ]
+
+    def _offered(self, env: Environment) -> bool:
+        """Whether the admin's broker catalog (its docker_images) holds ``env``."""
+        return env.kind == "docker" and env.name in self.config.docker_images
 
     def of(self, user: str, kernel_id: str) -> BrokeredKernel:
         kernel = self.kernels.get(kernel_id)
@@ -237,7 +239,7 @@ class KernelBroker:
         for env in await self.services.catalog.list_environments():
             if env.id != env_id:
                 continue
-            if env.kind != "docker" or env.name not in self.config.docker_images:
+            if not self._offered(env):
                 break
             if not rules.allows_environment(env.name):
                 raise PolicyViolation(

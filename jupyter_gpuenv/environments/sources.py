@@ -23,6 +23,7 @@ from .candidates import Candidate, unreadable_candidate, unreadable_in
 from .conda_config import CondaSettings, conda_cli, default_conda_envs_dirs
 from .model import Environment, EnvironmentKind
 from .pytorch_images import ImageConfigs
+from .snapshot import environment_from_json
 
 CONDA_CLI_INTERVAL = 300.0
 
@@ -109,8 +110,6 @@ class Sources:
             items = BrokerClient(url).environments()
         except BrokerError as err:
             return [], err.message
-        from .snapshot import environment_from_json
-
         found = [environment_from_json(item) for item in items]
         return [env for env in found if env is not None and env.kind == "docker"], None
 

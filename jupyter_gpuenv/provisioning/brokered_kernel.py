@@ -27,7 +27,11 @@ START_TIMEOUT_MARGIN = 120.0
 
 
 def client_of(provisioner: Any) -> BrokerClient:
-    return BrokerClient(provisioner.gpuenv_config.broker_url)
+    """The provisioner's one client (its connections are reused by every poll)."""
+    client = getattr(provisioner, "_broker_client", None)
+    if client is None:
+        client = provisioner._broker_client = BrokerClient(provisioner.gpuenv_config.broker_url)
+    return client
 
 
 def enabled(provisioner: Any) -> bool:
