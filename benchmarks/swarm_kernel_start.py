@@ -35,7 +35,7 @@ from jupyter_client.manager import AsyncKernelManager  # noqa: E402
 from kernel_start import READY_TIMEOUT, gpuenv_ksm, report, time_manager  # noqa: E402
 
 from jupyter_gpuenv.docker import labels  # noqa: E402
-from jupyter_gpuenv.provisioning.readiness import PORT_NAMES, port_open  # noqa: E402
+from jupyter_gpuenv.provisioning.container.readiness import PORT_NAMES, port_open  # noqa: E402
 from tests.support.images import ensure_image  # noqa: E402
 from tests.support.swarm import GPU_KIND, gpu_layout, start_swarm_cluster  # noqa: E402
 

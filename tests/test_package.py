@@ -27,8 +27,10 @@ from jupyter_gpuenv.config_check import load_checked_config
 REPO = Path(__file__).resolve().parent.parent
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 PROVISIONERS = {
-    "gpuenv-docker-provisioner": "jupyter_gpuenv.provisioning.docker:DockerProvisioner",
-    "gpuenv-local-provisioner": "jupyter_gpuenv.provisioning.local_env:LocalEnvProvisioner",
+    "gpuenv-docker-provisioner": (
+        "jupyter_gpuenv.provisioning.container.provisioner:DockerProvisioner"
+    ),
+    "gpuenv-local-provisioner": "jupyter_gpuenv.provisioning.local.provisioner:LocalEnvProvisioner",
 }
 
 

@@ -24,9 +24,10 @@ from traitlets.config import Application, catch_config_error
 from ..config import GpuEnv, GpuEnvBroker
 from ..config_check import checked_config
 from ..gpu.sampler import GpuSampler, build_gpu_sampler
-from ..provisioning import broker_rules, orphans
+from ..provisioning.container import orphans
 from ..services import Services
 from . import handlers
+from . import rules as broker_rules
 from .hub import HubIdentity
 from .kernels import KernelBroker
 

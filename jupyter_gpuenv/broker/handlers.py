@@ -16,10 +16,10 @@ from ..docker import labels
 from ..errors import GpuEnvError
 from ..gpu.sampler import GpuSampler, encode
 from ..gpu.view import GpuView
-from ..provisioning.broker_rules import HubUser
 from .hub import Caller, Forbidden, HubIdentity, Unauthenticated
 from .kernel_record import signal_name
 from .kernels import KernelBroker
+from .rules import HubUser
 
 MAX_BODY = 64 * 1024
 

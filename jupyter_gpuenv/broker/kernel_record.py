@@ -1,9 +1,10 @@
-"""One brokered kernel, and what the engine is asked about it once it runs.
+"""One brokered kernel, and what its runtime is asked about it once it runs.
 
 After a start, Docker is the record: the container (or, in swarm mode, the service)
 carries the user's name, the kernel id and the broker's instance id, so a restarted
-broker finds its kernels again from labels alone (:func:`owned_kernels`). The functions
-here are synchronous Docker calls; the broker runs them in threads.
+broker finds its kernels again from labels alone (:func:`owned_kernels`). Status,
+signals, logs and removal are the engine's or Swarm's runtime
+(provisioning/container/runtime.py), the same code a single-user server's kernels use.
 """
 
 from __future__ import annotations
@@ -11,17 +12,19 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from docker.errors import APIError, NotFound
+from docker import DockerClient
+from jupyter_client.connect import LocalPortCache
 
 from ..docker import labels
-from ..docker.runs import explanation
 from ..errors import BadRequest, GpuEnvError
-from ..provisioning import swarm
-from ..provisioning.readiness import log_tail
-from ..provisioning.swarm import SwarmPlacement
+from ..provisioning.container.engine.engine_runtime import owned_containers
+from ..provisioning.container.runtime import KernelRuntime, RuntimeContext
+from ..provisioning.container.swarm.swarm_runtime import owned_services
+from ..provisioning.errors import SignalNotDelivered
 
 SIGNALS = frozenset({"SIGINT", "SIGTERM", "SIGKILL", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"})
 
@@ -38,18 +41,23 @@ class Conflict(GpuEnvError):
 
 @dataclass
 class BrokeredKernel:
-    """One kernel container (or Swarm service) and whose it is."""
+    """One kernel container (or Swarm service), whose it is, and where it runs."""
 
     kernel_id: str
     user: str
     environment_id: str
-    container_id: str
-    container_name: str
-    image: str
+    runtime: KernelRuntime
     gpus: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.time)
-    connection_copy: str | None = None
-    service: SwarmPlacement | None = None  # swarm mode: the kernel's service
+    ports: list[int] = field(default_factory=list)  # from this process's port cache
+
+    @property
+    def container_id(self) -> str:
+        return str(self.runtime.describe().get("id") or "")
+
+    @property
+    def container_name(self) -> str:
+        return str(self.runtime.describe().get("name") or "")
 
     def to_json(self, state: dict[str, Any] | None = None) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -57,10 +65,10 @@ class BrokeredKernel:
             "user": self.user,
             "environment_id": self.environment_id,
             "container": self.container_name,
-            "image": self.image,
+            "image": str(self.runtime.describe().get("image") or ""),
             "gpus": list(self.gpus),
             "started": self.started,
-            "placement": self.service.to_json() if self.service else None,
+            "placement": self.runtime.placement(),
         }
         if state is not None:
             data["running"] = bool(state.get("Running"))
@@ -68,143 +76,63 @@ class BrokeredKernel:
         return data
 
 
-def kernel_state(client: Any, kernel: BrokeredKernel) -> dict[str, Any]:
-    """``{"Running": bool, "ExitCode": int|None, ...}``; a vanished kernel exited -1."""
-    if kernel.service is not None:
-        code = swarm.task_exit_code(client, kernel.service.service_id)
-        return {"Running": code is None, "ExitCode": code}
-    try:
-        attrs = client.api.inspect_container(kernel.container_id)
-    except NotFound:
-        return {"Running": False, "ExitCode": -1}
-    return dict(attrs.get("State") or {})
+async def kernel_state(kernel: BrokeredKernel) -> dict[str, Any]:
+    """``{"Running": bool, "ExitCode": int|None}``; a vanished kernel exited -1."""
+    code = await kernel.runtime.poll()
+    return {"Running": code is None, "ExitCode": code}
 
 
-def deliver_signal(client: Any, kernel: BrokeredKernel, name: str) -> None:
-    """``docker kill --signal``; a Swarm kernel only ends (TERM, KILL)."""
+async def deliver_signal(kernel: BrokeredKernel, name: str) -> None:
+    """The runtime's delivery; what it cannot deliver is a 409 that says why."""
     if name not in SIGNALS:
         raise BadRequest(f"signal must be one of {', '.join(sorted(SIGNALS))}, not {name!r}")
-    if kernel.service is not None:
-        # A signal cannot cross to another node: the server interrupts a swarm kernel on
-        # its control channel; TERM and KILL end its service.
-        if name not in ("SIGTERM", "SIGKILL"):
-            raise Conflict(
-                f"{name} cannot reach a kernel on another node; interrupt it with an "
-                "interrupt_request on its control channel."
-            )
-        swarm.remove_service(client, kernel.service)
-        return
     try:
-        client.api.kill(kernel.container_id, name)
-    except NotFound:
-        pass
-    except APIError as err:
-        if err.status_code != 409:  # not running any more
-            raise Conflict(f"The kernel could not be signalled: {explanation(err)}") from err
+        await kernel.runtime.signal(signal.Signals[name])
+    except SignalNotDelivered as err:
+        raise Conflict(err.message) from err
 
 
-def log_lines(client: Any, kernel: BrokeredKernel) -> str:
-    if kernel.service is not None:
-        return swarm.service_log_tail(client, kernel.service.service_id)
-    try:
-        return log_tail(client.containers.get(kernel.container_id))
-    except NotFound:
-        return ""
-
-
-def remove(client: Any, kernel: BrokeredKernel) -> None:
-    """Remove the kernel's container, or its service and secret."""
-    if kernel.service is not None:
-        swarm.remove_service(client, kernel.service)
-        return
-    try:
-        client.api.remove_container(kernel.container_id, force=True)
-    except NotFound:
-        pass
+async def remove(kernel: BrokeredKernel) -> None:
+    """Remove the kernel's container, or its service and secret; free its ports here."""
+    await kernel.runtime.remove(requested=True)
+    cache = LocalPortCache.instance()
+    for port in kernel.ports:
+        cache.return_port(port)
+    kernel.ports = []
 
 
 def owned_kernels(
-    client: Any, instance_id: str, swarm_mode: bool, gpu_resource: str, log: logging.Logger
+    client: DockerClient,
+    instance_id: str,
+    swarm_mode: bool,
+    gpu_resource: str,
+    context_for: Callable[[str], RuntimeContext],
+    log: logging.Logger,
 ) -> list[BrokeredKernel]:
     """The running kernels labelled with ``instance_id``; ended ones are removed."""
     owned = [f"{labels.ROLE}=kernel", f"{labels.SERVER_ID}={instance_id}"]
+    found: list[tuple[dict[str, str], KernelRuntime, list[str]]] = []
     if swarm_mode:
-        return _owned_services(client, owned, gpu_resource, log)
-    found = []
-    containers = client.containers.list(all=True, filters={"label": owned}, ignore_removed=True)
-    for container in containers:
-        marks = container.labels or {}
-        kernel_id, user = marks.get(labels.KERNEL_ID), marks.get(labels.USER)
-        if not kernel_id or not user:
+        for marks, service in owned_services(client, owned, gpu_resource, context_for, log):
+            placement = service.placement() or {}
+            found.append((marks, service, list(placement.get("gpus") or [])))
+    else:
+        found.extend(owned_containers(client, owned, context_for, log))
+    kernels = []
+    for marks, runtime, gpus in found:
+        user = marks.get(labels.USER)
+        if not user:
             continue
-        if container.status not in ("running", "created"):
-            try:  # the kernel ended while the broker was away
-                container.remove(force=True)
-            except APIError as err:
-                log.debug("Container %s not removed: %s", container.name, err)
-            continue
-        found.append(
+        kernels.append(
             BrokeredKernel(
-                kernel_id=kernel_id,
+                kernel_id=marks.get(labels.KERNEL_ID, ""),
                 user=user,
                 environment_id=marks.get(labels.ENVIRONMENT_ID, ""),
-                container_id=str(container.id),
-                container_name=str(container.name),
-                image=str((container.attrs.get("Config") or {}).get("Image") or ""),
-                gpus=_device_ids(container.attrs),
+                runtime=runtime,
+                gpus=gpus,
             )
         )
-    return found
-
-
-def _owned_services(
-    client: Any, owned: list[str], gpu_resource: str, log: logging.Logger
-) -> list[BrokeredKernel]:
-    try:
-        services = client.api.services(filters={"label": owned})
-    except APIError as err:
-        log.warning("Kernel services not listed: %s", explanation(err))
-        return []
-    found = []
-    for item in services:
-        spec = item.get("Spec") or {}
-        marks = spec.get("Labels") or {}
-        kernel_id, user = marks.get(labels.KERNEL_ID), marks.get(labels.USER)
-        if not kernel_id or not user:
-            continue
-        container_spec = (spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}
-        secrets = container_spec.get("Secrets") or [{}]
-        service = SwarmPlacement(
-            service_id=str(item["ID"]),
-            service_name=str(spec.get("Name") or ""),
-            secret_id=str(secrets[0].get("SecretID") or ""),
-        )
-        if swarm.task_exit_code(client, service.service_id) is not None:
-            swarm.remove_service(client, service)
-            continue
-        task = swarm.latest_task(client, service.service_id)
-        if task is not None and task.get("NodeID"):
-            service.node_id = str(task["NodeID"])
-            service.node_name, service.node_addr = swarm.node_address(client, service.node_id)
-            service.gpus = swarm.assigned_gpus(task, gpu_resource)
-        found.append(
-            BrokeredKernel(
-                kernel_id=kernel_id,
-                user=user,
-                environment_id=marks.get(labels.ENVIRONMENT_ID, ""),
-                container_id="",
-                container_name=service.service_name,
-                image=str(container_spec.get("Image") or ""),
-                gpus=service.gpus,
-                service=service,
-            )
-        )
-    return found
-
-
-def _device_ids(attrs: dict[str, Any]) -> list[str]:
-    requests = ((attrs.get("HostConfig") or {}).get("DeviceRequests")) or []
-    return [str(i) for r in requests for i in (r.get("DeviceIDs") or [])]
+    return kernels
 
 
 def signal_name(value: object) -> str:

@@ -25,11 +25,13 @@ from ..config import GpuEnv
 from ..environments.model import Environment
 from ..errors import BadRequest, PolicyViolation
 from ..gpu_set import GpuSet
-from ..provisioning import broker_rules, orphans, swarm_kernel
-from ..provisioning.docker import DockerProvisioner
+from ..provisioning.container import orphans
+from ..provisioning.container.provisioner import RUNTIMES, DockerProvisioner
+from ..provisioning.container.runtime import RuntimeContext
 from ..provisioning.kernel_side import curve_capable
 from ..services import Services
 from . import kernel_record
+from . import rules as broker_rules
 from .kernel_record import BrokeredKernel, Conflict, NotYours
 
 _KERNEL_ID = re.compile(r"[0-9a-fA-F-]{8,64}")
@@ -157,41 +159,38 @@ class KernelBroker:
             **{k: v for k, v in requested.items() if k != "environment_id"},
             environment_id=env_id,
         )
-        provisioner._gpuenv_config = broker_rules.user_config(self.config, user, rules)
-        provisioner._services = self.services
+        provisioner.use(broker_rules.user_config(self.config, user, rules), self.services)
         session = str(body.get("session_name") or "")[:200]
         try:
             kwargs = await provisioner.pre_launch(
                 cwd=cwd, env={"JPY_SESSION_NAME": session}, transport_encryption=encryption
             )
-            launch = provisioner._launch
-            assert launch is not None
+            preparation = provisioner.preparation
+            _, launch = preparation.prepared()
             # The only user its containers may run as: the Hub user's account.
-            launch.admin["user"] = f"{user.uid}:{user.gid}"
-            launch.overrides.pop("user", None)
-            launch.gpus = self._choose_gpus(user, rules, launch.gpus)
+            preparation.run_as(f"{user.uid}:{user.gid}")
+            preparation.assign_gpus(self._choose_gpus(user, rules, launch.gpus))
             self._pending_gpus[kernel_id] = (user.name, list(launch.gpus.ids or ()))
             await provisioner.launch_kernel(**kwargs)
         except BaseException:
             await provisioner.cleanup()
             km.cleanup_connection_file()
             raise
-        # Kernels outlive a broker restart: nothing of them is removed at its exit.
-        service = provisioner._swarm
-        if service is not None:
-            swarm_kernel.forget(service)
-        elif provisioner.container_id is not None:
-            orphans.untrack(provisioner.container_id)
+        started = provisioner.runtime
+        assert started is not None
+        # The broker's own record of the kernel: the runtime re-made from its record with
+        # the broker's context, which holds no kernel manager and outlives nothing.
+        started.keep_after_exit()
+        record = started.record()
+        runtime = RUNTIMES[record["kind"]].from_record(record, self._context(kernel_id))
+        placement = runtime.placement()
         kernel = BrokeredKernel(
             kernel_id=kernel_id,
             user=user.name,
             environment_id=env_id,
-            container_id=provisioner.container_id or "",
-            container_name=service.service_name if service else provisioner.container_name or "",
-            image=provisioner.image or "",
-            gpus=list(service.gpus if service else launch.gpus.ids or ()),
-            connection_copy=provisioner._connection_copy,
-            service=service,
+            runtime=runtime,
+            gpus=list(placement["gpus"] if placement else launch.gpus.ids or ()),
+            ports=list(preparation.cached_ports),
         )
         self.kernels[kernel_id] = kernel
         km.cleanup_connection_file()  # the container has its own copy
@@ -295,21 +294,29 @@ class KernelBroker:
 
     # -- life -----------------------------------------------------------------------
 
+    def _context(self, kernel_id: str) -> RuntimeContext:
+        """Where the broker's kernels run: no kernel manager here, and they outlive the
+        broker (nothing removed at its exit, no kernel history kept)."""
+        return RuntimeContext(
+            kernel_id=kernel_id,
+            log=self.log,
+            docker=self.services.docker,
+            docker_host=self.config.docker_host or None,
+            owned=False,
+        )
+
     async def state(self, kernel: BrokeredKernel) -> dict[str, Any]:
-        return await asyncio.to_thread(kernel_record.kernel_state, self.services.docker(), kernel)
+        return await kernel_record.kernel_state(kernel)
 
     async def signal(self, kernel: BrokeredKernel, name: str) -> None:
-        client = self.services.docker()
-        await asyncio.to_thread(kernel_record.deliver_signal, client, kernel, name)
+        await kernel_record.deliver_signal(kernel, name)
 
     async def logs(self, kernel: BrokeredKernel) -> str:
-        return await asyncio.to_thread(kernel_record.log_lines, self.services.docker(), kernel)
+        return await kernel.runtime.logs()
 
     async def stop(self, kernel: BrokeredKernel) -> None:
         """Remove the container (and the connection file copy) and forget the kernel."""
-        await asyncio.to_thread(kernel_record.remove, self.services.docker(), kernel)
-        if kernel.connection_copy:
-            Path(kernel.connection_copy).unlink(missing_ok=True)
+        await kernel_record.remove(kernel)
         self.kernels.pop(kernel.kernel_id, None)
         self.log.info("Kernel %s of %s stopped", kernel.kernel_id, kernel.user)
 
@@ -332,6 +339,7 @@ class KernelBroker:
             orphans.this_instance().id,
             self.config.scheduler == "swarm",
             self.config.swarm_gpu_resource,
+            self._context,
             self.log,
         )
         for kernel in found:

@@ -43,7 +43,7 @@ from ..config import GpuEnv
 from ..config_check import load_checked_config
 from ..environments.model import Environment, kernel_name_for
 from ..errors import EnvironmentNotFound, GpuEnvError
-from ..provisioning import orphans
+from ..provisioning.container import orphans
 from ..provisioning.kernel_side import CURVE_IPYKERNEL, curve_capable
 from ..provisioning.kernelspecs import RESOURCES, kernelspec_dict
 from ..services import Services, shared_services

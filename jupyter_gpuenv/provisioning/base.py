@@ -20,7 +20,7 @@ from ..environments.model import Environment
 from ..errors import EnvironmentNotFound, PolicyViolation
 from ..services import Services, shared_services
 from .errors import KernelRefused, KernelStartFailed
-from .policy import EffectiveLaunch, enforce_policy
+from .policy.launch_policy import EffectiveLaunch, enforce_policy
 
 
 class GpuEnvProvisionerMixin(LoggingConfigurable):
@@ -52,6 +52,12 @@ class GpuEnvProvisionerMixin(LoggingConfigurable):
             own["environment_id"] = kwargs.pop("environment_id")
         self.requested_config = dict(kwargs)
         super().__init__(**own)
+
+    def use(self, config: GpuEnv, services: Services) -> None:
+        """Run under this configuration and these services instead of the server's (the
+        broker's, per Hub user)."""
+        self._gpuenv_config = config
+        self._services = services
 
     @property
     def gpuenv_config(self) -> GpuEnv:

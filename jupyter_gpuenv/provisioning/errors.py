@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tornado.web import HTTPError
 
-from ..errors import DockerUnavailable, KernelStartError, PolicyViolation
+from ..errors import DockerUnavailable, GpuEnvError, KernelStartError, PolicyViolation
 
 
 class KernelStartFailed(KernelStartError, HTTPError):
@@ -41,6 +41,20 @@ class KernelDisconnected(DockerUnavailable, HTTPError):
     def __init__(self, message: str) -> None:
         DockerUnavailable.__init__(self, message)
         HTTPError.__init__(self, 503, message, reason="Kernel disconnected from Docker")
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class SignalNotDelivered(GpuEnvError, HTTPError):
+    """The runtime cannot deliver that signal to the kernel (409): it ended meanwhile, or a
+    signal cannot cross to the node it runs on."""
+
+    status = 409
+
+    def __init__(self, message: str) -> None:
+        GpuEnvError.__init__(self, message)
+        HTTPError.__init__(self, 409, message, reason="Signal not delivered")
 
     def __str__(self) -> str:
         return self.message

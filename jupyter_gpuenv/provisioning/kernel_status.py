@@ -16,7 +16,6 @@ from typing import Any
 from ..environments.model import Environment
 from ..kernel.gpu_snapshot import GpuSnapshot
 from .kernel_history import known_history
-from .swarm_kernel import kernel_placement
 
 
 @dataclass
@@ -133,3 +132,10 @@ def _round(value: float | None) -> float | None:
 
 def _iso(value: float | None) -> str | None:
     return None if value is None else datetime.fromtimestamp(value, UTC).isoformat()
+
+
+def kernel_placement(provisioner: object) -> dict[str, Any] | None:
+    """Node and GPUs of a kernel that runs on another host; None for any other kernel."""
+    placement = getattr(provisioner, "placement", None)
+    found = placement() if callable(placement) else None
+    return found if isinstance(found, dict) else None

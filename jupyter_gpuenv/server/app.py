@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
 
-from ..config import GpuEnv
 from ..config_check import checked_config
-from ..environments.catalog import Catalog
-from ..gpu.sampler import GpuSampler, build_gpu_sampler
+from ..gpu.sampler import build_gpu_sampler
+from ..provisioning.container.orphans import start_orphan_sweep
 from ..provisioning.kernelspecs import GpuEnvKernelSpecManager
-from ..provisioning.orphans import start_orphan_sweep
 from ..services import Services
 from . import (
     cluster_api,
@@ -28,24 +25,7 @@ from . import (
 )
 from .gpu_reclaimer import GpuIdleReclaimer
 from .notebook_hook import NotebookRecordHook, install_notebook_hook
-
-
-@dataclass
-class ServerState:
-    """What handlers reach through ``self.gpuenv``: the services and the server's sampler."""
-
-    services: Services
-    gpu_sampler: GpuSampler
-    server: Any
-    reclaimer: GpuIdleReclaimer | None = None
-
-    @property
-    def config(self) -> GpuEnv:
-        return self.services.config
-
-    @property
-    def catalog(self) -> Catalog:
-        return self.services.catalog
+from .state import ServerState
 
 
 class GpuEnvExtension(ExtensionApp):
@@ -80,7 +60,9 @@ class GpuEnvExtension(ExtensionApp):
         # client saves them; an admin's own pre_save_hook runs first and stays.
         hook = NotebookRecordHook(self.state, self.log)
         install_notebook_hook(serverapp.contents_manager, hook, self.log)
-        self.state.reclaimer = GpuIdleReclaimer(self.state, self.log)
+        self.state.reclaimer = GpuIdleReclaimer(
+            config, sampler, serverapp.kernel_manager, self.log
+        )
         self.state.reclaimer.start()
         # Kernel containers left by a server that died (kill -9) are removed in the
         # background, so a slow or absent Docker never delays startup.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
@@ -11,9 +11,7 @@ from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
 
 from ..errors import GpuEnvError
-
-if TYPE_CHECKING:
-    from .app import ServerState
+from .state import ServerState
 
 AUTH_RESOURCE = "gpuenv"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..provisioning.swarm_kernel import kernel_placement
+from ..provisioning.kernel_status import kernel_placement
 from .base import GpuEnvHandler, authorized, web
 
 

@@ -14,16 +14,15 @@ import logging
 import time
 from collections import deque
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tornado.ioloop import PeriodicCallback
 
+from ..config import GpuEnv
+from ..gpu.sampler import GpuSampler
 from ..provisioning.gpu_reclaim import check_interval, decide
 from ..provisioning.kernel_history import history_of, known_history
 from ..provisioning.kernel_status import gpu_use_by_kernel, idle_seconds
-
-if TYPE_CHECKING:
-    from .app import ServerState
 
 RECENT = 20
 
@@ -31,8 +30,16 @@ RECENT = 20
 class GpuIdleReclaimer:
     """Warns about, then shuts down, kernels holding GPU memory while idle."""
 
-    def __init__(self, state: ServerState, log: logging.Logger) -> None:
-        self.state = state
+    def __init__(
+        self,
+        config: GpuEnv,
+        sampler: GpuSampler,
+        kernel_manager: Any,
+        log: logging.Logger,
+    ) -> None:
+        self.config = config
+        self.sampler = sampler
+        self.kernel_manager = kernel_manager  # the server's MultiKernelManager
         self.log = log
         self.reclaimed: deque[dict[str, Any]] = deque(maxlen=RECENT)
         self._callback: PeriodicCallback | None = None
@@ -40,7 +47,7 @@ class GpuIdleReclaimer:
 
     @property
     def timeout(self) -> float:
-        return float(self.state.config.gpu_idle_timeout or 0)
+        return float(self.config.gpu_idle_timeout or 0)
 
     def start(self) -> None:
         if self.timeout <= 0 or self._callback is not None:
@@ -70,10 +77,10 @@ class GpuIdleReclaimer:
             self._busy = False
 
     async def _check(self) -> None:
-        sample = await self.state.gpu_sampler.current()
+        sample = await self.sampler.current()
         uses = gpu_use_by_kernel(sample.snapshot)
-        mkm = self.state.server.kernel_manager
-        config, now = self.state.config, time.time()
+        mkm = self.kernel_manager
+        config, now = self.config, time.time()
         for kernel_id in list(mkm.list_kernel_ids()):
             try:
                 manager = mkm.get_kernel(kernel_id)

@@ -20,15 +20,13 @@ import json
 import logging
 import sqlite3
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..environments.fingerprint import environment_fingerprint
 from ..environments.model import KERNEL_NAME_PREFIX, Environment
 from ..environments.notebook_record import METADATA_KEY, build_record, same_recorded_content
 from ..kernel.gpu_snapshot import GpuSnapshot
-
-if TYPE_CHECKING:
-    from .app import ServerState
+from .state import ServerState
 
 NO_KERNEL = object()
 MAX_EXISTING_BYTES = 64 * 1024 * 1024

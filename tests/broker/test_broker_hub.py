@@ -20,7 +20,7 @@ import pytest
 
 from jupyter_gpuenv.docker import labels
 from jupyter_gpuenv.environments.model import environment_id
-from jupyter_gpuenv.provisioning.container_spec import CONNECTION_FILE_IN_CONTAINER
+from jupyter_gpuenv.provisioning.container.request import CONNECTION_FILE_IN_CONTAINER
 from tests.broker.accounts import groups_of
 from tests.broker.conftest import ALICE, BOB, CAROL, GROUP, GROUP_DATA
 from tests.broker.hub_broker import DOCKER_SOCKET, BrokerHub

@@ -23,11 +23,11 @@ from jupyter_client.blocking import BlockingKernelClient
 
 from jupyter_gpuenv.broker.kernel_record import NotYours
 from jupyter_gpuenv.broker.kernels import KernelBroker
+from jupyter_gpuenv.broker.rules import HubUser
 from jupyter_gpuenv.config import GpuEnv
 from jupyter_gpuenv.docker import labels
 from jupyter_gpuenv.errors import PolicyViolation
-from jupyter_gpuenv.provisioning import orphans
-from jupyter_gpuenv.provisioning.broker_rules import HubUser
+from jupyter_gpuenv.provisioning.container import orphans
 from jupyter_gpuenv.services import Services
 from tests.provisioning.server_process import make_shared_dir
 from tests.support.docker_engine import running_in_ci

@@ -21,11 +21,11 @@ from jupyter_client.blocking import BlockingKernelClient
 
 from jupyter_gpuenv.broker.kernel_record import Conflict
 from jupyter_gpuenv.broker.kernels import KernelBroker
+from jupyter_gpuenv.broker.rules import HubUser
 from jupyter_gpuenv.config import GpuEnv
 from jupyter_gpuenv.docker import labels
 from jupyter_gpuenv.errors import PolicyViolation
-from jupyter_gpuenv.provisioning import orphans
-from jupyter_gpuenv.provisioning.broker_rules import HubUser
+from jupyter_gpuenv.provisioning.container import orphans
 from jupyter_gpuenv.services import Services
 from tests.provisioning.server_process import make_shared_dir
 from tests.support.docker_engine import running_in_ci
@@ -131,8 +131,8 @@ async def test_a_users_swarm_kernel_runs_as_them_with_a_gpu_of_its_node(
     again = KernelBroker(broker.config, broker.services, broker.rules)
     assert await again.reattach() == 1
     taken_back = again.of(user.name, kernel["kernel_id"])
-    assert taken_back.service is not None
-    assert taken_back.service.node_name == placement["node"]
+    assert taken_back.runtime.placement() is not None
+    assert taken_back.runtime.placement()["node"] == placement["node"]
     assert taken_back.gpus == kernel["gpus"]
     await again.stop(taken_back)
     broker.kernels.clear()

@@ -18,7 +18,7 @@ import uuid
 import pytest
 
 from jupyter_gpuenv.docker import labels
-from jupyter_gpuenv.provisioning.swarm import assigned_gpus
+from jupyter_gpuenv.provisioning.container.swarm.swarm_service import assigned_gpus
 from tests.provisioning.server_process import ServerProcess, make_shared_dir
 from tests.support.swarm import GPU_ENV, GPU_KIND, SwarmCluster
 from tests.support.waits import eventually

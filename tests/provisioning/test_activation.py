@@ -7,7 +7,7 @@ import json
 import os
 import time
 
-from jupyter_gpuenv.provisioning.activation import (
+from jupyter_gpuenv.provisioning.local.activation import (
     activate_scripts_delta,
     activated_env,
     conda_activation,

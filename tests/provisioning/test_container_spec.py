@@ -6,12 +6,16 @@ import os
 
 import pytest
 from docker.types import DeviceRequest
+from jupyter_gpuenv.provisioning.policy.launch_policy.kernel_user import KernelUser
+from jupyter_gpuenv.provisioning.policy.launch_policy.launch_gate import check_create_arguments
 
 from jupyter_gpuenv.docker import labels
 from jupyter_gpuenv.docker.nvidia_runtime import GpuRuntime
 from jupyter_gpuenv.doctor.docker_gpus import gpu_problem
 from jupyter_gpuenv.gpu_set import GpuSet
-from jupyter_gpuenv.provisioning.container_spec import (
+from jupyter_gpuenv.provisioning.container.gpu_request import plan_gpus
+from jupyter_gpuenv.provisioning.container.orphans import ServerInstance
+from jupyter_gpuenv.provisioning.container.request import (
     CONNECTION_FILE_IN_CONTAINER,
     WRITABLE_CONNECTION_FILE,
     WRITABLE_RUN_IN_CONTAINER,
@@ -25,10 +29,6 @@ from jupyter_gpuenv.provisioning.container_spec import (
     working_dir,
 )
 from jupyter_gpuenv.provisioning.errors import KernelStartFailed
-from jupyter_gpuenv.provisioning.gpu_request import plan_gpus
-from jupyter_gpuenv.provisioning.kernel_user import KernelUser
-from jupyter_gpuenv.provisioning.launch_gate import check_create_arguments
-from jupyter_gpuenv.provisioning.orphans import ServerInstance
 
 NVIDIA = GpuRuntime("nvidia", "test host with the toolkit")
 CDI = GpuRuntime("cdi", "test host with CDI specs")

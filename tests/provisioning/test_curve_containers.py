@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from jupyter_gpuenv.docker import labels
-from jupyter_gpuenv.provisioning.container_spec import WRITABLE_CONNECTION_FILE
+from jupyter_gpuenv.provisioning.container.request import WRITABLE_CONNECTION_FILE
 from tests.provisioning.conftest import kernel_containers
 from tests.provisioning.server_process import ServerProcess, make_shared_dir
 from tests.support.docker_engine import running_in_ci

@@ -268,14 +268,17 @@ async def test_settings_environment_and_kernel_side(
 
 
 async def test_provisioner_info_reattaches_to_the_container(jp_fetch, jp_serverapp, docker_client):
-    from jupyter_gpuenv.provisioning.docker import DockerProvisioner
+    from jupyter_gpuenv.provisioning.container.provisioner import DockerProvisioner
 
     env = await environment_named(jp_fetch, "plain")
     kernel_id = await start_kernel(jp_fetch, env["kernel_name"])
     km = jp_serverapp.kernel_manager.get_kernel(kernel_id)
     info = await km.provisioner.get_provisioner_info()
-    assert info["container_id"] == km.provisioner.container_id
+    assert info["runtime"]["kind"] == "engine"
+    assert info["runtime"]["container_id"] == km.provisioner.container_id
     assert info["environment_id"] == env["id"]
+    # The runtime's record survives JSON (a server persists it as such).
+    info["runtime"] = json.loads(json.dumps(info["runtime"]))
 
     # Another provisioner (e.g. after a failover) finds the same running container.
     restored = DockerProvisioner(kernel_id=kernel_id, kernel_spec=km.kernel_spec, parent=km)

@@ -11,7 +11,7 @@ import json
 import pytest
 
 from jupyter_gpuenv.docker import labels
-from jupyter_gpuenv.provisioning.kernel_layer import find_layer
+from jupyter_gpuenv.provisioning.container.kernel_layer import find_layer
 from tests.provisioning.conftest import Collect, environment_named, kernel_containers
 from tests.provisioning.kernel_ws import KernelSocket
 from tests.support.server_config import server_config

@@ -17,6 +17,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from jupyter_gpuenv.provisioning.policy.launch_policy.launch_gate import check_create_arguments
+from jupyter_gpuenv.provisioning.policy.launch_policy.launch_policy import (
+    DOCKER_KEYS,
+    enforce_policy,
+)
 from traitlets.config import Config
 
 from jupyter_gpuenv.config import GpuEnv
@@ -26,18 +31,16 @@ from jupyter_gpuenv.environments.model import environment_id, kernel_name_for
 from jupyter_gpuenv.environments.snapshot import environment_from_json
 from jupyter_gpuenv.errors import PolicyViolation
 from jupyter_gpuenv.gpu_set import GpuSet
-from jupyter_gpuenv.provisioning.container_spec import (
+from jupyter_gpuenv.provisioning.container.gpu_request import plan_gpus
+from jupyter_gpuenv.provisioning.container.orphans import ServerInstance
+from jupyter_gpuenv.provisioning.container.request import (
     CONNECTION_FILE_IN_CONTAINER,
     ContainerRequest,
     allowance_for,
     create_arguments,
 )
 from jupyter_gpuenv.provisioning.errors import KernelStartFailed
-from jupyter_gpuenv.provisioning.gpu_request import plan_gpus
 from jupyter_gpuenv.provisioning.kernel_side import KERNEL_SIDE_IN_CONTAINER
-from jupyter_gpuenv.provisioning.launch_gate import check_create_arguments
-from jupyter_gpuenv.provisioning.orphans import ServerInstance
-from jupyter_gpuenv.provisioning.policy import DOCKER_KEYS, enforce_policy
 
 IMAGE = "lab/torch:gate"
 SCRATCH = Path(tempfile.mkdtemp(prefix="gpuenv-gate-"))

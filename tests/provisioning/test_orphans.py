@@ -19,7 +19,7 @@ import textwrap
 import pytest
 
 from jupyter_gpuenv.docker import labels
-from jupyter_gpuenv.provisioning.orphans import (
+from jupyter_gpuenv.provisioning.container.orphans import (
     private_connection_dir,
     process_start_time,
     remove_orphans,

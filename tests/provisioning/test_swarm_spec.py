@@ -10,13 +10,12 @@ import pytest
 
 from jupyter_gpuenv.docker import labels
 from jupyter_gpuenv.gpu_set import GpuSet
-from jupyter_gpuenv.provisioning.container_spec import (
+from jupyter_gpuenv.provisioning.container.orphans import ServerInstance
+from jupyter_gpuenv.provisioning.container.request import (
     CONNECTION_FILE_IN_CONTAINER,
     ContainerRequest,
 )
-from jupyter_gpuenv.provisioning.errors import KernelStartFailed
-from jupyter_gpuenv.provisioning.orphans import ServerInstance
-from jupyter_gpuenv.provisioning.swarm_spec import (
+from jupyter_gpuenv.provisioning.container.swarm.service_spec import (
     PORT_NAMES,
     PORT_RANGE,
     PORTS_LABEL,
@@ -29,6 +28,7 @@ from jupyter_gpuenv.provisioning.swarm_spec import (
     swarm_gpu_count,
     task_template,
 )
+from jupyter_gpuenv.provisioning.errors import KernelStartFailed
 
 
 def request(tmp_path, **settings) -> ContainerRequest:

@@ -17,7 +17,7 @@ from pathlib import Path
 import docker
 
 from jupyter_gpuenv.docker import labels
-from jupyter_gpuenv.provisioning.kernel_layer import find_layer
+from jupyter_gpuenv.provisioning.container.kernel_layer import find_layer
 from tests.support.venvs import make_venv
 
 

@@ -15,18 +15,18 @@ from typing import Any
 
 from docker.types import Mount
 
-from ..docker import labels
-from ..gpu_set import GpuSet
-from ..kernel import KERNEL_PACKAGE
-from .errors import KernelStartFailed
-from .kernel_side import (
+from ...docker import labels
+from ...gpu_set import GpuSet
+from ...kernel import KERNEL_PACKAGE
+from ..errors import KernelStartFailed
+from ..kernel_side import (
     KERNEL_SIDE_IN_CONTAINER,
     ipykernel_argv,
     kernel_side_env,
     kernel_side_sources,
 )
-from .kernel_user import KernelUser, parse_user
-from .launch_gate import (
+from ..policy.kernel_user import KernelUser, parse_user
+from ..policy.launch_gate import (
     NO_NEW_PRIVILEGES,
     LaunchAllowance,
     MountGrant,

@@ -24,7 +24,7 @@ from typing import Any
 from ..config import GpuEnv
 from ..errors import PolicyViolation
 from ..gpu_set import GpuSet
-from .kernel_user import KernelUser
+from ..provisioning.policy.kernel_user import KernelUser
 
 RULE_KEYS = frozenset(
     {

@@ -31,13 +31,13 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from ..docker import labels
-from ..docker.runs import run_in_image
-from ..errors import GpuEnvError
-from ..kernel import interpreter_facts
-from .errors import KernelStartFailed
-from .kernel_side import CURVE_IPYKERNEL, CURVE_IPYKERNEL_PYTHON
-from .start_progress import StartProgress
+from ...docker import labels
+from ...docker.runs import run_in_image
+from ...errors import GpuEnvError
+from ...kernel import interpreter_facts
+from ..errors import KernelStartFailed
+from ..kernel_side import CURVE_IPYKERNEL, CURVE_IPYKERNEL_PYTHON
+from ..start_progress import StartProgress
 
 LAYER_REPOSITORY = "gpuenv-kernel-layer"
 WHEELS_DIR = "gpuenv-wheels"

@@ -19,8 +19,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import PolicyViolation
-from ..gpu_set import GpuSet, GpuSetError
+from ...errors import PolicyViolation
+from ...gpu_set import GpuSet, GpuSetError
 from .kernel_user import KernelUser, UserSpecError, group_name, parse_user
 
 # Keys the Docker provisioner sets; anything else reaching Docker is refused.

@@ -12,7 +12,7 @@ import asyncio
 import time
 from typing import Any
 
-from .errors import KernelStartFailed
+from ..errors import KernelStartFailed
 
 READY_POLL = 0.05
 STATE_CHECK_EVERY = 5  # readiness polls between two container state checks

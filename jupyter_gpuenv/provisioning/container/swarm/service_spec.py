@@ -27,9 +27,11 @@ from docker.types import (
 )
 from docker.utils import parse_bytes
 
-from ..docker import labels
-from ..gpu_set import GpuSet
-from .container_spec import (
+from ....docker import labels
+from ....gpu_set import GpuSet
+from ...errors import KernelStartFailed
+from ...kernel_side import ipykernel_argv
+from ..request import (
     CONDA_IN_IMAGE_ACTIVATE,
     CONNECTION_FILE_IN_CONTAINER,
     CONTAINER_HOME,
@@ -41,8 +43,6 @@ from .container_spec import (
     resource_limits,
     working_dir,
 )
-from .errors import KernelStartFailed
-from .kernel_side import ipykernel_argv
 
 # Swarm mounts secrets under /run/secrets/<file name> in the task's container.
 SECRETS_DIR = "/run/secrets"

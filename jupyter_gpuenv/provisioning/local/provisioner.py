@@ -17,19 +17,19 @@ from typing import Any
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning import LocalProvisioner
 
-from ..gpu_set import GpuSet
-from . import kernel_history, start_progress
-from .activation import activated_env
-from .base import GpuEnvProvisionerMixin
-from .errors import KernelStartFailed
-from .kernel_side import (
+from ...gpu_set import GpuSet
+from .. import kernel_history, start_progress
+from ..base import GpuEnvProvisionerMixin
+from ..errors import KernelStartFailed
+from ..kernel_side import (
     START_WARNING_ENV,
     ipykernel_argv,
     kernel_side_env,
     local_kernel_side_dir,
     use_curve,
 )
-from .policy import LOCAL_KEYS, EffectiveLaunch, local_gpu_environment
+from ..policy.launch_policy import LOCAL_KEYS, EffectiveLaunch, local_gpu_environment
+from .activation import activated_env
 
 
 # LocalProvisioner's metaclass derives from traitlets' and ABCMeta; mypy cannot see it.

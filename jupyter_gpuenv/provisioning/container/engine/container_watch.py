@@ -17,8 +17,8 @@ from typing import Any
 import requests
 from docker.errors import APIError, DockerException, NotFound
 
-from ..docker.client import DaemonUnreachable, forget, unreachable_message
-from . import kernel_history
+from ....docker.client import DaemonUnreachable, forget, unreachable_message
+from ... import kernel_history
 
 # The Docker API did not answer (daemon stopped, socket gone): a state, not a kernel death.
 UNREACHABLE = (DaemonUnreachable, requests.RequestException, DockerException)

@@ -20,13 +20,13 @@ from typing import Any
 
 from docker.errors import APIError, NotFound
 
-from ..docker import labels
-from ..docker.runs import explanation
-from .container_spec import ContainerRequest
-from .errors import KernelStartFailed
-from .readiness import port_open
-from .start_progress import StartProgress
-from .swarm_spec import (
+from ....docker import labels
+from ....docker.runs import explanation
+from ...errors import KernelStartFailed
+from ...start_progress import StartProgress
+from ..readiness import port_open
+from ..request import ContainerRequest
+from .service_spec import (
     PORT_NAMES,
     ServiceRequest,
     connection_payload,
@@ -364,12 +364,3 @@ def _remove_secret(client: Any, secret_id: str, attempts: int = 20) -> None:
                 return
         time.sleep(0.25)
     _log.warning("Secret %s still in use; not removed", secret_id)
-
-
-def interrupt(km: Any) -> None:
-    """An interrupt_request on the control channel, which reaches a kernel on any host."""
-    msg = km.session.msg("interrupt_request", content={})
-    km._connect_control_socket()
-    km.session.send(km._control_socket, msg)
-
-

@@ -35,8 +35,8 @@ from typing import Any
 
 from jupyter_core.paths import jupyter_runtime_dir
 
-from ..docker import labels
-from ..docker.client import DaemonUnreachable, docker_client
+from ...docker import labels
+from ...docker.client import DaemonUnreachable, docker_client
 
 _log = logging.getLogger(__name__)
 

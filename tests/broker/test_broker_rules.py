@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from jupyter_gpuenv.broker import rules as broker_rules
+from jupyter_gpuenv.broker.rules import HubUser, RuleError
 from jupyter_gpuenv.config import GpuEnv
 from jupyter_gpuenv.errors import PolicyViolation
 from jupyter_gpuenv.gpu_set import GpuSet
-from jupyter_gpuenv.provisioning import broker_rules
-from jupyter_gpuenv.provisioning.broker_rules import HubUser, RuleError
 
 ALICE = HubUser("alice", ("vision", "nlp"), 2001, 2001, "/home/alice")
 

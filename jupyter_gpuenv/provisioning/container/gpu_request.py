@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 from docker.types import DeviceRequest
 
-from ..docker.nvidia_runtime import GpuRuntime
-from ..gpu_set import GpuSet
-from .errors import KernelStartFailed
+from ...docker.nvidia_runtime import GpuRuntime
+from ...gpu_set import GpuSet
+from ..errors import KernelStartFailed
 
 DRIVER_CAPABILITIES = "compute,utility"
 

@@ -21,11 +21,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import GpuEnv
-from ..environments.model import Environment
-from ..errors import PolicyViolation
-from ..gpu.grant import NVIDIA_VISIBLE_DEVICES, read_user_grant
-from ..gpu_set import GpuSet, GpuSetError, gpu_key
+from ...config import GpuEnv
+from ...environments.model import Environment
+from ...errors import PolicyViolation
+from ...gpu.grant import NVIDIA_VISIBLE_DEVICES, read_user_grant
+from ...gpu_set import GpuSet, GpuSetError, gpu_key
 from .kernel_user import check_user
 from .request_shapes import drop_misshapen
 

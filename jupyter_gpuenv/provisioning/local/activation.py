@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..environments.prefix_reader import activation_env_vars
+from ...environments.prefix_reader import activation_env_vars
 
 SCRIPT_TIMEOUT = 30.0
 
