@@ -73,7 +73,7 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
         return RuntimeContext(
             kernel_id=self.kernel_id or "",
             log=self.log,
-            docker=self.services.docker,
+            docker=lambda ping: self.services.docker(ping),
             docker_host=config.docker_host or None,
             manager=self.parent,
             broker_url=config.broker_url,

@@ -44,11 +44,15 @@ class RuntimeContext:
 
     kernel_id: str
     log: logging.Logger
-    docker: Callable[[], DockerClient]
+    docker: Callable[[bool], DockerClient]  # ping: whether to check that Docker answers
     docker_host: str | None = None
     manager: KernelManager | None = None
     broker_url: str = ""
     owned: bool = True
+
+    def client(self, ping: bool = False) -> DockerClient:
+        """The Docker client of the kernel's engine or Swarm manager."""
+        return self.docker(ping)
 
 
 @dataclass

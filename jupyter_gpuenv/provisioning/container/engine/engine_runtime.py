@@ -56,7 +56,7 @@ class EngineRuntime(KernelRuntime):
         preparation, progress = start.preparation, start.progress
         self._exit_recorded = False
         try:
-            client = await asyncio.to_thread(self.context.docker)
+            client = await asyncio.to_thread(self.context.client, True)
         except DaemonUnreachable as err:
             raise KernelStartFailed(err.message) from err
         await asyncio.to_thread(orphans.remove_orphans_once, client, self.log)
@@ -117,7 +117,7 @@ class EngineRuntime(KernelRuntime):
         if self.container_id is None:
             return 0
         try:
-            client = self.context.docker()
+            client = self.context.client()
             state = await asyncio.to_thread(container_state, client, self.container_id)
         except NotFound:
             self._docker_back()
@@ -141,7 +141,7 @@ class EngineRuntime(KernelRuntime):
             return
         name = signal.Signals(signum).name
         try:
-            await asyncio.to_thread(self.context.docker().api.kill, self.container_id, name)
+            await asyncio.to_thread(self.context.client().api.kill, self.container_id, name)
         except NotFound:
             pass
         except APIError as err:
@@ -158,7 +158,7 @@ class EngineRuntime(KernelRuntime):
 
     async def remove(self, requested: bool = True) -> None:
         try:
-            client = self.context.docker()
+            client = self.context.client()
         except DaemonUnreachable as err:
             self.log.warning(
                 "Kernel %s: container %s not removed: %s",
@@ -175,7 +175,7 @@ class EngineRuntime(KernelRuntime):
         if self.container_id is None:
             return ""
         try:
-            client = self.context.docker()
+            client = self.context.client()
             container = await asyncio.to_thread(client.containers.get, self.container_id)
         except NotFound:
             return ""

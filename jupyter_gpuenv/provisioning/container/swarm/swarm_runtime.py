@@ -16,7 +16,7 @@ import pathlib
 import signal
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq
 from docker import DockerClient
@@ -28,7 +28,7 @@ from ....docker.runs import explanation
 from ....gpu_set import GpuSet
 from ...errors import KernelStartFailed, SignalNotDelivered
 from .. import orphans
-from ..control_channel import interrupt
+from ..control_channel import ControlChannel
 from ..runtime import KernelRuntime, KernelStart, RuntimeContext, record_text
 from .service_spec import swarm_gpu_count, swarm_gpu_environment
 from .swarm_service import (
@@ -43,6 +43,9 @@ from .swarm_service import (
     task_exit_code,
 )
 
+if TYPE_CHECKING:
+    from jupyter_client.manager import KernelManager
+
 ENDING_SIGNALS = (signal.SIGTERM, signal.SIGKILL)
 
 
@@ -55,6 +58,7 @@ class SwarmRuntime(KernelRuntime):
         super().__init__(context)
         self.service: SwarmPlacement | None = None
         self.image: str | None = None
+        self._control: ControlChannel | None = None
         self.connection_copy: str | None = None
 
     async def prepare(self, start: KernelStart) -> None:
@@ -66,7 +70,7 @@ class SwarmRuntime(KernelRuntime):
         preparation, km = start.preparation, start.manager
         config = preparation.owner.gpuenv_config
         try:
-            client = await asyncio.to_thread(self.context.docker)
+            client = await asyncio.to_thread(self.context.client, True)
         except DaemonUnreachable as err:
             raise KernelStartFailed(err.message) from err
         await asyncio.to_thread(orphans.remove_orphans_once, client, self.log)
@@ -130,7 +134,7 @@ class SwarmRuntime(KernelRuntime):
         if self.service is None:
             return 0
         try:
-            client = self.context.docker()
+            client = self.context.client()
             return await asyncio.to_thread(task_exit_code, client, self.service.service_id)
         except (APIError, DaemonUnreachable):
             return None  # cannot tell; a manager hiccup must not trigger a restart
@@ -144,9 +148,9 @@ class SwarmRuntime(KernelRuntime):
             return
         name = signal.Signals(signum).name
         if signum == signal.SIGINT and self.context.manager is not None:
-            interrupt(self.context.manager)
+            self._control_channel(self.context.manager).interrupt()
         elif signum in ENDING_SIGNALS:
-            client = self.context.docker()
+            client = self.context.client()
             await asyncio.to_thread(remove_service, client, self.service)
         elif signum == signal.SIGINT:
             raise SignalNotDelivered(
@@ -162,11 +166,13 @@ class SwarmRuntime(KernelRuntime):
     async def remove(self, requested: bool = True) -> None:
         placement, self.service = self.service, None
         self._remove_connection_copy()
+        if self._control is not None:
+            self._control.close()
         if placement is None:
             return
         _untrack(placement)
         try:
-            client = self.context.docker()
+            client = self.context.client()
             await asyncio.to_thread(remove_service, client, placement)
         except (APIError, DaemonUnreachable) as err:
             self.log.warning(
@@ -179,7 +185,7 @@ class SwarmRuntime(KernelRuntime):
     async def logs(self) -> str:
         if self.service is None:
             return ""
-        client = self.context.docker()
+        client = self.context.client()
         return await asyncio.to_thread(service_log_tail, client, self.service.service_id)
 
     def placement(self) -> dict[str, Any] | None:
@@ -192,6 +198,11 @@ class SwarmRuntime(KernelRuntime):
     def keep_after_exit(self) -> None:
         if self.service is not None:
             _untrack(self.service)
+
+    def _control_channel(self, km: KernelManager) -> ControlChannel:
+        if self._control is None:
+            self._control = ControlChannel(km)
+        return self._control
 
     def record(self) -> dict[str, Any]:
         service = self.service
