@@ -148,7 +148,7 @@ def report(label: str, ours: list[float], base: list[float], goal: float) -> Non
 
 async def bench_docker(image: str, runs: int, workdir: Path) -> None:
     ksm, envs = gpuenv_ksm({"docker_images": {"bench": image}}, workdir)
-    (env,) = envs
+    (env,) = [e for e in envs if e.name == "bench"]
     ours, raw = [], []
     await time_manager(
         AsyncKernelManager(kernel_name=env.kernel_name, kernel_spec_manager=ksm), cwd=str(workdir)
@@ -199,7 +199,7 @@ async def bench_conda(runs: int, workdir: Path) -> None:
 
 async def bench_concurrent(image: str, count: int, workdir: Path) -> None:
     ksm, envs = gpuenv_ksm({"docker_images": {"bench": image}}, workdir)
-    (env,) = envs
+    (env,) = [e for e in envs if e.name == "bench"]
     managers = [
         AsyncKernelManager(kernel_name=env.kernel_name, kernel_spec_manager=ksm)
         for _ in range(count)

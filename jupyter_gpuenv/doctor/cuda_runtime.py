@@ -22,6 +22,8 @@ import re
 import threading
 from typing import Any
 
+from docker import DockerClient
+
 from ..kernel.versions import format_major_minor, major_minor
 
 # conda package names, most telling first.
@@ -29,7 +31,7 @@ CONDA_PACKAGES = ("cuda-version", "cuda-cudart", "cudatoolkit")
 DIST_INFO = re.compile(r"^nvidia_cuda_runtime(?:_cu\d+)?-(\d+(?:\.\d+)+)\.dist-info$")
 
 
-def cuda_runtime_of(env: Any, docker_client: Any = None) -> tuple[str, str] | None:
+def cuda_runtime_of(env: Any, docker_client: DockerClient | None = None) -> tuple[str, str] | None:
     """``("12.1", "conda package cuda-cudart 12.1.105")`` or None when nothing says."""
     location = getattr(env, "location", None) or {}
     prefix = location.get("prefix")
@@ -75,7 +77,7 @@ _image_cache: dict[str, tuple[str, str] | None] = {}
 _image_lock = threading.Lock()
 
 
-def image_runtime(client: Any, image: str) -> tuple[str, str] | None:
+def image_runtime(client: DockerClient, image: str) -> tuple[str, str] | None:
     """``CUDA_VERSION`` of an image's environment; remembered per image id."""
     with _image_lock:
         if image in _image_cache:

@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from docker import DockerClient
+
 from ..docker.client import docker_client
 from ..docker.nvidia_runtime import read_runtime
 from ..errors import DockerUnavailable
@@ -50,7 +52,9 @@ def restrict_to_grant(status: dict[str, Any], grant: GpuSet) -> dict[str, Any]:
     return restricted
 
 
-def docker_nvidia_runtime(client: Any = None, docker_host: str | None = None) -> bool | None:
+def docker_nvidia_runtime(
+    client: DockerClient | None = None, docker_host: str | None = None
+) -> bool | None:
     """Whether containers of the Docker engine can get NVIDIA GPUs; None when it is down.
 
     The same detector the provisioners use (:mod:`jupyter_gpuenv.docker.nvidia_runtime`),

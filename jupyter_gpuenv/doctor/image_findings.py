@@ -7,7 +7,7 @@ another image after the next pull or build: the fix names the digest or a versio
 
 from __future__ import annotations
 
-from typing import Any
+from docker import DockerClient
 
 from ..config import GpuEnv
 from ..environments.image_pins import image_digest, moving_tag, versioned_tags
@@ -15,7 +15,9 @@ from ..environments.model import Environment
 from ..kernel.compatibility import Finding
 
 
-def image_findings(env: Environment, config: GpuEnv | None, client: Any) -> list[Finding]:
+def image_findings(
+    env: Environment, config: GpuEnv | None, client: DockerClient | None
+) -> list[Finding]:
     """Findings for a Docker environment's entry and image reference (none for others)."""
     if env.kind != "docker":
         return []
@@ -44,7 +46,7 @@ def image_findings(env: Environment, config: GpuEnv | None, client: Any) -> list
     return [Finding("warning", message, _pin_fix(env, reference, client))]
 
 
-def _pin_fix(env: Environment, reference: str, client: Any) -> str:
+def _pin_fix(env: Environment, reference: str, client: DockerClient | None) -> str:
     image = env.location.get("image_id") or reference
     digest = image_digest(client, image, reference) if client is not None else None
     tags = list(env.location.get("tags") or [])

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import docker.errors
+from docker import DockerClient
 
 from ..docker import labels
 from ..docker.runs import short_error
@@ -52,7 +53,7 @@ def local_discovery(config: Any) -> bool:
 
 
 def image_candidates(
-    client: Any, config: Any, image_configs: ImageConfigs | None = None
+    client: DockerClient, config: Any, image_configs: ImageConfigs | None = None
 ) -> list[Candidate]:
     """Candidates for configured entries, then (unless disabled) labelled and PyTorch images."""
     found: list[Candidate] = []
@@ -112,7 +113,7 @@ def rejected_candidates(config: Any) -> list[Candidate]:
     return out
 
 
-def _configured_candidate(client: Any, name: str, entry: dict[str, Any]) -> Candidate:
+def _configured_candidate(client: DockerClient, name: str, entry: dict[str, Any]) -> Candidate:
     reference = entry["image"]
     try:
         info = client.api.inspect_image(reference)
@@ -131,7 +132,7 @@ def _configured_candidate(client: Any, name: str, entry: dict[str, Any]) -> Cand
 
 
 def _discovered_candidates(
-    client: Any, config: Any, skip_ids: set[str], image_configs: ImageConfigs
+    client: DockerClient, config: Any, skip_ids: set[str], image_configs: ImageConfigs
 ) -> list[Candidate]:
     """Labelled images (``docker_label_discovery``) and PyTorch images, one per image id."""
     labelled_only = not config.docker_discover_pytorch_images

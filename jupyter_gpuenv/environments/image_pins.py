@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import docker.errors
+from docker import DockerClient
 
 MOVING_TAGS = frozenset({"latest"})
 _IMAGE_ID = re.compile(r"^(sha256:)?[0-9a-f]{12,64}$")
@@ -59,7 +59,9 @@ class ImageDigest:
         )
 
 
-def image_digest(client: Any, image: str, reference: str | None = None) -> ImageDigest | None:
+def image_digest(
+    client: DockerClient, image: str, reference: str | None = None
+) -> ImageDigest | None:
     """The digest of a local image (``image``: id or reference), None when it is absent.
 
     Among several RepoDigests the one of ``reference``'s repository is chosen.

@@ -16,7 +16,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Any
+
+from docker import DockerClient
 
 from ..docker.runs import ContainerRun, ImageMissing, run_in_image
 from ..errors import DockerUnavailable
@@ -137,7 +138,9 @@ def probe_prefix(python: str, prefix: str, timeout: float) -> ProbeResult:
     return _interpret(run, timeout)
 
 
-def probe_image(client: Any, image_id: str, python: str | None, timeout: float) -> ProbeResult:
+def probe_image(
+    client: DockerClient, image_id: str, python: str | None, timeout: float
+) -> ProbeResult:
     """Probe an image in a short-lived container (``python3``, else ``python``, from its PATH)."""
     interpreters = [python] if python else ["python3", "python"]
     run: ContainerRun | None = None

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import docker.errors
+from docker import DockerClient
 
 VERSION_VARIABLES = ("PYTORCH_VERSION", "NVIDIA_PYTORCH_VERSION")
 UNTAGGED = "<none>:<none>"
@@ -96,7 +97,9 @@ class ImageConfigs:
         self._store = store
         self.inspected = 0  # images inspected by this process (tests and benchmarks read it)
 
-    def get_many(self, client: Any, image_ids: Iterable[str]) -> dict[str, ImageConfig | None]:
+    def get_many(
+        self, client: DockerClient, image_ids: Iterable[str]
+    ) -> dict[str, ImageConfig | None]:
         """Configs of ``image_ids``; unknown ones inspected in parallel (None: gone)."""
         wanted = list(dict.fromkeys(image_ids))
         with self._lock:
@@ -136,7 +139,7 @@ def _from_store(data: dict[str, Any] | None) -> ImageConfig | None:
     return ImageConfig(tuple(str(e) for e in data["env"]), dict(labels or {}))
 
 
-def _inspect(client: Any, image_id: str) -> ImageConfig | None:
+def _inspect(client: DockerClient, image_id: str) -> ImageConfig | None:
     try:
         info = client.api.inspect_image(image_id)
     except docker.errors.APIError:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import docker.errors
+from docker import DockerClient
 
 from ..docker import labels
 from ..docker.client import docker_client
@@ -123,7 +124,10 @@ class DockerContainerLabels:
     """
 
     def __init__(
-        self, client: Any = None, retry_after: float = 30.0, docker_host: str | None = None
+        self,
+        client: DockerClient | None = None,
+        retry_after: float = 30.0,
+        docker_host: str | None = None,
     ) -> None:
         self._client = client
         self._docker_host = docker_host

@@ -6,8 +6,6 @@ import os
 
 import pytest
 from docker.types import DeviceRequest
-from jupyter_gpuenv.provisioning.policy.launch_policy.kernel_user import KernelUser
-from jupyter_gpuenv.provisioning.policy.launch_policy.launch_gate import check_create_arguments
 
 from jupyter_gpuenv.docker import labels
 from jupyter_gpuenv.docker.nvidia_runtime import GpuRuntime
@@ -29,6 +27,8 @@ from jupyter_gpuenv.provisioning.container.request import (
     working_dir,
 )
 from jupyter_gpuenv.provisioning.errors import KernelStartFailed
+from jupyter_gpuenv.provisioning.policy.kernel_user import KernelUser
+from jupyter_gpuenv.provisioning.policy.launch_gate import check_create_arguments
 
 NVIDIA = GpuRuntime("nvidia", "test host with the toolkit")
 CDI = GpuRuntime("cdi", "test host with CDI specs")

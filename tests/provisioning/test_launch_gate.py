@@ -17,11 +17,6 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from jupyter_gpuenv.provisioning.policy.launch_policy.launch_gate import check_create_arguments
-from jupyter_gpuenv.provisioning.policy.launch_policy.launch_policy import (
-    DOCKER_KEYS,
-    enforce_policy,
-)
 from traitlets.config import Config
 
 from jupyter_gpuenv.config import GpuEnv
@@ -41,6 +36,11 @@ from jupyter_gpuenv.provisioning.container.request import (
 )
 from jupyter_gpuenv.provisioning.errors import KernelStartFailed
 from jupyter_gpuenv.provisioning.kernel_side import KERNEL_SIDE_IN_CONTAINER
+from jupyter_gpuenv.provisioning.policy.launch_gate import check_create_arguments
+from jupyter_gpuenv.provisioning.policy.launch_policy import (
+    DOCKER_KEYS,
+    enforce_policy,
+)
 
 IMAGE = "lab/torch:gate"
 SCRATCH = Path(tempfile.mkdtemp(prefix="gpuenv-gate-"))

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import pytest
-from jupyter_gpuenv.provisioning.policy.launch_policy.launch_policy import (
-    DOCKER_KEYS,
-    effective_gpus,
-    enforce_policy,
-    local_gpu_environment,
-    user_gpu_grant,
-)
 from traitlets.config import Config
 
 from jupyter_gpuenv.config import GpuEnv
 from jupyter_gpuenv.environments.model import Environment, environment_id, kernel_name_for
 from jupyter_gpuenv.errors import PolicyViolation
 from jupyter_gpuenv.gpu_set import GpuSet
+from jupyter_gpuenv.provisioning.policy.launch_policy import (
+    DOCKER_KEYS,
+    effective_gpus,
+    enforce_policy,
+    local_gpu_environment,
+    user_gpu_grant,
+)
 
 TORCH_IMAGE = "lab/torch:2.13-cpu"
 VISION_IMAGE = "lab/vision:1"

@@ -24,8 +24,8 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from docker import DockerClient
 from packaging.markers import default_environment
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
@@ -116,19 +116,19 @@ def _lock_for(base_id: str) -> threading.Lock:
         return _locks.setdefault(base_id, threading.Lock())
 
 
-def find_layer(client: Any, base_id: str) -> str | None:
+def find_layer(client: DockerClient, base_id: str) -> str | None:
     """The id of an existing kernel layer for ``base_id``, if one was built."""
     found = client.images.list(filters={"label": [f"{labels.LAYER_BASE_ID}={base_id}"]})
     return found[0].id if found else None
 
 
 def ensure_layer(
-    client: Any,
+    client: DockerClient,
     base_id: str,
     image_ref: str,
     python: str,
     timeout: float,
-    log: Any = None,
+    log: logging.Logger | None = None,
     progress: StartProgress | None = None,
 ) -> str:
     """The kernel-layer image id for the base image, building it once if needed.
@@ -191,7 +191,9 @@ def ensure_layer(
         lock.release()
 
 
-def probe_image_python(client: Any, image: str, python: str, timeout: float) -> ImagePython:
+def probe_image_python(
+    client: DockerClient, image: str, python: str, timeout: float
+) -> ImagePython:
     """The image's interpreter facts, from a short-lived container (removed afterwards)."""
     try:
         run = run_in_image(
@@ -297,7 +299,9 @@ def _requires_dist(wheel: Path) -> list[str]:
     return []
 
 
-def write_dockerfile(context: Path, base_id: str, target: ImagePython, client: Any) -> None:
+def write_dockerfile(
+    context: Path, base_id: str, target: ImagePython, client: DockerClient
+) -> None:
     """FROM the base image id, install from the wheels as root, restore the image's user."""
     pip_wheel = sorted(context.joinpath(WHEELS_DIR).glob("pip-*.whl"))[-1].name
     user = (client.images.get(base_id).attrs.get("Config") or {}).get("User") or ""
@@ -327,12 +331,12 @@ def write_dockerfile(context: Path, base_id: str, target: ImagePython, client: A
 
 
 def build_layer(
-    client: Any,
+    client: DockerClient,
     context: Path,
     base_id: str,
     image_ref: str,
     deadline: float,
-    log: Any,
+    log: logging.Logger,
     progress: StartProgress | None = None,
 ) -> str:
     """docker build, streaming progress to the log; returns the new image id."""
@@ -384,7 +388,7 @@ def build_layer(
 _has_ipykernel: dict[tuple[str, str], bool] = {}
 
 
-def image_has_ipykernel(client: Any, image_id: str, python: str, timeout: float) -> bool:
+def image_has_ipykernel(client: DockerClient, image_id: str, python: str, timeout: float) -> bool:
     """Probe an image the catalog has not described, once per image id and python."""
     key = (image_id, python)
     if key not in _has_ipykernel:

@@ -31,8 +31,9 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from docker import DockerClient
+from docker.models.containers import Container
 from jupyter_core.paths import jupyter_runtime_dir
 
 from ...docker import labels
@@ -133,7 +134,7 @@ def owner_alive(container_labels: dict[str, str], me: ServerInstance | None = No
     return True
 
 
-def find_orphans(client: Any) -> list[Any]:
+def find_orphans(client: DockerClient) -> list[Container]:
     """Kernel containers whose owning server is gone."""
     containers = client.containers.list(
         all=True, filters={"label": f"{labels.ROLE}=kernel"}, ignore_removed=True
@@ -142,7 +143,7 @@ def find_orphans(client: Any) -> list[Any]:
     return [c for c in containers if not owner_alive(c.labels or {}, me)]
 
 
-def remove_orphans(client: Any, log: Any = None) -> list[str]:
+def remove_orphans(client: DockerClient, log: logging.Logger | None = None) -> list[str]:
     """Remove orphaned kernel containers; returns their names."""
     log = log or _log
     removed = []
@@ -157,7 +158,7 @@ def remove_orphans(client: Any, log: Any = None) -> list[str]:
             container.name,
             (container.labels or {}).get(labels.KERNEL_ID, "?"),
         )
-        removed.append(container.name)
+        removed.append(str(container.name))
     return removed
 
 
@@ -178,7 +179,9 @@ def private_connection_dir(runtime_dir: str | None = None) -> str:
     return str(folder)
 
 
-def remove_stale_connection_files(runtime_dir: str | None = None, log: Any = None) -> list[str]:
+def remove_stale_connection_files(
+    runtime_dir: str | None = None, log: logging.Logger | None = None
+) -> list[str]:
     """Remove private folders of server processes that are gone, and loose copies."""
     base = Path(runtime_dir or jupyter_runtime_dir())
     removed: list[str] = []
@@ -217,7 +220,7 @@ _swept = False
 _swept_lock = threading.Lock()
 
 
-def remove_orphans_once(client: Any, log: Any = None) -> None:
+def remove_orphans_once(client: DockerClient, log: logging.Logger | None = None) -> None:
     """Sweep once per process (server start or first plain-client Docker kernel)."""
     global _swept
     with _swept_lock:
@@ -232,7 +235,7 @@ def remove_orphans_once(client: Any, log: Any = None) -> None:
     remove_orphan_services(client, log)
 
 
-def remove_orphan_services(client: Any, log: Any = None) -> list[str]:
+def remove_orphan_services(client: DockerClient, log: logging.Logger | None = None) -> list[str]:
     """On a Swarm manager: remove kernel services and secrets whose owning server is gone.
 
     Services and their connection secrets carry the same owner labels as containers.
@@ -273,7 +276,9 @@ def remove_orphan_services(client: Any, log: Any = None) -> list[str]:
     return removed
 
 
-def start_orphan_sweep(log: Any = None, docker_host: str | None = None) -> threading.Thread:
+def start_orphan_sweep(
+    log: logging.Logger | None = None, docker_host: str | None = None
+) -> threading.Thread:
     """Sweep in a background thread so a slow or absent daemon never delays startup."""
 
     def sweep() -> None:
@@ -311,7 +316,9 @@ def untrack(container_id: str) -> None:
         _live.pop(container_id, None)
 
 
-def remove_own_containers(docker_host: str | None = None, log: Any = None) -> list[str]:
+def remove_own_containers(
+    docker_host: str | None = None, log: logging.Logger | None = None
+) -> list[str]:
     """Remove every kernel container labelled with this process as its owner.
 
     A process about to exit calls it (the kernel launcher) to catch a container whose

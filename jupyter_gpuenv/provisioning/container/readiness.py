@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from typing import Any
+
+from docker import DockerClient
+from docker.models.containers import Container
 
 from ..errors import KernelStartFailed
 
@@ -21,7 +25,11 @@ PORT_NAMES = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port
 
 
 async def wait_until_ready(
-    client: Any, container: Any, connection_info: Any, timeout: float, image: str
+    client: DockerClient,
+    container: Container,
+    connection_info: Mapping[str, Any],
+    timeout: float,
+    image: str,
 ) -> None:
     """Until every kernel port accepts connections; fail fast if the container exits."""
     deadline = time.monotonic() + timeout
@@ -34,7 +42,7 @@ async def wait_until_ready(
             return
         polls += 1
         if polls % STATE_CHECK_EVERY == 1:
-            state = await asyncio.to_thread(container_state, client, container.id)
+            state = await asyncio.to_thread(container_state, client, str(container.id))
             if not state.get("Running"):
                 logs = await asyncio.to_thread(log_tail, container)
                 raise KernelStartFailed(
@@ -64,11 +72,11 @@ async def port_open(ip: str, port: int) -> bool:
     return True
 
 
-def container_state(client: Any, container_id: str) -> dict[str, Any]:
+def container_state(client: DockerClient, container_id: str) -> dict[str, Any]:
     return client.api.inspect_container(container_id).get("State") or {}
 
 
-def log_tail(container: Any) -> str:
+def log_tail(container: Container) -> str:
     try:
         raw = container.logs(stdout=True, stderr=True, tail=LOG_TAIL)
     except Exception as err:

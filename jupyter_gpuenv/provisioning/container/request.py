@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from docker.types import Mount
+from docker.types import DeviceRequest, Mount
 
 from ...docker import labels
 from ...gpu_set import GpuSet
@@ -90,7 +90,7 @@ class ContainerRequest:
     env_allowlist: list[str] = field(default_factory=list)
     image_env: list[str] = field(default_factory=list)
     gpu_environment: dict[str, str] = field(default_factory=dict)
-    device_requests: list[Any] = field(default_factory=list)
+    device_requests: list[DeviceRequest] = field(default_factory=list)
     allow_root: bool = False
     conda_prefix_in_image: str | None = None
     session_name: str | None = None

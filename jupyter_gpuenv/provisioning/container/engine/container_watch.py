@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 import requests
+from docker import DockerClient
 from docker.errors import APIError, DockerException, NotFound
 
 from ....docker.client import DaemonUnreachable, forget, unreachable_message
@@ -25,7 +26,7 @@ UNREACHABLE = (DaemonUnreachable, requests.RequestException, DockerException)
 
 
 async def read_container_exit(
-    client: Any, container_id: str, requested: bool
+    client: DockerClient, container_id: str, requested: bool
 ) -> kernel_history.KernelExit | None:
     """How the container ended; None when Docker cannot say now."""
     try:

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from docker import DockerClient
 from docker.errors import APIError, NotFound
 
 from ....docker import labels
@@ -88,11 +89,11 @@ class SwarmStart:
 
 
 async def start_service(
-    client: Any,
+    client: DockerClient,
     request: ContainerRequest,
     connection_info: Mapping[str, Any],
     start: SwarmStart,
-    log: Any = None,
+    log: logging.Logger | None = None,
     progress: StartProgress | None = None,
 ) -> tuple[SwarmPlacement, dict[str, int]]:
     """Create the kernel's secret and service and wait until its ports answer.
@@ -125,7 +126,7 @@ async def start_service(
 
 
 def _create(
-    client: Any,
+    client: DockerClient,
     request: ContainerRequest,
     connection_info: Mapping[str, Any],
     ports: dict[str, int],
@@ -140,7 +141,8 @@ def _create(
         )
     except APIError as err:
         raise KernelStartFailed(f"The Swarm manager refused the kernel's secret: {err}") from err
-    spec = ServiceRequest(request, secret.id, name, start.gpu_resource, start.gpu_count, ports)
+    secret_id = str(secret.id)
+    spec = ServiceRequest(request, secret_id, name, start.gpu_resource, start.gpu_count, ports)
     try:
         template = task_template(spec)
         svc_name = service_name(request)
@@ -148,21 +150,21 @@ def _create(
             template, name=svc_name, labels=service_labels(request, ports)
         )
     except BaseException as err:
-        _remove_secret(client, secret.id)
+        _remove_secret(client, secret_id)
         if isinstance(err, APIError):
             raise KernelStartFailed(
                 f"The Swarm manager refused the kernel service: {explanation(err)}"
             ) from err
         raise
-    return SwarmPlacement(created["ID"], svc_name, secret.id)
+    return SwarmPlacement(created["ID"], svc_name, secret_id)
 
 
 async def _wait_ready(
-    client: Any,
+    client: DockerClient,
     placement: SwarmPlacement,
     ports: dict[str, int],
     start: SwarmStart,
-    log: Any,
+    log: logging.Logger,
     progress: StartProgress | None = None,
 ) -> None:
     """Until the task runs (waiting for a GPU if need be) and every port answers."""
@@ -267,12 +269,12 @@ async def _wait_ready(
         await asyncio.sleep(0.05)
 
 
-def latest_task(client: Any, service_id: str) -> dict[str, Any] | None:
+def latest_task(client: DockerClient, service_id: str) -> dict[str, Any] | None:
     tasks = client.api.tasks(filters={"service": service_id})
     return max(tasks, key=lambda t: t.get("CreatedAt", ""), default=None)
 
 
-def task_exit_code(client: Any, service_id: str) -> int | None:
+def task_exit_code(client: DockerClient, service_id: str) -> int | None:
     """None while the service's task runs (or is about to), else its exit code.
 
     A removed service counts as -1, like a vanished container.
@@ -304,7 +306,7 @@ def assigned_gpus(task: Mapping[str, Any], resource: str) -> list[str]:
     return sorted(gpus)
 
 
-def node_address(client: Any, node_id: str) -> tuple[str, str]:
+def node_address(client: DockerClient, node_id: str) -> tuple[str, str]:
     """The node's name and the address its host-network kernels are reached at."""
     attrs = client.api.inspect_node(node_id)
     name = attrs.get("Description", {}).get("Hostname", node_id[:12])
@@ -314,7 +316,7 @@ def node_address(client: Any, node_id: str) -> tuple[str, str]:
     return name, addr
 
 
-def _node_name(client: Any, node_id: str) -> str:
+def _node_name(client: DockerClient, node_id: str) -> str:
     if not node_id:
         return "(none)"
     try:
@@ -323,10 +325,10 @@ def _node_name(client: Any, node_id: str) -> str:
         return node_id[:12]
 
 
-def service_log_tail(client: Any, service_id: str) -> str:
+def service_log_tail(client: DockerClient, service_id: str) -> str:
     try:
         chunks = client.api.service_logs(
-            service_id, stdout=True, stderr=True, tail=LOG_TAIL, follow=False
+            service_id, stdout=True, stderr=True, tail=str(LOG_TAIL), follow=False
         )
         text = b"".join(chunks).decode(errors="replace").rstrip()
     except Exception as err:
@@ -334,7 +336,7 @@ def service_log_tail(client: Any, service_id: str) -> str:
     return text or "(no output)"
 
 
-def ports_in_use(client: Any) -> set[int]:
+def ports_in_use(client: DockerClient) -> set[int]:
     """Ports recorded by the kernel services on the swarm (of any server)."""
     taken: set[int] = set()
     for service in client.api.services(filters={"label": f"{labels.ROLE}=kernel"}):
@@ -342,7 +344,7 @@ def ports_in_use(client: Any) -> set[int]:
     return taken
 
 
-def remove_service(client: Any, placement: SwarmPlacement) -> None:
+def remove_service(client: DockerClient, placement: SwarmPlacement) -> None:
     """Remove the service, then its secret (which Swarm frees once the service is gone)."""
     try:
         client.api.remove_service(placement.service_id)
@@ -351,7 +353,7 @@ def remove_service(client: Any, placement: SwarmPlacement) -> None:
     _remove_secret(client, placement.secret_id)
 
 
-def _remove_secret(client: Any, secret_id: str, attempts: int = 20) -> None:
+def _remove_secret(client: DockerClient, secret_id: str, attempts: int = 20) -> None:
     for _ in range(attempts):
         try:
             client.api.remove_secret(secret_id)
