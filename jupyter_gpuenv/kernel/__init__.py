@@ -14,11 +14,23 @@ from typing import Any
 KERNEL_PACKAGE = "jupyter_gpuenv_kernel"
 
 
+GPUINFO_USAGE = "usage: %gpuinfo [--json]   (GPUs, drivers and the PyTorch build this kernel sees)"
+
+
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext jupyter_gpuenv_kernel`` registers the ``%gpuinfo`` magic, and shows the
-    doctor's start warning (if the provisioner passed one) with the first cell's output."""
-    from .gpuinfo import load_ipython_extension as _load
+    doctor's start warning (if the provisioner passed one) with the first cell's output.
+
+    Every kernel loads this at start: what ``%gpuinfo`` needs is imported at its first use,
+    so that the kernel answers sooner.
+    """
     from .start_warning import show_with_first_cell
 
-    _load(ipython)
+    def gpuinfo(line: str = "") -> Any:
+        from .gpuinfo import gpuinfo as run
+
+        return run(line)
+
+    gpuinfo.__doc__ = GPUINFO_USAGE
+    ipython.register_magic_function(gpuinfo, magic_kind="line", magic_name="gpuinfo")
     show_with_first_cell(ipython)

@@ -4,13 +4,16 @@ ipykernel (>= 7.4) rewrites its connection file when the file holds CurveZMQ key
 a container kernel's connection file is mounted read-only. The provisioner then starts
 ``python -m jupyter_gpuenv_kernel.connection_copy SOURCE TARGET -- ARGV...``: the file is
 copied to TARGET (mode 0600, in the container's private tmpfs, gone with the container)
-and ARGV replaces this process, so the kernel keeps its pid and docker-init's signals.
-Nothing of the file's content is printed.
+and ARGV runs as this process, so the kernel keeps its pid and docker-init's signals.
+When ARGV is this interpreter running a module (``python -m ipykernel_launcher ...``),
+the module runs in this interpreter, as ``-m`` would run it: a second interpreter start
+would only delay the kernel. Nothing of the file's content is printed.
 """
 
 from __future__ import annotations
 
 import os
+import runpy
 import sys
 
 
@@ -36,10 +39,26 @@ def main(argv: list[str]) -> int:
             f"jupyter-gpuenv: cannot copy the connection file to {target}: {err.strerror}\n"
         )
         return 1
+    module = in_process_module(command)
+    if module is not None:
+        sys.argv = [module, *command[3:]]
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+        return 0
     sys.stdout.flush()
     sys.stderr.flush()
     os.execvp(command[0], command)
     return 1  # not reached
+
+
+def in_process_module(command: list[str]) -> str | None:
+    """The module of ``PYTHON -m MODULE ...`` when PYTHON is this interpreter, else None."""
+    if len(command) < 3 or command[1] != "-m" or not sys.executable:
+        return None
+    try:
+        same = os.path.samefile(command[0], sys.executable)
+    except OSError:
+        return None
+    return command[2] if same else None
 
 
 if __name__ == "__main__":

@@ -15,11 +15,12 @@ import html
 import shlex
 from typing import Any
 
+from . import GPUINFO_USAGE
 from .gpu_snapshot import human_bytes
 from .kernel_view import KernelGpuInfo, gather
 from .previous_exit import previous_exit_sentence
 
-USAGE = "usage: %gpuinfo [--json]   (GPUs, drivers and the PyTorch build this kernel sees)"
+USAGE = GPUINFO_USAGE
 
 
 class GpuInfoDisplay:
