@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from jupyter_core.paths import jupyter_runtime_dir
 
 from tests.broker.accounts import Account, create_account, delete_account, processes_of
 from tests.hub.hub_runner import (
@@ -109,6 +110,10 @@ def python_view_prefix(scratch: Path, *more: Path) -> list[str]:
     files, each with its own permissions, so what the broker writes there (its runtime
     folder under /root) is where the Docker engine, outside the namespace, finds it.
     """
+    # The broker keeps kernels' connection files in root's Jupyter runtime folder: made
+    # here, outside the namespace, it is one of the entries bound below (a folder the
+    # broker made inside the namespace would live in the view only, unseen by Docker).
+    Path(jupyter_runtime_dir()).mkdir(parents=True, exist_ok=True)
     needed = [Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve(), REPO]
     needed += [Path(p) for p in more]
     blocked = _blocked_ancestors(needed)

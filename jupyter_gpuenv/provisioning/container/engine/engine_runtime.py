@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import pathlib
 import secrets
 import signal
@@ -278,9 +279,7 @@ def _create(client: DockerClient, args: dict[str, Any], kernel_id: str) -> Conta
         return client.containers.create(**args)
     except APIError as err:
         if err.status_code != 409:
-            raise KernelStartFailed(
-                f"Docker could not create the kernel container: {explanation(err)}"
-            ) from err
+            raise _create_failed(err) from err
     # Name taken: a leftover of this kernel is replaced, anything else keeps its name.
     try:
         other = client.containers.get(args["name"])
@@ -293,9 +292,22 @@ def _create(client: DockerClient, args: dict[str, Any], kernel_id: str) -> Conta
     try:
         return client.containers.create(**args)
     except APIError as err:
-        raise KernelStartFailed(
-            f"Docker could not create the kernel container: {explanation(err)}"
-        ) from err
+        raise _create_failed(err) from err
+
+
+def _create_failed(err: APIError) -> KernelStartFailed:
+    """Docker's refusal, and why when a folder this process made is not where Docker looks."""
+    text = explanation(err)
+    message = f"Docker could not create the kernel container: {text}"
+    private = os.path.dirname(orphans.private_connection_dir())
+    if "bind source path does not exist" in text and private in text:
+        message += (
+            f" The Docker engine does not see {private}, where this process keeps the kernels'"
+            " connection files: this process runs in a mount namespace of its own (systemd's"
+            " PrivateTmp or ProtectHome, unshare), or the engine runs on another host. Point"
+            " JUPYTER_RUNTIME_DIR at a folder both see."
+        )
+    return KernelStartFailed(message)
 
 
 def owned_containers(
