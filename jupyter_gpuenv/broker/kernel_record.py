@@ -24,7 +24,7 @@ from ..errors import BadRequest, GpuEnvError
 from ..provisioning.container.engine.engine_runtime import owned_containers
 from ..provisioning.container.runtime import KernelRuntime, RuntimeContext
 from ..provisioning.container.swarm.swarm_runtime import owned_services
-from ..provisioning.errors import SignalNotDelivered
+from ..provisioning.kernel_errors import SignalNotDelivered
 
 SIGNALS = frozenset({"SIGINT", "SIGTERM", "SIGKILL", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"})
 

@@ -25,7 +25,7 @@ from jupyter_client.kernelspec import KernelSpec, KernelSpecManager, NoSuchKerne
 from ..environments.catalog import Catalog
 from ..environments.model import KERNEL_NAME_PREFIX, Environment, kernel_name_for
 from ..services import Services, shared_services
-from .base import gpuenv_config_for
+from .provisioner_base import gpuenv_config_for
 
 RESOURCES = str(Path(__file__).with_name("kernelspec_resources"))
 DOCKER_PROVISIONER = "gpuenv-docker-provisioner"

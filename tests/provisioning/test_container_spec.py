@@ -26,7 +26,7 @@ from jupyter_gpuenv.provisioning.container.request import (
     resource_limits,
     working_dir,
 )
-from jupyter_gpuenv.provisioning.errors import KernelStartFailed
+from jupyter_gpuenv.provisioning.kernel_errors import KernelStartFailed
 from jupyter_gpuenv.provisioning.policy.kernel_user import KernelUser
 from jupyter_gpuenv.provisioning.policy.launch_gate import check_create_arguments
 

@@ -34,7 +34,7 @@ from jupyter_gpuenv.provisioning.container.request import (
     allowance_for,
     create_arguments,
 )
-from jupyter_gpuenv.provisioning.errors import KernelStartFailed
+from jupyter_gpuenv.provisioning.kernel_errors import KernelStartFailed
 from jupyter_gpuenv.provisioning.kernel_side import KERNEL_SIDE_IN_CONTAINER
 from jupyter_gpuenv.provisioning.policy.launch_gate import check_create_arguments
 from jupyter_gpuenv.provisioning.policy.launch_policy import (

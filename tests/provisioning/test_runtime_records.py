@@ -25,7 +25,7 @@ from jupyter_gpuenv.provisioning.container.provisioner import (
 )
 from jupyter_gpuenv.provisioning.container.runtime import RuntimeContext
 from jupyter_gpuenv.provisioning.container.swarm.swarm_runtime import SwarmRuntime
-from jupyter_gpuenv.provisioning.errors import KernelStartFailed
+from jupyter_gpuenv.provisioning.kernel_errors import KernelStartFailed
 
 
 def no_docker(ping: bool) -> Any:

@@ -28,7 +28,7 @@ from jupyter_gpuenv.provisioning.container.swarm.service_spec import (
     swarm_gpu_count,
     task_template,
 )
-from jupyter_gpuenv.provisioning.errors import KernelStartFailed
+from jupyter_gpuenv.provisioning.kernel_errors import KernelStartFailed
 
 
 def request(tmp_path, **settings) -> ContainerRequest:

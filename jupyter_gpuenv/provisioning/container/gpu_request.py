@@ -13,7 +13,7 @@ from docker.types import DeviceRequest
 
 from ...docker.nvidia_runtime import GpuRuntime
 from ...gpu_set import GpuSet
-from ..errors import KernelStartFailed
+from ..kernel_errors import KernelStartFailed
 
 DRIVER_CAPABILITIES = "compute,utility"
 

@@ -35,7 +35,7 @@ from ...docker import labels
 from ...docker.runs import run_in_image
 from ...errors import GpuEnvError
 from ...kernel import interpreter_facts
-from ..errors import KernelStartFailed
+from ..kernel_errors import KernelStartFailed
 from ..kernel_side import CURVE_IPYKERNEL, CURVE_IPYKERNEL_PYTHON
 from ..start_progress import StartProgress
 

@@ -25,11 +25,11 @@ from ...environments.model import Environment
 from ...errors import PolicyViolation
 from ...gpu_set import GpuSet
 from .. import kernel_history
-from ..base import GpuEnvProvisionerMixin
-from ..errors import KernelRefused, KernelStartFailed
+from ..kernel_errors import KernelRefused, KernelStartFailed
 from ..kernel_side import START_WARNING_ENV, use_curve
 from ..policy.launch_gate import SECRETS_STAY_OUT, check_create_arguments, is_secret_variable
 from ..policy.launch_policy import DOCKER_KEYS, EffectiveLaunch
+from ..provisioner_base import GpuEnvProvisionerMixin
 from ..start_progress import StartProgress
 from .gpu_request import plan_gpus
 from .kernel_layer import ensure_layer, image_has_ipykernel

@@ -22,8 +22,8 @@ from jupyter_client.provisioning import KernelProvisionerBase
 
 from ...config import GpuEnv
 from .. import kernel_history, start_progress
-from ..base import GpuEnvProvisionerMixin
-from ..errors import KernelStartFailed, SignalNotDelivered
+from ..kernel_errors import KernelStartFailed, SignalNotDelivered
+from ..provisioner_base import GpuEnvProvisionerMixin
 from .brokered.broker_runtime import BrokeredRuntime
 from .engine.engine_runtime import EngineRuntime
 from .preparation import ContainerPreparation

@@ -16,7 +16,7 @@ from typing import Any
 from docker import DockerClient
 from docker.models.containers import Container
 
-from ..errors import KernelStartFailed
+from ..kernel_errors import KernelStartFailed
 
 READY_POLL = 0.05
 STATE_CHECK_EVERY = 5  # readiness polls between two container state checks

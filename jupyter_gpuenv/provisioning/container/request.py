@@ -18,7 +18,7 @@ from docker.types import DeviceRequest, Mount
 from ...docker import labels
 from ...gpu_set import GpuSet
 from ...kernel import KERNEL_PACKAGE
-from ..errors import KernelStartFailed
+from ..kernel_errors import KernelStartFailed
 from ..kernel_side import (
     KERNEL_SIDE_IN_CONTAINER,
     ipykernel_argv,

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from docker import DockerClient
 
-from ..errors import KernelStartFailed
+from ..kernel_errors import KernelStartFailed
 
 if TYPE_CHECKING:
     from jupyter_client.manager import KernelManager

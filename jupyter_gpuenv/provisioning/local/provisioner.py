@@ -19,8 +19,7 @@ from jupyter_client.provisioning import LocalProvisioner
 
 from ...gpu_set import GpuSet
 from .. import kernel_history, start_progress
-from ..base import GpuEnvProvisionerMixin
-from ..errors import KernelStartFailed
+from ..kernel_errors import KernelStartFailed
 from ..kernel_side import (
     START_WARNING_ENV,
     ipykernel_argv,
@@ -29,6 +28,7 @@ from ..kernel_side import (
     use_curve,
 )
 from ..policy.launch_policy import LOCAL_KEYS, EffectiveLaunch, local_gpu_environment
+from ..provisioner_base import GpuEnvProvisionerMixin
 from .activation import activated_env
 
 

@@ -16,7 +16,12 @@ import signal
 from typing import TYPE_CHECKING, Any
 
 from ....broker_client import BrokerClient, BrokerError
-from ...errors import KernelDisconnected, KernelRefused, KernelStartFailed, SignalNotDelivered
+from ...kernel_errors import (
+    KernelDisconnected,
+    KernelRefused,
+    KernelStartFailed,
+    SignalNotDelivered,
+)
 from ..control_channel import ControlChannel
 from ..readiness import PORT_NAMES
 from ..runtime import KernelRuntime, KernelStart, RuntimeContext, record_text

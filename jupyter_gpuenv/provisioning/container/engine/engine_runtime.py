@@ -28,7 +28,7 @@ from ....docker import labels
 from ....docker.client import DaemonUnreachable
 from ....docker.runs import explanation
 from ... import kernel_history
-from ...errors import KernelDisconnected, KernelStartFailed, SignalNotDelivered
+from ...kernel_errors import KernelDisconnected, KernelStartFailed, SignalNotDelivered
 from .. import orphans
 from ..readiness import container_state, log_tail, wait_until_ready
 from ..runtime import KernelRuntime, KernelStart, RuntimeContext, record_text

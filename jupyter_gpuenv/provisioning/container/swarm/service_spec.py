@@ -29,7 +29,7 @@ from docker.utils import parse_bytes
 
 from ....docker import labels
 from ....gpu_set import GpuSet
-from ...errors import KernelStartFailed
+from ...kernel_errors import KernelStartFailed
 from ...kernel_side import ipykernel_argv
 from ..request import (
     CONDA_IN_IMAGE_ACTIVATE,

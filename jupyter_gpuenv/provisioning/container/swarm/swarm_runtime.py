@@ -26,7 +26,7 @@ from ....docker import labels
 from ....docker.client import DaemonUnreachable, docker_client
 from ....docker.runs import explanation
 from ....gpu_set import GpuSet
-from ...errors import KernelStartFailed, SignalNotDelivered
+from ...kernel_errors import KernelStartFailed, SignalNotDelivered
 from .. import orphans
 from ..control_channel import ControlChannel
 from ..runtime import KernelRuntime, KernelStart, RuntimeContext, record_text

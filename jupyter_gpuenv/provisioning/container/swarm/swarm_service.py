@@ -23,7 +23,7 @@ from docker.errors import APIError, NotFound
 
 from ....docker import labels
 from ....docker.runs import explanation
-from ...errors import KernelStartFailed
+from ...kernel_errors import KernelStartFailed
 from ...start_progress import StartProgress
 from ..readiness import port_open
 from ..request import ContainerRequest

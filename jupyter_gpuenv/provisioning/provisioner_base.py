@@ -19,7 +19,7 @@ from ..environments.catalog import Catalog
 from ..environments.model import Environment
 from ..errors import EnvironmentNotFound, PolicyViolation
 from ..services import Services, shared_services
-from .errors import KernelRefused, KernelStartFailed
+from .kernel_errors import KernelRefused, KernelStartFailed
 from .policy.launch_policy import EffectiveLaunch, enforce_policy
 
 
