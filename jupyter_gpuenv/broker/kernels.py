@@ -26,8 +26,9 @@ from ..environments.model import Environment
 from ..errors import BadRequest, PolicyViolation
 from ..gpu_set import GpuSet
 from ..provisioning.container import orphans
-from ..provisioning.container.provisioner import RUNTIMES, DockerProvisioner
+from ..provisioning.container.provisioner import DockerProvisioner
 from ..provisioning.container.runtime import RuntimeContext
+from ..provisioning.container.runtimes import RUNTIMES
 from ..provisioning.kernel_side import curve_capable
 from ..services import Services
 from . import kernel_record

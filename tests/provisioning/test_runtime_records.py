@@ -18,12 +18,9 @@ from traitlets.config import Config
 from jupyter_gpuenv.config import GpuEnv
 from jupyter_gpuenv.provisioning.container.brokered.broker_runtime import BrokeredRuntime
 from jupyter_gpuenv.provisioning.container.engine.engine_runtime import EngineRuntime
-from jupyter_gpuenv.provisioning.container.provisioner import (
-    RUNTIMES,
-    DockerProvisioner,
-    runtime_kind,
-)
+from jupyter_gpuenv.provisioning.container.provisioner import DockerProvisioner
 from jupyter_gpuenv.provisioning.container.runtime import RuntimeContext
+from jupyter_gpuenv.provisioning.container.runtimes import RUNTIMES, runtime_kind
 from jupyter_gpuenv.provisioning.container.swarm.swarm_runtime import SwarmRuntime
 from jupyter_gpuenv.provisioning.kernel_errors import KernelStartFailed
 

@@ -20,28 +20,12 @@ from typing import Any
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning import KernelProvisionerBase
 
-from ...config import GpuEnv
 from .. import kernel_history, start_progress
 from ..kernel_errors import KernelStartFailed, SignalNotDelivered
 from ..provisioner_base import GpuEnvProvisionerMixin
-from .brokered.broker_runtime import BrokeredRuntime
-from .engine.engine_runtime import EngineRuntime
 from .preparation import ContainerPreparation
 from .runtime import KernelRuntime, KernelStart, RuntimeContext
-from .swarm.swarm_runtime import SwarmRuntime
-
-RUNTIMES: dict[str, type[KernelRuntime]] = {
-    runtime.kind: runtime for runtime in (EngineRuntime, SwarmRuntime, BrokeredRuntime)
-}
-# c.GpuEnv.scheduler -> runtime, where no broker runs the kernels.
-SCHEDULED = {"docker": EngineRuntime.kind, "swarm": SwarmRuntime.kind}
-
-
-def runtime_kind(config: GpuEnv) -> str:
-    """The runtime the admin's configuration names: the broker's when there is one."""
-    if config.broker_url:
-        return BrokeredRuntime.kind
-    return SCHEDULED[str(config.scheduler).lower()]
+from .runtimes import RUNTIMES, earlier_record, runtime_kind
 
 
 # KernelProvisionerBase's metaclass derives from traitlets' and ABCMeta; mypy cannot see it.
@@ -243,7 +227,7 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
         self.preparation.ports_cached = bool(provisioner_info.get("ports_cached"))
         ports = provisioner_info.get("cached_ports") or []
         self.preparation.cached_ports = [p for p in ports if isinstance(p, int)]
-        record = provisioner_info.get("runtime") or _earlier_record(provisioner_info)
+        record = provisioner_info.get("runtime") or earlier_record(provisioner_info)
         self._runtime = None
         if isinstance(record, dict):
             kind = RUNTIMES.get(str(record.get("kind")))
@@ -251,16 +235,6 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
                 raise ValueError(f"Unknown kernel runtime {record.get('kind')!r}")
             self._runtime = kind.from_record(record, self._context())
         self._exited = False
-
-
-def _earlier_record(info: dict[str, Any]) -> dict[str, Any] | None:
-    """The runtime record within provisioner info written before runtimes had their own."""
-    if info.get("brokered"):
-        return {"kind": BrokeredRuntime.kind, "started": True, "image": info.get("image")}
-    if info.get("container_id"):
-        keys = ("container_id", "container_name", "image")
-        return {"kind": EngineRuntime.kind, **{key: info.get(key) for key in keys}}
-    return None
 
 
 def _reason(err: BaseException) -> str:
