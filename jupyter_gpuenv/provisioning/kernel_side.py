@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import zmq
+from jupyter_client.manager import KernelManager
 from jupyter_core.paths import jupyter_runtime_dir
 from packaging.version import InvalidVersion, Version
 
@@ -54,7 +55,7 @@ def curve_capable(env: Environment) -> bool:
     return False
 
 
-def use_curve(km: Any, requested: str | None, env: Environment | None) -> bool:
+def use_curve(km: KernelManager | None, requested: str | None, env: Environment | None) -> bool:
     """Encrypt this kernel's channels with CurveZMQ?
 
     The kernel manager's ``transport_encryption`` decides when set (by the server's

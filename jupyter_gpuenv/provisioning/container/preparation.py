@@ -19,6 +19,7 @@ import zmq
 from docker import DockerClient
 from docker.errors import ImageNotFound
 from jupyter_client.connect import LocalPortCache
+from jupyter_client.manager import KernelManager
 
 from ...docker.nvidia_runtime import detect_runtime
 from ...environments.model import Environment
@@ -97,7 +98,9 @@ class ContainerPreparation:
         km.write_connection_file(jupyter_session=session)
         self.extra_arguments = list(extra_arguments)
 
-    def _provision_curve_keys(self, km: Any, requested: str | None, env: Environment) -> None:
+    def _provision_curve_keys(
+        self, km: KernelManager, requested: str | None, env: Environment
+    ) -> None:
         """CurveZMQ keys in the connection file when this kernel's ipykernel reads them.
 
         As for local kernels (``use_curve``): the kernel manager's ``transport_encryption``
