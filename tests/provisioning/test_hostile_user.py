@@ -146,6 +146,11 @@ HOSTILE_KERNELSPECS: dict[str, dict[str, Any]] = {
     "k-devices": {"devices": ["/dev/sda:/dev/sda"]},
     "k-security-opt": {"security_opt": ["apparmor=unconfined"]},
     "k-volumes": {"volumes": {"/": {"bind": "/host"}}},
+    # Variables a container runtime reads to pick GPUs (Swarm's generic resource as the
+    # NVIDIA runtime's swarm-resource), and the loader's.
+    "k-swarm-gpus": {"environment": {"DOCKER_RESOURCE_NVIDIA-GPU": "all"}},
+    "k-swarm-gpus-lower": {"environment": {"docker_resource_nvidia_gpu": "GPU-0"}},
+    "k-preload": {"environment": {"LD_PRELOAD": "/tmp/evil.so"}},
 }
 
 
@@ -249,6 +254,9 @@ async def test_unreadable_folders_and_symlinks_are_problems_not_errors(
         ("k-privileged", "privileged"),
         ("k-namespaces", "pid_mode"),
         ("k-host-mount", "mounts"),
+        ("k-swarm-gpus", "DOCKER_RESOURCE_NVIDIA-GPU (it would change the GPUs)"),
+        ("k-swarm-gpus-lower", "docker_resource_nvidia_gpu"),
+        ("k-preload", "LD_PRELOAD (it would change what the kernel's processes load)"),
     ],
 )
 async def test_restricted_server_refuses_with_the_setting_named(

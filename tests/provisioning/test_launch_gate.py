@@ -75,7 +75,13 @@ values = st.one_of(
     st.lists(st.sampled_from(HOSTILE_MOUNTS), max_size=3),
     st.sampled_from([["ALL"], ["SYS_ADMIN"], ["seccomp=unconfined"], "host", [0, 1], "all"]),
     st.dictionaries(
-        st.sampled_from(["JUPYTERHUB_API_TOKEN", "NVIDIA_VISIBLE_DEVICES", "A", "JPY_API_TOKEN"]),
+        st.sampled_from(
+            [
+                "JUPYTERHUB_API_TOKEN", "NVIDIA_VISIBLE_DEVICES", "A", "JPY_API_TOKEN",
+                "DOCKER_RESOURCE_NVIDIA-GPU", "docker_resource_nvidia_gpu",
+                "nvidia_driver_capabilities", "LD_PRELOAD", " LD_LIBRARY_PATH", "ld_audit",
+            ]
+        ),  # fmt: skip
         st.text(max_size=4),
         max_size=2,
     ),
@@ -153,6 +159,11 @@ def container_arguments(
     return args, launch
 
 
+def launch_gpus_all(args: dict[str, Any]) -> bool:
+    """Whether the kernel was given every GPU (then NVIDIA_* variables change nothing)."""
+    return any(r.get("Count") == -1 for r in args.get("device_requests") or [])
+
+
 def assert_within_policy(args: dict[str, Any], config: GpuEnv) -> None:
     """The rules, spelled out: what the kernel gets is the server's or the admin's."""
     forbidden = {"privileged", "cap_add", "pid_mode", "ipc_mode", "uts_mode", "userns_mode",
@@ -186,6 +197,10 @@ def assert_within_policy(args: dict[str, Any], config: GpuEnv) -> None:
         if mount["Source"] == str(ADMIN_DATA) and config.restrict_to_configured_images:
             assert mount["Target"] == "/data" and mount["ReadOnly"]
     assert not any(k.startswith("JUPYTERHUB_") or k == "JPY_API_TOKEN" for k in args["environment"])
+    for name in args["environment"]:  # device and loader variables: never the user's
+        upper = name.strip().upper()
+        assert not upper.startswith(("DOCKER_RESOURCE_", "LD_")), name
+        assert not upper.startswith("NVIDIA_") or launch_gpus_all(args), name
     for request in args.get("device_requests") or []:
         assert request.get("Count") in (None, 0) and request.get("DeviceIDs") in (None, ["0"])
 
@@ -242,6 +257,10 @@ EXTRAS = st.sampled_from(
         ("device_requests", [{"Driver": "nvidia", "Count": -1, "Capabilities": [["gpu"]]}]),
         ("device_requests", [{"Driver": "", "DeviceIDs": ["1"], "Capabilities": [["gpu"]]}]),
         ("environment", {"JUPYTERHUB_API_TOKEN": "x"}),
+        ("environment", {"DOCKER_RESOURCE_NVIDIA-GPU": "all"}),
+        ("environment", {"docker_resource_gpu": "GPU-1"}),
+        ("environment", {"NVIDIA_VISIBLE_DEVICES": "all"}),
+        ("environment", {"LD_PRELOAD": "/tmp/evil.so"}),
         ("mounts", [{"Type": "bind", "Source": "/", "Target": "/host", "ReadOnly": False}]),
         ("mounts", [{"Type": "bind", "Source": str(ADMIN_DATA), "Target": "/data"}]),
         ("mounts", [{"Type": "volume", "Source": "x", "Target": "/x", "ReadOnly": True}]),

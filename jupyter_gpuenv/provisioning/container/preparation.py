@@ -256,7 +256,12 @@ class ContainerPreparation:
         _, launch = self.prepared()
         args = create_arguments(request)
         try:
-            check_create_arguments(args, allowance_for(request, launch.gpus))
+            admin_environment = launch.admin.get("environment")
+            if not isinstance(admin_environment, dict):
+                admin_environment = None
+            check_create_arguments(
+                args, allowance_for(request, launch.gpus, admin_environment)
+            )
         except PolicyViolation as err:
             raise KernelRefused(err.message) from err
         return args

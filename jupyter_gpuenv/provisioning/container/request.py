@@ -30,6 +30,7 @@ from ..policy.launch_gate import (
     NO_NEW_PRIVILEGES,
     LaunchAllowance,
     MountGrant,
+    guarded_variable,
     is_secret_variable,
 )
 from .orphans import ServerInstance, container_user_label
@@ -350,11 +351,22 @@ def _image_env_value(image_env: list[str], name: str) -> str | None:
     return None
 
 
-def allowance_for(req: ContainerRequest, gpus: GpuSet) -> LaunchAllowance:
+def allowance_for(
+    req: ContainerRequest, gpus: GpuSet, admin_environment: Mapping[str, Any] | None = None
+) -> LaunchAllowance:
     """What the last gate lets this kernel have: built from the server and the settings
-    the policy passed (the admin's entry, read at launch, and allowed kernelspec keys)."""
+    the policy passed (the admin's entry, read at launch, and allowed kernelspec keys).
+
+    ``admin_environment``: the variables of the admin's entry, whose device and loader
+    variables the kernel may get as set there."""
     server = KernelUser.of_server()
     allowance = LaunchAllowance(server=server, users={server}, gpus=gpus)
+    guarded = {
+        str(name): str(value)
+        for name, value in (admin_environment or {}).items()
+        if guarded_variable(str(name))
+    }
+    allowance.guarded_environment = {**guarded, **req.gpu_environment}
     if server.uid == 0:
         allowance.users.add(KernelUser(0, 0))
         owner, _ = container_user(req.cwd, req.allow_root)

@@ -62,6 +62,24 @@ SECRETS_STAY_OUT = (
 )
 
 
+# Variables a container runtime reads to pick devices (the NVIDIA runtime's NVIDIA_*,
+# Swarm's generic resources as DOCKER_RESOURCE_<KIND>, whatever the kind's spelling), and
+# the dynamic loader's (LD_PRELOAD, LD_LIBRARY_PATH, LD_AUDIT, ...), which change what
+# every process of the kernel runs: only the administrator and jupyter-gpuenv set them.
+DEVICE_VARIABLE_PREFIXES = ("NVIDIA_", "DOCKER_RESOURCE_")
+LOADER_VARIABLE_PREFIXES = ("LD_",)
+
+
+def guarded_variable(name: str) -> str | None:
+    """Why a kernelspec or request may not set variable ``name``; None when it may."""
+    upper = name.strip().upper()
+    if upper.startswith(DEVICE_VARIABLE_PREFIXES):
+        return "it would change the GPUs"
+    if upper.startswith(LOADER_VARIABLE_PREFIXES):
+        return "it would change what the kernel's processes load"
+    return None
+
+
 @dataclass(frozen=True)
 class MountGrant:
     """A bind mount a kernel may have; ``read_only`` means it must be read-only."""
@@ -89,6 +107,9 @@ class LaunchAllowance:
     working_dirs: set[str] = field(default_factory=set)
     gpus: GpuSet = field(default_factory=GpuSet.none)
     tmpfs_targets: set[str] = field(default_factory=set)
+    # The values of guarded variables (guarded_variable) the kernel may get: the GPU
+    # choice's own and the administrator's.
+    guarded_environment: dict[str, str] = field(default_factory=dict)
 
 
 def check_create_arguments(args: Mapping[str, Any], allowance: LaunchAllowance) -> None:
@@ -109,7 +130,7 @@ def check_create_arguments(args: Mapping[str, Any], allowance: LaunchAllowance) 
     if working_dir is not None and working_dir not in allowance.working_dirs:
         refused.append(f"working directory {working_dir!r}")
     refused += _check_devices(args.get("device_requests"), allowance.gpus)
-    refused += _check_environment(args.get("environment"))
+    refused += _check_environment(args.get("environment"), allowance)
     if refused:
         raise PolicyViolation(
             "The kernel container was not created: it would get more than the "
@@ -235,10 +256,20 @@ def is_secret_variable(name: str) -> bool:
     return name.upper().startswith(SECRET_ENV_PREFIXES) or name.upper() in SECRET_ENV_NAMES
 
 
-def _check_environment(environment: object) -> list[str]:
+def _check_environment(environment: object, allowance: LaunchAllowance) -> list[str]:
     if environment is None:
         return []
     if not isinstance(environment, Mapping):
         return [f"environment {environment!r}"]
+    refused = []
     secrets = sorted(str(k) for k in environment if is_secret_variable(str(k)))
-    return [f"the server's secrets ({', '.join(secrets)})"] if secrets else []
+    if secrets:
+        refused.append(f"the server's secrets ({', '.join(secrets)})")
+    for name, value in environment.items():
+        why = guarded_variable(str(name))
+        if why is None or allowance.guarded_environment.get(str(name)) == str(value):
+            continue
+        if str(name).upper().startswith("NVIDIA_") and allowance.gpus.is_all:
+            continue  # every GPU is the kernel's already
+        refused.append(f"environment variable {name} ({why})")
+    return refused

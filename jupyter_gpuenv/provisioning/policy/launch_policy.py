@@ -27,6 +27,7 @@ from ...errors import PolicyViolation
 from ...gpu.grant import NVIDIA_VISIBLE_DEVICES, read_user_grant
 from ...gpu_set import GpuSet, GpuSetError, gpu_key
 from .kernel_user import check_user
+from .launch_gate import guarded_variable
 from .request_shapes import drop_misshapen
 
 # Keys a kernelspec may always carry: they select or narrow, never widen.
@@ -70,8 +71,6 @@ HOST_ACCESS_KEYS: dict[str, str] = {
     "conda_env": "a different conda environment in the image",
 }
 
-# Environment variables that control which GPUs the NVIDIA runtime hands a container.
-GPU_CONTROL_ENV_PREFIX = "NVIDIA_"
 
 # What each provisioner reads from a kernelspec; any other key is refused, not ignored.
 DOCKER_KEYS = frozenset(
@@ -225,8 +224,12 @@ def _check_environment(requested: Any, admin: Any, gpus: GpuSet) -> list[str]:
     for name, value in requested.items():
         if admin.get(name) == value:
             continue
-        if str(name).upper().startswith(GPU_CONTROL_ENV_PREFIX) and not gpus.is_all:
-            refused.append(f"environment variable {name} (it would change the GPUs)")
+        why = guarded_variable(str(name))
+        if why is None:
+            continue
+        if str(name).strip().upper().startswith("NVIDIA_") and gpus.is_all:
+            continue  # every GPU is the kernel's already
+        refused.append(f"environment variable {name} ({why})")
     return refused
 
 
