@@ -15,6 +15,7 @@ from traitlets import (
     CaselessStrEnum,
     Dict,
     Float,
+    Integer,
     List,
     TraitError,
     TraitType,
@@ -347,6 +348,21 @@ class GpuEnvBroker(LoggingConfigurable):
     user_ids = Dict(
         help="""Hub user name -> "uid:gid" of their kernels, for users without a system
         account of the same name on this host.""",
+    ).tag(config=True)
+
+    min_uid = Integer(
+        None,
+        allow_none=True,
+        help="""Lowest uid a Hub user's system account of the same name may have to run
+        their kernels (accounts below are services). Default: UID_MIN of /etc/login.defs,
+        else 1000. Hub users mapped in user_ids are not checked.""",
+    ).tag(config=True)
+
+    denied_groups = List(
+        Unicode(),
+        help="""Groups, besides root, sudo, wheel, adm, admin, docker, shadow, disk, lxd
+        and libvirt, whose members' accounts never run kernels for a Hub user of the same
+        name (map such users in user_ids).""",
     ).tag(config=True)
 
     kernel_ip = Unicode(

@@ -65,6 +65,7 @@ class BrokerApp(Application):
             "groups": settings.group_policies,
             "users": settings.user_policies,
             "user_ids": settings.user_ids,
+            "accounts": broker_rules.account_rules(settings.min_uid, settings.denied_groups),
         }
 
     def gpuenv_config(self) -> GpuEnv:

@@ -80,7 +80,9 @@ class KernelBroker:
     # -- who ------------------------------------------------------------------------
 
     def user(self, name: str, groups: list[str]) -> broker_rules.HubUser:
-        return broker_rules.hub_user(name, groups, self.rules.get("user_ids") or {})
+        return broker_rules.hub_user(
+            name, groups, self.rules.get("user_ids") or {}, self.rules.get("accounts")
+        )
 
     def rules_of(self, user: broker_rules.HubUser) -> broker_rules.UserRules:
         return broker_rules.rules_for(

@@ -14,6 +14,7 @@ Plain data in, plain data (or a PolicyViolation naming the limit) out; no Docker
 
 from __future__ import annotations
 
+import grp
 import os
 import pwd
 import re
@@ -42,6 +43,69 @@ LIMIT_KEYS = ("mem_limit", "cpus", "shm_size")
 ALL_ENVIRONMENTS = "*"
 DEFAULT_NOTEBOOK_ROOTS = ("{home}",)
 # What a template may expand a name into: no path separators, no dot-only names.
+# Groups whose members administer the host or reach Docker: a Hub name that matches such
+# an account gets no kernels as it (c.GpuEnvBroker.denied_groups adds to these).
+DENIED_GROUPS = frozenset(
+    {"root", "sudo", "wheel", "adm", "admin", "docker", "shadow", "disk", "lxd", "libvirt"}
+)
+LOGIN_DEFS = "/etc/login.defs"
+DEFAULT_UID_MIN = 1000
+
+
+@dataclass(frozen=True)
+class AccountRules:
+    """Which system accounts a Hub name may stand for without the admin's ``user_ids``."""
+
+    min_uid: int = DEFAULT_UID_MIN
+    denied_groups: frozenset[str] = DENIED_GROUPS
+
+
+def login_uid_min(path: str = LOGIN_DEFS) -> int:
+    """UID_MIN of /etc/login.defs (where ordinary accounts start), else 1000."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) >= 2 and fields[0] == "UID_MIN" and fields[1].isdigit():
+                    return int(fields[1])
+    except OSError:
+        pass
+    return DEFAULT_UID_MIN
+
+
+def account_rules(min_uid: int | None, denied_groups: Iterable[str]) -> AccountRules:
+    """The admin's settings over the host's defaults."""
+    return AccountRules(
+        min_uid=login_uid_min() if min_uid is None else int(min_uid),
+        denied_groups=DENIED_GROUPS | {str(g) for g in denied_groups},
+    )
+
+
+def unsafe_account(entry: pwd.struct_passwd, rules: AccountRules) -> str | None:
+    """Why kernels may not run as this account by name alone; None when they may."""
+    if entry.pw_uid < rules.min_uid:
+        return (
+            f"has uid {entry.pw_uid}, below {rules.min_uid} where ordinary accounts start "
+            "(UID_MIN, c.GpuEnvBroker.min_uid): a service account"
+        )
+    names = {g.gr_name for g in grp.getgrall() if entry.pw_name in g.gr_mem}
+    try:
+        names.add(grp.getgrgid(entry.pw_gid).gr_name)
+    except KeyError:
+        pass
+    denied = sorted(names & rules.denied_groups)
+    if denied:
+        return f"is in the group(s) {', '.join(denied)}"
+    home = entry.pw_dir
+    try:
+        owner = os.stat(home).st_uid if os.path.isabs(home) else None
+    except OSError:
+        owner = None
+    if os.path.realpath(home) == "/" or owner != entry.pw_uid:
+        return "has no home of its own (missing, /, or owned by another account)"
+    return None
+
+
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@+-]*")
 
 
@@ -112,8 +176,14 @@ def check_rule(where: str, rule: object) -> dict[str, Any]:
     return dict(rule)
 
 
-def hub_user(name: str, groups: Iterable[str], user_ids: Mapping[str, str]) -> HubUser:
-    """The system account of a Hub user: ``user_ids`` (admin's "uid:gid"), else pwd."""
+def hub_user(
+    name: str,
+    groups: Iterable[str],
+    user_ids: Mapping[str, str],
+    accounts: AccountRules | None = None,
+) -> HubUser:
+    """The system account of a Hub user: ``user_ids`` (admin's "uid:gid"), else the
+    account of that name when it is an ordinary one (``accounts``)."""
     home = f"/home/{name}"
     try:
         entry = pwd.getpwnam(name)
@@ -131,6 +201,14 @@ def hub_user(name: str, groups: Iterable[str], user_ids: Mapping[str, str]) -> H
             ) from err
     elif entry is not None:
         uid, gid = entry.pw_uid, entry.pw_gid
+        if uid != 0 and gid != 0:
+            why = unsafe_account(entry, accounts or AccountRules())
+            if why is not None:
+                raise PolicyViolation(
+                    f"Hub user {name!r} matches the system account {name!r}, which {why}; the "
+                    "broker runs kernels only as ordinary accounts. An administrator can map "
+                    "this Hub user in c.GpuEnvBroker.user_ids."
+                )
     else:
         raise PolicyViolation(
             f"Hub user {name!r} has no system account on the broker's host and no entry in "

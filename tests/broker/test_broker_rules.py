@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
+import shutil
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +17,8 @@ from jupyter_gpuenv.broker.rules import HubUser, RuleError
 from jupyter_gpuenv.config import GpuEnv
 from jupyter_gpuenv.errors import PolicyViolation
 from jupyter_gpuenv.gpu_set import GpuSet
+from tests.support.docker_engine import running_in_ci
+from tests.support.system_user import SystemUser, UserUnavailable, system_user
 
 ALICE = HubUser("alice", ("vision", "nlp"), 2001, 2001, "/home/alice")
 
@@ -135,3 +142,76 @@ def test_a_hub_user_without_an_account_or_mapping_is_refused() -> None:
         broker_rules.hub_user("no-such-user-here", [], {"no-such-user-here": "0:0"})
     with pytest.raises(PolicyViolation, match="uid/gid 0"):
         broker_rules.hub_user("root", [], {})
+
+
+@pytest.fixture
+def ordinary_account() -> Iterator[SystemUser]:
+    """An ordinary account (uid from UID_MIN up) with a home of its own."""
+    try:
+        with system_user("gpuenvhub", system=False) as user:
+            home = Path(pwd.getpwnam(user.name).pw_dir)
+            home.mkdir(mode=0o700)
+            os.chown(home, user.uid, user.gid)
+            try:
+                yield user
+            finally:
+                shutil.rmtree(home, ignore_errors=True)
+    except UserUnavailable as exc:
+        if running_in_ci():
+            pytest.fail(f"CI must check Hub names against real accounts: {exc}")
+        pytest.skip(str(exc))
+
+
+def test_a_hub_name_maps_to_an_ordinary_account_only(ordinary_account: SystemUser) -> None:
+    accounts = broker_rules.account_rules(None, [])
+    assert accounts.min_uid == broker_rules.login_uid_min()
+    user = broker_rules.hub_user(ordinary_account.name, ["g"], {}, accounts)
+    assert (user.uid, user.gid) == (ordinary_account.uid, ordinary_account.gid)
+    assert user.home == pwd.getpwnam(ordinary_account.name).pw_dir
+
+    # In a group that administers the host or reaches Docker: refused, naming the group.
+    subprocess.run(["usermod", "-aG", "adm", ordinary_account.name], check=True)
+    with pytest.raises(PolicyViolation, match=r"in the group\(s\) adm.*user_ids"):
+        broker_rules.hub_user(ordinary_account.name, [], {}, accounts)
+    # The admin's own denied group, and the admin's explicit mapping as the way out.
+    subprocess.run(["gpasswd", "-d", ordinary_account.name, "adm"], check=True, capture_output=True)
+    own_group = grp.getgrgid(ordinary_account.gid).gr_name
+    with pytest.raises(PolicyViolation, match=own_group):
+        broker_rules.hub_user(
+            ordinary_account.name, [], {}, broker_rules.account_rules(None, [own_group])
+        )
+    mapped = {ordinary_account.name: f"{ordinary_account.uid}:{ordinary_account.gid}"}
+    assert broker_rules.hub_user(ordinary_account.name, [], mapped, accounts).uid == (
+        ordinary_account.uid
+    )
+
+
+def test_service_accounts_and_homeless_accounts_are_refused() -> None:
+    accounts = broker_rules.account_rules(None, [])
+    # A service account present on every Debian host: uid 1, home /usr/sbin, not its own.
+    with pytest.raises(PolicyViolation, match=r"uid 1, below \d+"):
+        broker_rules.hub_user("daemon", [], {}, accounts)
+    with pytest.raises(PolicyViolation, match="uid/gid 0"):
+        broker_rules.hub_user("root", [], {}, accounts)
+    try:
+        with system_user("gpuenvsvc") as service, system_user("gpuenvnohome", False) as homeless:
+            with pytest.raises(PolicyViolation, match="a service account"):
+                broker_rules.hub_user(service.name, [], {}, accounts)
+            with pytest.raises(PolicyViolation, match="no home of its own"):
+                broker_rules.hub_user(homeless.name, [], {}, accounts)
+            # An admin who lowers the bar still gets no account whose home is not its own.
+            with pytest.raises(PolicyViolation, match="no home of its own"):
+                broker_rules.hub_user(
+                    service.name, [], {}, broker_rules.account_rules(100, [])
+                )
+    except UserUnavailable as exc:
+        if running_in_ci():
+            pytest.fail(f"CI must check Hub names against real accounts: {exc}")
+        pytest.skip(str(exc))
+
+
+def test_uid_min_is_read_from_login_defs(tmp_path: Path) -> None:
+    defs = tmp_path / "login.defs"
+    defs.write_text("# comment\nUID_MIN\t\t 5000\nUID_MAX 60000\n")
+    assert broker_rules.login_uid_min(str(defs)) == 5000
+    assert broker_rules.login_uid_min(str(tmp_path / "missing")) == 1000
