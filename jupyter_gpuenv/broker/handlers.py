@@ -24,10 +24,16 @@ from .rules import HubUser
 MAX_BODY = 64 * 1024
 
 
+@web.stream_request_body
 class BrokerHandler(web.RequestHandler):
-    """JSON in, JSON out; the caller is known before any method runs."""
+    """JSON in, JSON out; the caller is known before any method runs.
+
+    Bodies are read as they arrive, after the caller is known and never beyond MAX_BODY:
+    a stranger cannot make the broker hold large bodies while their token is checked.
+    """
 
     caller: Caller
+    _received: bytearray
 
     @property
     def broker(self) -> KernelBroker:
@@ -41,6 +47,11 @@ class BrokerHandler(web.RequestHandler):
         """Token-authenticated API: no cookies, so no cross-site forms to defend against."""
 
     async def prepare(self) -> None:
+        self._received = bytearray()
+        declared = self.request.headers.get("Content-Length", "0")
+        if not declared.isdigit() or int(declared) > MAX_BODY:
+            raise web.HTTPError(413, f"The request body is larger than {MAX_BODY} bytes.")
+        self.request.connection.set_max_body_size(MAX_BODY)  # type: ignore[union-attr]
         try:
             self.caller = await self.identity.caller(self.request.headers.get("Authorization"))
         except Unauthenticated as err:
@@ -58,11 +69,14 @@ class BrokerHandler(web.RequestHandler):
         except GpuEnvError as err:
             raise web.HTTPError(err.status, err.message) from err
 
-    def body(self) -> dict[str, Any]:
-        if len(self.request.body) > MAX_BODY:
+    def data_received(self, chunk: bytes) -> None:
+        if len(self._received) + len(chunk) > MAX_BODY:
             raise web.HTTPError(413, f"The request body is larger than {MAX_BODY} bytes.")
+        self._received += chunk
+
+    def body(self) -> dict[str, Any]:
         try:
-            data = json.loads(self.request.body or b"{}")
+            data = json.loads(bytes(self._received) or b"{}")
         except ValueError as err:
             raise web.HTTPError(400, f"The request body is not JSON: {err}") from err
         if not isinstance(data, dict):

@@ -25,6 +25,7 @@ from ..config import GpuEnv
 from ..environments.model import Environment
 from ..errors import BadRequest, PolicyViolation
 from ..gpu_set import GpuSet
+from ..provisioning import kernel_history
 from ..provisioning.container import orphans
 from ..provisioning.container.provisioner import DockerProvisioner
 from ..provisioning.container.runtime import RuntimeContext
@@ -181,6 +182,7 @@ class KernelBroker:
             raise
         started = provisioner.runtime
         assert started is not None
+        kernel_history.forget(kernel_id)  # the user's server keeps the kernel's history
         # The broker's own record of the kernel: the runtime re-made from its record with
         # the broker's context, which holds no kernel manager and outlives nothing.
         started.keep_after_exit()

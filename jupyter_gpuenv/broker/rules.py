@@ -298,9 +298,10 @@ def notebook_folder(cwd: object, rules: UserRules) -> str | None:
                 raise PolicyViolation(f"The notebook folder {cwd} is not a folder on this host.")
             return real
     allowed = ", ".join(rules.notebook_roots) or "none"
+    # Only what the caller gave: the resolved path is what root sees, which may be
+    # another account's (a symlink to /proc/<pid>/cwd, say).
     raise PolicyViolation(
-        f"The notebook folder {cwd} (resolved: {real}) is outside the folders your kernels "
-        f"may use ({allowed})."
+        f"The notebook folder {cwd} is outside the folders your kernels may use ({allowed})."
     )
 
 

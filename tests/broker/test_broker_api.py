@@ -7,7 +7,10 @@ not exist for the caller; malformed requests get JSON errors.
 
 from __future__ import annotations
 
+import http.client
+import json
 import secrets
+import urllib.parse
 
 import docker
 import pytest
@@ -84,6 +87,24 @@ def test_bad_requests_get_json_errors(
         message = refusal(reply, status)
         assert text in message, (path, message)
     assert user_containers(docker_client, ALICE) == []
+
+
+def test_a_large_body_is_refused_before_its_sender_is_known(broker_hub: BrokerHub) -> None:
+    """Only the headers are sent: the broker answers 413 in JSON without waiting for a
+    body or asking the Hub about a token (there is none), and holds nothing of it."""
+    url = urllib.parse.urlsplit(broker_hub.broker_url)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    try:
+        connection.putrequest("POST", f"{url.path}api/kernels")
+        connection.putheader("Content-Type", "application/json")
+        connection.putheader("Content-Length", str(64 * 1024 * 1024))
+        connection.endheaders()
+        response = connection.getresponse()
+        body = json.loads(response.read())
+    finally:
+        connection.close()
+    assert response.status == 413, body
+    assert "larger than" in body["message"], body
 
 
 def test_token_without_the_broker_scope_is_403(

@@ -20,6 +20,7 @@ from typing import Any
 import docker
 import pytest
 from jupyter_client.blocking import BlockingKernelClient
+from jupyter_client.connect import LocalPortCache
 
 from jupyter_gpuenv.broker.kernel_record import NotYours
 from jupyter_gpuenv.broker.kernels import KernelBroker
@@ -27,7 +28,9 @@ from jupyter_gpuenv.broker.rules import HubUser
 from jupyter_gpuenv.config import GpuEnv
 from jupyter_gpuenv.docker import labels
 from jupyter_gpuenv.errors import PolicyViolation
+from jupyter_gpuenv.provisioning import kernel_history
 from jupyter_gpuenv.provisioning.container import orphans
+from jupyter_gpuenv.provisioning.container.readiness import PORT_NAMES
 from jupyter_gpuenv.services import Services
 from tests.provisioning.server_process import make_shared_dir
 from tests.support.docker_engine import running_in_ci
@@ -155,9 +158,17 @@ async def test_a_kernel_runs_as_its_user_in_their_folder(
     assert container.labels[labels.USER] == first.name
     assert container.attrs["Config"]["User"] == f"{first.uid}:{first.gid}"
     assert container.attrs["HostConfig"]["Privileged"] is False
+    # The broker keeps no kernel history (its kernels' servers do), and it holds the
+    # kernel's five ports from its own port cache until the stop gives them back.
+    assert kernel_history.known_history(kernel_id) is None
+    held = set(LocalPortCache.instance().currently_used_ports)
+    ports = {answer["connection"][name] for name in PORT_NAMES}
+    assert ports <= held
     await broker.stop(broker.of(first.name, kernel_id))
     with pytest.raises(docker.errors.NotFound):
         docker_client.containers.get(container.id)
+    assert not ports & set(LocalPortCache.instance().currently_used_ports)
+    assert kernel_history.known_history(kernel_id) is None
 
 
 async def test_another_users_kernel_is_not_found(
