@@ -60,8 +60,12 @@ class GpuEnvExtension(ExtensionApp):
         # client saves them; an admin's own pre_save_hook runs first and stays.
         hook = NotebookRecordHook(self.state, self.log)
         install_notebook_hook(serverapp.contents_manager, hook, self.log)
+        state = self.state
         self.state.reclaimer = GpuIdleReclaimer(
-            config, sampler, serverapp.kernel_manager, self.log
+            config,
+            lambda: state.gpu_sampler.current(),  # the sampler in use (tests swap it)
+            serverapp.kernel_manager,
+            self.log,
         )
         self.state.reclaimer.start()
         # Kernel containers left by a server that died (kill -9) are removed in the

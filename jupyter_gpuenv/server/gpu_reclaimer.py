@@ -13,13 +13,14 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from tornado.ioloop import PeriodicCallback
 
 from ..config import GpuEnv
-from ..gpu.sampler import GpuSampler
+from ..gpu.sampler import Sample
 from ..provisioning.gpu_reclaim import check_interval, decide
 from ..provisioning.kernel_history import history_of, known_history
 from ..provisioning.kernel_status import gpu_use_by_kernel, idle_seconds
@@ -33,12 +34,12 @@ class GpuIdleReclaimer:
     def __init__(
         self,
         config: GpuEnv,
-        sampler: GpuSampler,
+        current_sample: Callable[[], Awaitable[Sample]],
         kernel_manager: Any,
         log: logging.Logger,
     ) -> None:
         self.config = config
-        self.sampler = sampler
+        self.current_sample = current_sample  # the server's latest shared GPU sample
         self.kernel_manager = kernel_manager  # the server's MultiKernelManager
         self.log = log
         self.reclaimed: deque[dict[str, Any]] = deque(maxlen=RECENT)
@@ -77,7 +78,7 @@ class GpuIdleReclaimer:
             self._busy = False
 
     async def _check(self) -> None:
-        sample = await self.sampler.current()
+        sample = await self.current_sample()
         uses = gpu_use_by_kernel(sample.snapshot)
         mkm = self.kernel_manager
         config, now = self.config, time.time()
