@@ -8,21 +8,14 @@ service and its secret.
 
 from __future__ import annotations
 
-import asyncio
-import json
 from pathlib import Path
 
 import pytest
-from jupyter_client.manager import AsyncKernelManager
-from traitlets.config import Config
 
-from jupyter_gpuenv.config import GpuEnv
 from jupyter_gpuenv.docker import labels
 from jupyter_gpuenv.provisioning.container.provisioner import DockerProvisioner
-from jupyter_gpuenv.provisioning.kernelspecs import GpuEnvKernelSpecManager
-from jupyter_gpuenv.services import Services
 from tests.provisioning.server_process import make_shared_dir
-from tests.support.interrupts import run_until_interrupted
+from tests.support.reattach import first_manager, reloaded, run_until_interrupted
 from tests.support.swarm import SwarmCluster
 from tests.support.waits import eventually
 
@@ -45,37 +38,17 @@ async def test_a_reloaded_swarm_kernel_runs_interrupts_and_shuts_down(
         "scheduler": "swarm",
         "docker_host": swarm.manager_url,
         "docker_images": {"py": {"image": python_kernel_image, "gpus": 1}},
-        "conda_envs_dirs": [],
-        "venv_dirs": [],
-        "docker_label_discovery": False,
     }
-    config = Config({"GpuEnv": settings})
-    ksm = GpuEnvKernelSpecManager(config=config)
-    services = Services.build(GpuEnv(config=config), cache_path=tmp_path / "cache.json")
-    ksm.use_services(services)
-    (env,) = await asyncio.to_thread(services.catalog.list_environments_sync)
-    first = AsyncKernelManager(kernel_name=env.kernel_name, kernel_spec_manager=ksm, config=config)
+    first, services, _ = await first_manager(settings, tmp_path / "cache.json", "py")
     await first.start_kernel(cwd=str(notebook_dir))
     kernel_id = first.kernel_id
     assert kernel_id is not None and isinstance(first.provisioner, DockerProvisioner)
     try:
         placement = first.provisioner.placement()
         assert placement is not None and placement["gpus"], placement
-        info = await first.provisioner.get_provisioner_info()
-        record = json.loads(json.dumps(info["runtime"]))
-        assert record["kind"] == "swarm" and record["service"]["node_name"] == placement["node"]
-
         # The server is gone; a new kernel manager takes the kernel back from the record.
-        second = AsyncKernelManager(
-            kernel_name=env.kernel_name, kernel_spec_manager=ksm, config=config
-        )
-        second.load_connection_info(first.get_connection_info())
-        provisioner = DockerProvisioner(
-            kernel_id=kernel_id, kernel_spec=second.kernel_spec, parent=second
-        )
-        await provisioner.load_provisioner_info({**info, "runtime": record})
-        second.kernel_id = kernel_id
-        second.provisioner = provisioner
+        second, provisioner, record = await reloaded(first)
+        assert record["kind"] == "swarm" and record["service"]["node_name"] == placement["node"]
 
         assert provisioner.has_process
         assert await provisioner.poll() is None  # running, not "exited (0)"
@@ -93,6 +66,7 @@ async def test_a_reloaded_swarm_kernel_runs_interrupts_and_shuts_down(
         assert await first.provisioner.poll() == -1  # the first manager sees it gone too
     finally:
         await first.provisioner.cleanup()
+        services.stop()
         for child in notebook_dir.iterdir():
             child.unlink()
         notebook_dir.rmdir()

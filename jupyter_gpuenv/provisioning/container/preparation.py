@@ -13,6 +13,7 @@ import asyncio
 import dataclasses
 import os
 import pathlib
+from collections.abc import Callable
 from typing import Any
 
 import zmq
@@ -21,6 +22,7 @@ from docker.errors import ImageNotFound
 from jupyter_client.connect import LocalPortCache
 from jupyter_client.manager import KernelManager
 
+from ...docker.client import DaemonUnreachable
 from ...docker.nvidia_runtime import detect_runtime
 from ...environments.model import Environment
 from ...errors import PolicyViolation
@@ -34,7 +36,7 @@ from ..provisioner_base import GpuEnvProvisionerMixin
 from ..start_progress import StartProgress
 from .gpu_request import plan_gpus
 from .kernel_layer import ensure_layer, image_has_ipykernel
-from .orphans import private_connection_dir, this_instance
+from .orphans import private_connection_dir, remove_orphans_once, this_instance
 from .readiness import PORT_NAMES
 from .request import (
     ContainerRequest,
@@ -142,6 +144,19 @@ class ContainerPreparation:
         self.ports_cached = False
 
     # -- the image and the request ---------------------------------------------------
+
+    async def docker_and_image(
+        self, client_for: Callable[[bool], DockerClient], progress: StartProgress
+    ) -> tuple[DockerClient, str, str]:
+        """Docker's client (refused when Docker does not answer), after this process's one
+        orphan sweep, with the image to run and its python (kernel_image)."""
+        try:
+            client = await asyncio.to_thread(client_for, True)
+        except DaemonUnreachable as err:
+            raise KernelStartFailed(err.message) from err
+        await asyncio.to_thread(remove_orphans_once, client, self.owner.log)
+        image_id, python = await self.kernel_image(client, progress)
+        return client, image_id, python
 
     async def kernel_image(self, client: DockerClient, progress: StartProgress) -> tuple[str, str]:
         """The image to run (a kernel layer when it lacks ipykernel) and its python."""

@@ -56,12 +56,9 @@ class EngineRuntime(KernelRuntime):
     async def create(self, start: KernelStart) -> dict[str, Any]:
         preparation, progress = start.preparation, start.progress
         self._exit_recorded = False
-        try:
-            client = await asyncio.to_thread(self.context.client, True)
-        except DaemonUnreachable as err:
-            raise KernelStartFailed(err.message) from err
-        await asyncio.to_thread(orphans.remove_orphans_once, client, self.log)
-        image_id, python = await preparation.kernel_image(client, progress)
+        client, image_id, python = await preparation.docker_and_image(
+            self.context.client, progress
+        )
         self.image = preparation.image
         try:
             request = await asyncio.to_thread(

@@ -27,7 +27,6 @@ from ....docker.client import DaemonUnreachable, docker_client
 from ....docker.runs import explanation
 from ....gpu_set import GpuSet
 from ...kernel_errors import KernelStartFailed, SignalNotDelivered
-from .. import orphans
 from ..control_channel import ControlChannel
 from ..runtime import KernelRuntime, KernelStart, RuntimeContext, record_text
 from .service_spec import swarm_gpu_count, swarm_gpu_environment
@@ -69,12 +68,9 @@ class SwarmRuntime(KernelRuntime):
     async def create(self, start: KernelStart) -> dict[str, Any]:
         preparation, km = start.preparation, start.manager
         config = preparation.owner.gpuenv_config
-        try:
-            client = await asyncio.to_thread(self.context.client, True)
-        except DaemonUnreachable as err:
-            raise KernelStartFailed(err.message) from err
-        await asyncio.to_thread(orphans.remove_orphans_once, client, self.log)
-        image_id, python = await preparation.kernel_image(client, start.progress)
+        client, image_id, python = await preparation.docker_and_image(
+            self.context.client, start.progress
+        )
         self.image = preparation.image
         _, launch = preparation.prepared()
         try:
