@@ -77,6 +77,13 @@ class KernelStart:
     # process (the broker) judged the start.
     start_warning: str | None = None
 
+    async def resolve_container(self) -> None:
+        """For runtimes that run the container themselves: environment, policy, doctor,
+        keys, ports and the connection file (preparation.py)."""
+        await self.preparation.resolve(
+            self.progress, self.transport_encryption, self.extra_arguments, self.session_name
+        )
+
 
 class KernelRuntime(ABC):
     """One kernel's life in one runtime, from create to remove.

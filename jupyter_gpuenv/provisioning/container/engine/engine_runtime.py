@@ -49,9 +49,7 @@ class EngineRuntime(KernelRuntime):
         self._exit_recorded = False
 
     async def prepare(self, start: KernelStart) -> None:
-        await start.preparation.resolve(
-            start.progress, start.transport_encryption, start.extra_arguments, start.session_name
-        )
+        await start.resolve_container()
 
     async def create(self, start: KernelStart) -> dict[str, Any]:
         preparation, progress = start.preparation, start.progress

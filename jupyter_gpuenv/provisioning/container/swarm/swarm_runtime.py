@@ -61,9 +61,7 @@ class SwarmRuntime(KernelRuntime):
         self.connection_copy: str | None = None
 
     async def prepare(self, start: KernelStart) -> None:
-        await start.preparation.resolve(
-            start.progress, start.transport_encryption, start.extra_arguments, start.session_name
-        )
+        await start.resolve_container()
 
     async def create(self, start: KernelStart) -> dict[str, Any]:
         preparation, km = start.preparation, start.manager
