@@ -182,6 +182,15 @@ class KernelBroker:
             raise
         started = provisioner.runtime
         assert started is not None
+        if self.require_encryption and not provisioner.connection_info.get("curve_secretkey"):
+            # Fail closed: a jupyter_client or libzmq without CurveZMQ hands out no keys.
+            await provisioner.cleanup()
+            km.cleanup_connection_file()
+            raise PolicyViolation(
+                "The kernel would not be encrypted (this broker's jupyter_client or libzmq "
+                "cannot do CurveZMQ), and the administrator requires encrypted kernels "
+                "(c.GpuEnvBroker.require_encryption); it was not started."
+            )
         kernel_history.forget(kernel_id)  # the user's server keeps the kernel's history
         # The broker's own record of the kernel: the runtime re-made from its record with
         # the broker's context, which holds no kernel manager and outlives nothing.
@@ -284,7 +293,7 @@ class KernelBroker:
         taken = [gpu for k in self.kernels.values() for gpu in k.gpus]
         taken += [gpu for _, ids in pending for gpu in ids]
         if gpus.ids is not None:
-            asked = [_host_uuid(gpu, host) for gpu in gpus.ids]
+            asked = list(dict.fromkeys(broker_rules.host_gpu(str(g), host) for g in gpus.ids))
             busy = [gpu for gpu in asked if gpu in taken]
             if busy:
                 raise Conflict(f"GPU {', '.join(busy)} is in use by another kernel.")
@@ -380,10 +389,3 @@ def _start_fields(body: dict[str, Any]) -> tuple[str, str, str, str]:
     if env is not None and not isinstance(env, dict):
         raise BadRequest("env must be an object.")
     return kernel_id.lower(), env_id, key, scheme
-
-
-def _host_uuid(gpu: str, host: list[str]) -> str:
-    """An index as the host's UUID at that position; a UUID as it is."""
-    if gpu.isdigit() and int(gpu) < len(host):
-        return host[int(gpu)]
-    return gpu

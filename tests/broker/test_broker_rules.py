@@ -215,3 +215,38 @@ def test_uid_min_is_read_from_login_defs(tmp_path: Path) -> None:
     defs.write_text("# comment\nUID_MIN\t\t 5000\nUID_MAX 60000\n")
     assert broker_rules.login_uid_min(str(defs)) == 5000
     assert broker_rules.login_uid_min(str(tmp_path / "missing")) == 1000
+
+
+HOST = ["GPU-0a1b2c3d-0000-4000-8000-000000000001", "GPU-0a1b9999-0000-4000-8000-000000000002"]
+
+
+@pytest.mark.parametrize(
+    ("asked", "uuid"),
+    [
+        ("0", HOST[0]),
+        ("1", HOST[1]),
+        (HOST[1], HOST[1]),
+        (HOST[1].lower(), HOST[1]),
+        (HOST[0][4:], HOST[0]),  # without "GPU-"
+        ("gpu-0A1B2C3D", HOST[0]),  # a unique prefix, any case
+        (" 0A1B9999 ", HOST[1]),
+    ],
+)
+def test_gpu_ids_are_the_hosts_uuids_however_spelled(asked: str, uuid: str) -> None:
+    assert broker_rules.host_gpu(asked, HOST) == uuid
+
+
+@pytest.mark.parametrize(
+    ("asked", "why"),
+    [
+        ("2", "this host has 2 GPU"),
+        ("GPU-ffff", "not one of this host's GPUs"),
+        ("MIG-0a1b2c3d", "not one of this host's GPUs"),
+        ("0a1b", "more than one"),
+        ("", "not one of this host's GPUs"),
+    ],
+)
+def test_a_gpu_id_that_names_no_single_host_gpu_is_refused(asked: str, why: str) -> None:
+    with pytest.raises(PolicyViolation, match=why) as refused:
+        broker_rules.host_gpu(asked, HOST)
+    assert HOST[0] not in refused.value.message and HOST[1] not in refused.value.message
