@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -41,6 +42,8 @@ class HubIdentity:
         self.service_name = os.environ.get("JUPYTERHUB_SERVICE_NAME", DEFAULT_SERVICE_NAME)
         self.scope = f"access:services!service={self.service_name}"
         self.http = AsyncHTTPClient()
+        self.cache_seconds = cache_seconds
+        self._models: dict[str, tuple[float, dict[str, Any] | None]] = {}
 
     async def caller(self, authorization: str | None) -> Caller:
         """The Hub user behind ``Authorization: token ...``, with their Hub groups."""
@@ -58,9 +61,21 @@ class HubIdentity:
                 f"Hub user {model['name']!r} may not use the kernel broker: the token lacks the "
                 f"scope {self.scope}."
             )
-        user = await self.user_model(str(model["name"]))
+        user = await self.recent_user_model(str(model["name"]))
         groups = user.get("groups") if user else model.get("groups")
         return Caller(str(model["name"]), tuple(str(g) for g in groups or ()))
+
+    async def recent_user_model(self, name: str) -> dict[str, Any] | None:
+        """``user_model``, asked of the Hub at most once per ``cache_seconds`` (a group
+        change reaches the broker that much later), as the token itself is."""
+        now = time.monotonic()
+        cached = self._models.get(name)
+        if cached is not None and now - cached[0] < self.cache_seconds:
+            return cached[1]
+        model = await self.user_model(name)
+        self._models = {n: m for n, m in self._models.items() if now - m[0] < self.cache_seconds}
+        self._models[name] = (now, model)
+        return model
 
     async def user_model(self, name: str) -> dict[str, Any] | None:
         """The Hub's model of ``name`` as the broker's own token may read it."""
