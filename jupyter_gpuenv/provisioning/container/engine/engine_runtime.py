@@ -11,6 +11,7 @@ a restart is a new container. Docker calls run in threads.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import pathlib
@@ -71,7 +72,7 @@ class EngineRuntime(KernelRuntime):
             args = preparation.checked_arguments(request)
             started = time.monotonic()
             progress.step("container", f"Starting a container of {self.image}")
-            container = await asyncio.to_thread(_create, client, args, request.kernel_id)
+            container = await _created(client, args, request.kernel_id, self.log)
         except BaseException:
             self._remove_connection_copy()
             raise
@@ -266,6 +267,35 @@ class EngineRuntime(KernelRuntime):
 
     def _docker_back(self) -> None:
         mark_reachable(self.context.kernel_id, self.context.manager, self.log, self.container_name)
+
+
+async def _created(
+    client: DockerClient, args: dict[str, Any], kernel_id: str, log: logging.Logger
+) -> Container:
+    """``_create`` in a thread. A start cancelled meanwhile (its client gone, the server
+    stopping) cannot stop the thread: what it then creates is removed, not left behind."""
+    creating = asyncio.ensure_future(asyncio.to_thread(_create, client, args, kernel_id))
+    try:
+        return await asyncio.shield(creating)
+    except asyncio.CancelledError:
+        creating.add_done_callback(lambda done: _remove_unwanted(client, done, log))
+        raise
+
+
+def _remove_unwanted(
+    client: DockerClient, done: asyncio.Future[Container], log: logging.Logger
+) -> None:
+    if done.cancelled() or done.exception() is not None:
+        return
+    container_id = str(done.result().id)
+    remove = functools.partial(client.api.remove_container, container_id, force=True)
+    removing = asyncio.get_running_loop().run_in_executor(None, remove)
+
+    def removed(result: asyncio.Future[Any]) -> None:
+        if result.exception() is not None:
+            log.warning("Container %s not removed: %s", container_id, result.exception())
+
+    removing.add_done_callback(removed)
 
 
 def _create(client: DockerClient, args: dict[str, Any], kernel_id: str) -> Container:
