@@ -110,6 +110,7 @@ async def test_kernels_on_the_swarm_get_distinct_gpus_wait_interrupt_restart_and
     container = service["Spec"]["TaskTemplate"]["ContainerSpec"]
     assert container["User"] == f"{NOTEBOOK_UID}:{NOTEBOOK_GID}"
     assert container["Dir"] == str(notebook_dir)
+    assert container["CapabilityDrop"] == ["ALL"]
 
     ws = await server.channels(worker_kernel)
     await ws.ready()
@@ -117,8 +118,10 @@ async def test_kernels_on_the_swarm_get_distinct_gpus_wait_interrupt_restart_and
         "import os, socket\n"
         f"print(os.environ[{GPU_ENV!r}], socket.gethostname(), os.getuid(), os.getcwd())\n"
         "open('from-swarm.txt', 'w').write('hi')\n"
+        "print(*[l.split()[1] for l in open('/proc/self/status') if l.startswith('CapBnd')])\n"
     )
-    seen_gpu, hostname, uid, cwd = result.text.split()[:4]
+    seen_gpu, hostname, uid, cwd, bounding = result.text.split()[:5]
+    assert int(bounding, 16) == 0, "no capability left to gain on the node"
     assert seen_gpu == ",".join(gpus)
     assert hostname == swarm.node(node).hostname
     assert (int(uid), cwd) == (NOTEBOOK_UID, str(notebook_dir))

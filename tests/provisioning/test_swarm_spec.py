@@ -80,7 +80,9 @@ def test_task_template_carries_docker_modes_decisions(tmp_path):
         "GID": "4243",
         "Mode": 0o400,
     }
-    assert container["CapabilityDrop"] == ["NET_RAW"]
+    # Every capability goes, whatever else the admin drops: services carry no
+    # no-new-privileges, so a setuid program must find nothing to gain.
+    assert container["CapabilityDrop"] == ["ALL", "NET_RAW"]
     resources = template["Resources"]
     assert resources["Limits"] == {"NanoCPUs": 1_500_000_000, "MemoryBytes": 512 * 2**20}
     assert resources["Reservations"]["GenericResources"] == [

@@ -217,7 +217,10 @@ def task_template(spec: ServiceRequest) -> TaskTemplate:
         mode=0o400,
     )
     command = service_command(req, secret_file)
-    cap_drop = decided.get("cap_drop")
+    # Every capability dropped, whatever the uid: a service cannot carry
+    # no-new-privileges on the engines Swarm runs on (Docker mode sets it), so a setuid
+    # program inside must find no capability to gain either.
+    cap_drop = sorted({"ALL", *(decided.get("cap_drop") or [])})
     container = ContainerSpec(
         req.image,
         command=command[:1],
@@ -230,7 +233,7 @@ def task_template(spec: ServiceRequest) -> TaskTemplate:
         secrets=[secret],
         init=True,
         stop_grace_period=GRACE_NS,
-        cap_drop=list(cap_drop) if cap_drop else None,
+        cap_drop=cap_drop,
     )
     return TaskTemplate(
         container_spec=container,
