@@ -16,12 +16,38 @@ import docker
 import pytest
 
 from tests.provisioning.server_process import ServerProcess, start_server
+from tests.support import leftovers
 from tests.support.conda_prefix import make_conda_prefix
 from tests.support.docker_engine import EngineUnavailable, ensure_docker_engine, running_in_ci
 from tests.support.images import BUILD_REPORT, ImagesUnavailable, ensure_image
 from tests.support.venvs import make_venv
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_behind() -> Iterator[None]:
+    """After the whole run (every other fixture torn down first), nothing of it is left:
+    no container, fresh test image, Swarm service or secret, network namespace or extra
+    daemon that was not there before. What is found fails the run and is named."""
+    client = _answering_docker()
+    before = leftovers.snapshot(client)
+    yield
+    client = client or _answering_docker()
+    left = leftovers.snapshot(client).appeared(before)
+    if client is not None:
+        client.close()
+    if left:
+        pytest.fail(f"the run left these behind: {left}", pytrace=False)
+
+
+def _answering_docker() -> docker.DockerClient | None:
+    try:
+        client = docker.from_env(timeout=10)
+        client.ping()
+    except docker.errors.DockerException:
+        return None
+    return client
 
 
 @pytest.fixture(scope="session")

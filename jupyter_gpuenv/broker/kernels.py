@@ -25,7 +25,7 @@ from ..config import GpuEnv
 from ..environments.model import Environment
 from ..errors import BadRequest, PolicyViolation
 from ..gpu_set import GpuSet
-from ..provisioning import kernel_history
+from ..provisioning import kernel_history, start_progress
 from ..provisioning.container import orphans
 from ..provisioning.container.provisioner import DockerProvisioner
 from ..provisioning.container.runtime import RuntimeContext
@@ -176,7 +176,8 @@ class KernelBroker:
             preparation.assign_gpus(self._choose_gpus(user, rules, launch.gpus))
             self._pending_gpus[kernel_id] = (user.name, list(launch.gpus.ids or ()))
             await provisioner.launch_kernel(**kwargs)
-        except BaseException:
+        except BaseException as err:
+            _start_failed(kernel_id, err)
             await provisioner.cleanup()
             km.cleanup_connection_file()
             raise
@@ -184,13 +185,15 @@ class KernelBroker:
         assert started is not None
         if self.require_encryption and not provisioner.connection_info.get("curve_secretkey"):
             # Fail closed: a jupyter_client or libzmq without CurveZMQ hands out no keys.
-            await provisioner.cleanup()
-            km.cleanup_connection_file()
-            raise PolicyViolation(
+            refusal = PolicyViolation(
                 "The kernel would not be encrypted (this broker's jupyter_client or libzmq "
                 "cannot do CurveZMQ), and the administrator requires encrypted kernels "
                 "(c.GpuEnvBroker.require_encryption); it was not started."
             )
+            _start_failed(kernel_id, refusal, after_ready=True)
+            await provisioner.cleanup()
+            km.cleanup_connection_file()
+            raise refusal
         kernel_history.forget(kernel_id)  # the user's server keeps the kernel's history
         # The broker's own record of the kernel: the runtime re-made from its record with
         # the broker's context, which holds no kernel manager and outlives nothing.
@@ -389,3 +392,14 @@ def _start_fields(body: dict[str, Any]) -> tuple[str, str, str, str]:
     if env is not None and not isinstance(env, dict):
         raise BadRequest("env must be an object.")
     return kernel_id.lower(), env_id, key, scheme
+
+
+def _start_failed(kernel_id: str, err: BaseException, after_ready: bool = False) -> None:
+    """Close the start's progress record as failed: a refusal between the provisioner's
+    steps (quota, GPUs in use, encryption) must not leave it "starting" (or "ready")."""
+    reason = str(getattr(err, "message", None) or err) or type(err).__name__
+    for progress in start_progress.starts(kernel_id=kernel_id):
+        if after_ready:
+            progress.refuse(reason)
+        else:
+            progress.fail(reason)

@@ -102,6 +102,14 @@ class StartProgress:
                 self.steps.append(ProgressStep("failed", reason, now, "failed", now))
             self.state, self.ended, self.reason = "failed", now, reason
 
+    def refuse(self, reason: str) -> None:
+        """Refused by a check after the kernel answered: failed, whatever it said before."""
+        with self._lock:
+            now = time.time()
+            self._close_current("failed", now)
+            self.steps.append(ProgressStep("refused", reason, now, "failed", now))
+            self.state, self.ended, self.reason = "failed", now, reason
+
     def _close_current(self, state: StepState, now: float) -> bool:
         if self.steps and self.steps[-1].state == "running":
             self.steps[-1].state, self.steps[-1].ended = state, now

@@ -28,7 +28,7 @@ from jupyter_gpuenv.broker.rules import HubUser
 from jupyter_gpuenv.config import GpuEnv
 from jupyter_gpuenv.docker import labels
 from jupyter_gpuenv.errors import PolicyViolation
-from jupyter_gpuenv.provisioning import kernel_history
+from jupyter_gpuenv.provisioning import kernel_history, start_progress
 from jupyter_gpuenv.provisioning.container import orphans
 from jupyter_gpuenv.provisioning.container.readiness import PORT_NAMES
 from jupyter_gpuenv.services import Services
@@ -301,3 +301,33 @@ async def test_starts_sent_together_are_admitted_first_come_up_to_the_quota(
     refused = [r for r in results if isinstance(r, PolicyViolation)]
     assert (len(admitted), len(refused)) == (1, 2), results
     assert "may run 1 at once" in refused[0].message
+
+
+async def test_a_start_refused_after_its_environment_was_resolved_is_closed(
+    python_kernel_image: str,
+    two_users: tuple[SystemUser, SystemUser],
+    homes: Path,
+) -> None:
+    """The GPU quota is checked once the environment's GPUs are known: the refusal closes
+    the start's progress as failed and gives its ports back."""
+    config = GpuEnv()
+    config.docker_images = {"gpu": {"image": python_kernel_image, "gpus": 1}}
+    config.restrict_to_configured_images = True
+    services = Services.build(config, cache_path=None)
+    rules = {
+        "default": {"environments": ["gpu"], "max_gpus": 0, "notebook_roots": [str(homes)]},
+        "groups": {},
+        "users": {},
+    }
+    broker = KernelBroker(config, services, rules)
+    try:
+        body = start_body(broker, "gpu")
+        held = set(LocalPortCache.instance().currently_used_ports)
+        with pytest.raises(PolicyViolation, match="Quota: this kernel asks for 1 GPU"):
+            await broker.start(hub_user(two_users[0], homes), body)
+        (progress,) = start_progress.starts(kernel_id=body["kernel_id"])
+        assert progress.state == "failed" and "Quota" in (progress.reason or "")
+        assert set(LocalPortCache.instance().currently_used_ports) == held
+        assert broker.kernels == {}
+    finally:
+        services.stop()
