@@ -150,9 +150,7 @@ class KernelBroker:
         env = await self._allowed_environment(rules, env_id)
         cwd = broker_rules.notebook_folder(body.get("cwd"), rules)
         encryption = self._encryption(body.get("transport_encryption"), env)
-        requested = body.get("config") or {}
-        if not isinstance(requested, dict):
-            raise BadRequest("config must be an object (the kernelspec's provisioner config).")
+        requested = provisioner_config(body.get("config"))
         km = self._kernel_manager(kernel_id, key, scheme)
         spec = KernelSpec(argv=[], display_name=env.display_name, language="python")
         spec.name = _kernel_name(body.get("kernel_name"))
@@ -160,7 +158,7 @@ class KernelBroker:
             kernel_id=kernel_id,
             kernel_spec=spec,
             parent=km,
-            **{k: v for k, v in requested.items() if k != "environment_id"},
+            **requested,
             environment_id=env_id,
         )
         provisioner.use(broker_rules.user_config(self.config, user, rules), self.services)
@@ -364,6 +362,24 @@ class KernelBroker:
         if self.kernels:
             self.log.info("Re-attached %d kernel(s): %s", len(self.kernels), sorted(self.kernels))
         return len(found)
+
+
+# Keywords the provisioner takes from jupyter_client, never from a kernelspec's config.
+PROVISIONER_OWN = frozenset({"kernel_id", "kernel_spec", "parent"})
+
+
+def provisioner_config(config: object) -> dict[str, Any]:
+    """A start's ``config`` (the user's kernelspec provisioner config) as the provisioner's
+    keywords: an object, without the environment id (the body names it) and without the
+    names jupyter_client passes itself."""
+    if config is None:
+        return {}
+    if not isinstance(config, dict):
+        raise BadRequest("config must be an object (the kernelspec's provisioner config).")
+    own = sorted(str(k) for k in config if k in PROVISIONER_OWN)
+    if own:
+        raise BadRequest(f"config may not set {', '.join(own)}: the broker sets it.")
+    return {str(k): v for k, v in config.items() if k != "environment_id"}
 
 
 def _kernel_name(value: object) -> str:

@@ -284,11 +284,18 @@ def _expand(template: str, user: HubUser, group_names: Iterable[str]) -> list[st
     ]
 
 
-def notebook_folder(cwd: object, rules: UserRules) -> str | None:
-    """The notebook folder to mount (resolved), None when none was given; refused when it
-    lies outside the user's notebook roots."""
+def notebook_folder(cwd: object, rules: UserRules) -> str:
+    """The notebook folder to mount (resolved); refused when it lies outside the user's
+    notebook roots. None given: the first of those roots that is a folder (never the
+    broker's own working folder)."""
     if cwd is None or cwd == "":
-        return None
+        for root in rules.notebook_roots:
+            if os.path.isdir(root):
+                return os.path.realpath(root)
+        raise PolicyViolation(
+            "No notebook folder was given, and none of the folders your kernels may use "
+            "exists on this host."
+        )
     if not isinstance(cwd, str) or not os.path.isabs(cwd) or "\0" in cwd:
         raise PolicyViolation(f"The notebook folder must be an absolute path, not {cwd!r}.")
     real = os.path.realpath(cwd)

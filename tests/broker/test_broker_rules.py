@@ -87,7 +87,13 @@ def test_notebook_folder_must_resolve_under_a_root(tmp_path: Path) -> None:
     (home / "escape").symlink_to(tmp_path / "bob")
     rules = broker_rules.UserRules(notebook_roots=[str(home)])
     assert broker_rules.notebook_folder(str(home / "project"), rules) == str(home / "project")
-    assert broker_rules.notebook_folder(None, rules) is None
+    # None given: the first root that is a folder, never the broker's own working folder.
+    missing = broker_rules.UserRules(notebook_roots=[str(tmp_path / "gone"), str(home)])
+    assert broker_rules.notebook_folder(None, missing) == str(home)
+    assert broker_rules.notebook_folder("", rules) == str(home)
+    nowhere = broker_rules.UserRules(notebook_roots=[str(tmp_path / "gone")])
+    with pytest.raises(PolicyViolation, match="none of the folders your kernels may use"):
+        broker_rules.notebook_folder(None, nowhere)
     for outside in (str(tmp_path / "bob"), str(home / "escape"), f"{home}/../bob", "/"):
         with pytest.raises(PolicyViolation, match="outside the folders"):
             broker_rules.notebook_folder(outside, rules)
