@@ -41,7 +41,10 @@ def fresh_image(client: docker.DockerClient, base: str, name: str) -> Iterator[s
     any kernel layer built from it are removed afterwards."""
     tag = f"gpuenv-test-fresh/{name}:{uuid.uuid4().hex[:12]}"
     dockerfile = f"FROM {base}\nLABEL org.jupyter.gpuenv.test.fresh={tag}\n"
-    image, _ = client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, pull=False)
+    # rm/forcerm: the LABEL step's intermediate container goes too (docker-py keeps it).
+    image, _ = client.images.build(
+        fileobj=io.BytesIO(dockerfile.encode()), tag=tag, pull=False, rm=True, forcerm=True
+    )
     try:
         yield tag
     finally:
