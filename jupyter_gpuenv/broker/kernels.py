@@ -174,6 +174,13 @@ class KernelBroker:
             preparation.assign_gpus(self._choose_gpus(user, rules, launch.gpus))
             self._pending_gpus[kernel_id] = (user.name, list(launch.gpus.ids or ()))
             await provisioner.launch_kernel(**kwargs)
+            if self.require_encryption and not provisioner.connection_info.get("curve_secretkey"):
+                # Fail closed: a jupyter_client or libzmq without CurveZMQ hands out no keys.
+                raise PolicyViolation(
+                    "The kernel would not be encrypted (this broker's jupyter_client or libzmq "
+                    "cannot do CurveZMQ), and the administrator requires encrypted kernels "
+                    "(c.GpuEnvBroker.require_encryption); it was not started."
+                )
         except BaseException as err:
             _start_failed(kernel_id, err)
             await provisioner.cleanup()
@@ -181,17 +188,6 @@ class KernelBroker:
             raise
         started = provisioner.runtime
         assert started is not None
-        if self.require_encryption and not provisioner.connection_info.get("curve_secretkey"):
-            # Fail closed: a jupyter_client or libzmq without CurveZMQ hands out no keys.
-            refusal = PolicyViolation(
-                "The kernel would not be encrypted (this broker's jupyter_client or libzmq "
-                "cannot do CurveZMQ), and the administrator requires encrypted kernels "
-                "(c.GpuEnvBroker.require_encryption); it was not started."
-            )
-            _start_failed(kernel_id, refusal, after_ready=True)
-            await provisioner.cleanup()
-            km.cleanup_connection_file()
-            raise refusal
         kernel_history.forget(kernel_id)  # the user's server keeps the kernel's history
         # The broker's own record of the kernel: the runtime re-made from its record with
         # the broker's context, which holds no kernel manager and outlives nothing.
@@ -410,12 +406,13 @@ def _start_fields(body: dict[str, Any]) -> tuple[str, str, str, str]:
     return kernel_id.lower(), env_id, key, scheme
 
 
-def _start_failed(kernel_id: str, err: BaseException, after_ready: bool = False) -> None:
+def _start_failed(kernel_id: str, err: BaseException) -> None:
     """Close the start's progress record as failed: a refusal between the provisioner's
-    steps (quota, GPUs in use, encryption) must not leave it "starting" (or "ready")."""
-    reason = str(getattr(err, "message", None) or err) or type(err).__name__
+    steps (quota, GPUs in use) or after them (encryption) leaves it neither "starting"
+    nor "ready"."""
+    reason = start_progress.reason_of(err)
     for progress in start_progress.starts(kernel_id=kernel_id):
-        if after_ready:
-            progress.refuse(reason)
-        else:
+        if progress.state == "starting":
             progress.fail(reason)
+        else:
+            progress.refuse(reason)

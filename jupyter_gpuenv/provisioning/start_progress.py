@@ -14,6 +14,7 @@ last step says ready or why it failed), so a client that looks late still sees t
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from dataclasses import dataclass, field
@@ -134,6 +135,13 @@ class StartProgress:
                 "seconds": round((self.ended or time.time()) - self.started, 1),
                 "steps": [step.to_json() for step in self.steps],
             }
+
+
+def reason_of(err: BaseException) -> str:
+    """What a failed start says: our message, else the error itself."""
+    if isinstance(err, asyncio.CancelledError):
+        return "The start was cancelled."
+    return str(getattr(err, "message", None) or err) or type(err).__name__
 
 
 _starts: dict[str, StartProgress] = {}

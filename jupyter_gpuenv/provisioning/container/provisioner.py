@@ -98,7 +98,7 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
             # The command is the runtime's (request.kernel_command), not a host argv.
             kwargs = await super().pre_launch(**kwargs)
         except BaseException as err:
-            progress.fail(_reason(err))
+            progress.fail(start_progress.reason_of(err))
             raise
         kwargs["cmd"] = []
         return kwargs
@@ -115,7 +115,7 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
         try:
             info = await runtime.create(start)
         except BaseException as err:
-            start.progress.fail(_reason(err))
+            start.progress.fail(start_progress.reason_of(err))
             raise
         if start.start_warning:
             self.start_warning = start.start_warning
@@ -235,10 +235,3 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
                 raise ValueError(f"Unknown kernel runtime {record.get('kind')!r}")
             self._runtime = kind.from_record(record, self._context())
         self._exited = False
-
-
-def _reason(err: BaseException) -> str:
-    """What a failed start's progress says: our message, else the error itself."""
-    if isinstance(err, asyncio.CancelledError):
-        return "The start was cancelled."
-    return str(getattr(err, "message", None) or err) or type(err).__name__

@@ -45,7 +45,7 @@ class LocalEnvProvisioner(GpuEnvProvisionerMixin, LocalProvisioner):  # type: ig
         try:
             return await self._pre_launch(progress, **kwargs)
         except BaseException as err:
-            progress.fail(str(getattr(err, "message", None) or err) or type(err).__name__)
+            progress.fail(start_progress.reason_of(err))
             raise
 
     async def _pre_launch(
