@@ -162,8 +162,6 @@ class DockerProvisioner(GpuEnvProvisionerMixin, KernelProvisionerBase):  # type:
         if self._runtime is not None:
             await self._runtime.remove(requested=True)
         self._exited = True
-        if self._preparation is not None:
-            self._preparation.discard_connection_copy()
         if not restart:
             kernel_history.forget(self.kernel_id or "")
             self.preparation.return_ports()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ....broker_client import BrokerClient, BrokerError
 from ...kernel_errors import (
@@ -25,9 +25,6 @@ from ...kernel_errors import (
 from ..control_channel import ControlChannel
 from ..readiness import PORT_NAMES
 from ..runtime import KernelRuntime, KernelStart, RuntimeContext, record_text
-
-if TYPE_CHECKING:
-    from jupyter_client.manager import KernelManager
 
 START_TIMEOUT_MARGIN = 120.0
 
@@ -44,7 +41,8 @@ class BrokeredRuntime(KernelRuntime):
         self.asked = False  # a start was sent: the broker may hold a kernel to remove
         self.container_name: str | None = None
         self.image: str | None = None
-        self._control: ControlChannel | None = None
+        # Interrupts where a signal cannot reach: only with the kernel's manager.
+        self.control = ControlChannel(context.manager) if context.manager else None
         self.where: dict[str, Any] | None = None  # the broker runs Swarm: where it landed
 
     async def prepare(self, start: KernelStart) -> None:
@@ -122,8 +120,8 @@ class BrokeredRuntime(KernelRuntime):
         if not self.started:
             return
         name = signal.Signals(signum).name
-        if signum == signal.SIGINT and self.where is not None and self.context.manager:
-            self._control_channel(self.context.manager).interrupt()
+        if signum == signal.SIGINT and self.where is not None and self.control is not None:
+            self.control.interrupt()
             return
         try:
             await asyncio.to_thread(self.client.signal, self.context.kernel_id, name)
@@ -138,8 +136,8 @@ class BrokeredRuntime(KernelRuntime):
 
     async def remove(self, requested: bool = True) -> None:
         """Have the broker remove the kernel's container; a gone kernel is fine."""
-        if self._control is not None:
-            self._control.close()
+        if self.control is not None:
+            self.control.close()
         if not (self.started or self.asked):
             return
         try:
@@ -170,11 +168,6 @@ class BrokeredRuntime(KernelRuntime):
 
     def keep_after_exit(self) -> None:
         """Nothing to do: the broker, not this process, holds the kernel."""
-
-    def _control_channel(self, km: KernelManager) -> ControlChannel:
-        if self._control is None:
-            self._control = ControlChannel(km)
-        return self._control
 
     def record(self) -> dict[str, Any]:
         return {

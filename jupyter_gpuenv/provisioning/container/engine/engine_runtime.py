@@ -74,7 +74,8 @@ class EngineRuntime(KernelRuntime):
             progress.step("container", f"Starting a container of {self.image}")
             container = await _created(client, args, request.kernel_id, self.log)
         except BaseException:
-            self._remove_connection_copy()
+            preparation.discard_connection_copy()  # made, perhaps, before it was ours
+            self.connection_copy = None
             raise
         self.container_id, self.container_name = str(container.id), str(container.name)
         if self.context.owned:

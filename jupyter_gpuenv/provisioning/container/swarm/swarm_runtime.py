@@ -16,7 +16,7 @@ import pathlib
 import signal
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import zmq
 from docker import DockerClient
@@ -42,9 +42,6 @@ from .swarm_service import (
     task_exit_code,
 )
 
-if TYPE_CHECKING:
-    from jupyter_client.manager import KernelManager
-
 ENDING_SIGNALS = (signal.SIGTERM, signal.SIGKILL)
 
 
@@ -57,7 +54,8 @@ class SwarmRuntime(KernelRuntime):
         super().__init__(context)
         self.service: SwarmPlacement | None = None
         self.image: str | None = None
-        self._control: ControlChannel | None = None
+        # Interrupts where a signal cannot reach: only with the kernel's manager.
+        self.control = ControlChannel(context.manager) if context.manager else None
         self.connection_copy: str | None = None
 
     async def prepare(self, start: KernelStart) -> None:
@@ -101,7 +99,8 @@ class SwarmRuntime(KernelRuntime):
                 client, request, info, swarm_start, self.log, start.progress
             )
         except BaseException:
-            self._remove_connection_copy()
+            preparation.discard_connection_copy()  # made, perhaps, before it was ours
+            self.connection_copy = None
             raise
         self.service = placement
         if self.context.owned:
@@ -141,8 +140,8 @@ class SwarmRuntime(KernelRuntime):
         if self.service is None:
             return
         name = signal.Signals(signum).name
-        if signum == signal.SIGINT and self.context.manager is not None:
-            self._control_channel(self.context.manager).interrupt()
+        if signum == signal.SIGINT and self.control is not None:
+            self.control.interrupt()
         elif signum in ENDING_SIGNALS:
             client = self.context.client()
             await asyncio.to_thread(remove_service, client, self.service)
@@ -160,8 +159,8 @@ class SwarmRuntime(KernelRuntime):
     async def remove(self, requested: bool = True) -> None:
         placement, self.service = self.service, None
         self._remove_connection_copy()
-        if self._control is not None:
-            self._control.close()
+        if self.control is not None:
+            self.control.close()
         if placement is None:
             return
         _untrack(placement)
@@ -192,11 +191,6 @@ class SwarmRuntime(KernelRuntime):
     def keep_after_exit(self) -> None:
         if self.service is not None:
             _untrack(self.service)
-
-    def _control_channel(self, km: KernelManager) -> ControlChannel:
-        if self._control is None:
-            self._control = ControlChannel(km)
-        return self._control
 
     def record(self) -> dict[str, Any]:
         service = self.service
