@@ -58,22 +58,22 @@ def snapshot(client: docker.DockerClient | None) -> Snapshot:
 
 
 def _namespaces() -> set[str]:
-    try:
-        listed = subprocess.run(
-            ["ip", "netns", "list"], capture_output=True, text=True, timeout=10, check=False
-        ).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return set()
-    names = {line.split()[0] for line in listed.splitlines() if line.strip()}
+    names = {line.split()[0] for line in _lines(["ip", "netns", "list"])}
     return {name for name in names if HARNESS_MARK in name}
 
 
 def _daemons() -> set[str]:
     """dockerd processes the harness started (their own --data-root), by command line."""
+    return {
+        line for line in _lines(["pgrep", "-a", "dockerd"])
+        if "--data-root" in line and HARNESS_MARK in line
+    }  # fmt: skip
+
+
+def _lines(argv: list[str]) -> list[str]:
+    """The non-empty lines a command prints; none when it cannot run."""
     try:
-        listed = subprocess.run(
-            ["pgrep", "-a", "dockerd"], capture_output=True, text=True, timeout=10, check=False
-        ).stdout
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired):
-        return set()
-    return {line for line in listed.splitlines() if "--data-root" in line and HARNESS_MARK in line}
+        return []
+    return [line for line in out.stdout.splitlines() if line.strip()]
