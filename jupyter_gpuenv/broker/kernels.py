@@ -148,7 +148,7 @@ class KernelBroker:
     ) -> dict[str, Any]:
         rules = self.rules_of(user)
         env = await self._allowed_environment(rules, env_id)
-        cwd = broker_rules.notebook_folder(body.get("cwd"), rules)
+        cwd = broker_rules.notebook_folder(body.get("cwd"), rules, user)
         encryption = self._encryption(body.get("transport_encryption"), env)
         requested = provisioner_config(body.get("config"))
         km = self._kernel_manager(kernel_id, key, scheme)

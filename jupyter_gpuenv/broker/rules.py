@@ -26,6 +26,7 @@ from ..config import GpuEnv
 from ..errors import PolicyViolation
 from ..gpu_set import GpuSet
 from ..provisioning.policy.kernel_user import KernelUser
+from ..provisioning.policy.user_view import NotSeen, Viewer, resolve_as
 
 RULE_KEYS = frozenset(
     {
@@ -284,10 +285,11 @@ def _expand(template: str, user: HubUser, group_names: Iterable[str]) -> list[st
     ]
 
 
-def notebook_folder(cwd: object, rules: UserRules) -> str:
-    """The notebook folder to mount (resolved); refused when it lies outside the user's
-    notebook roots. None given: the first of those roots that is a folder (never the
-    broker's own working folder)."""
+def notebook_folder(cwd: object, rules: UserRules, user: HubUser) -> str:
+    """The notebook folder to mount, resolved as ``user``'s account sees it (user_view):
+    refused when it lies outside their notebook roots or behind a folder they cannot
+    enter. None given: the first of those roots that is a folder (never the broker's own
+    working folder)."""
     if cwd is None or cwd == "":
         for root in rules.notebook_roots:
             if os.path.isdir(root):
@@ -298,15 +300,19 @@ def notebook_folder(cwd: object, rules: UserRules) -> str:
         )
     if not isinstance(cwd, str) or not os.path.isabs(cwd) or "\0" in cwd:
         raise PolicyViolation(f"The notebook folder must be an absolute path, not {cwd!r}.")
-    real = os.path.realpath(cwd)
+    try:
+        seen = resolve_as(cwd, Viewer.of(user.kernel_user))
+    except NotSeen as err:
+        # Only what the caller gave: the resolved path is what root sees, which may be
+        # another account's (a symlink to /proc/<pid>/cwd, say).
+        raise PolicyViolation(f"The notebook folder cannot be used: {err}.") from None
+    real = seen.path
     for root in rules.notebook_roots:
         if real == root or real.startswith(root.rstrip("/") + "/"):
-            if not os.path.isdir(real):
+            if not seen.is_dir:
                 raise PolicyViolation(f"The notebook folder {cwd} is not a folder on this host.")
             return real
     allowed = ", ".join(rules.notebook_roots) or "none"
-    # Only what the caller gave: the resolved path is what root sees, which may be
-    # another account's (a symlink to /proc/<pid>/cwd, say).
     raise PolicyViolation(
         f"The notebook folder {cwd} is outside the folders your kernels may use ({allowed})."
     )

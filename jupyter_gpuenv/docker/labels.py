@@ -17,6 +17,9 @@ SERVER_HOST = f"{PREFIX}.server_host"
 # PID with another start time is not the same server.
 SERVER_STARTED = f"{PREFIX}.server_started"
 USER = f"{PREFIX}.user"
+# JSON {target: "device:inode"}: the folders checked as the kernel's user at creation,
+# compared with what Docker mounted before the kernel is handed out.
+CHECKED_MOUNTS = f"{PREFIX}.checked_mounts"
 ROLE = f"{PREFIX}.role"  # "kernel" | "probe" | "export" | "kernel-layer"
 
 # Local images carrying IMAGE_ENABLE=true are listed as environments.

@@ -52,12 +52,17 @@ from jupyter_gpuenv.provisioning.policy.launch_policy import DOCKER_KEYS, enforc
 SCRATCH = Path(tempfile.mkdtemp(prefix="gpuenv-broker-bodies-"))
 HOME, SHARED, OUTSIDE = SCRATCH / "home" / "alice", SCRATCH / "shared", SCRATCH / "outside"
 NOTEBOOKS = HOME / "notebooks"
-for folder in (NOTEBOOKS / "project", HOME / "scratch", SHARED, OUTSIDE):
+SCRATCH_ROOT = SCRATCH / "scratch"  # the admin's: alice may write her folder, not this
+for folder in (NOTEBOOKS / "project", SCRATCH_ROOT / "alice", SHARED, OUTSIDE):
     folder.mkdir(parents=True, exist_ok=True)
 (NOTEBOOKS / "escape").symlink_to(OUTSIDE)
 CONNECTION = SCRATCH / "kernel.json"
 CONNECTION.write_text("{}")
 ALICE = broker_rules.HubUser("alice", ("ml",), 4321, 4322, str(HOME))
+# Folders are resolved as alice's uid would see them: her home and scratch are hers.
+SCRATCH.chmod(0o755)
+for owned in (HOME, *HOME.rglob("*"), SCRATCH_ROOT / "alice"):
+    os.chown(owned, ALICE.uid, ALICE.gid, follow_symlinks=False)
 HOST_GPUS = [f"GPU-{i}aaaaaaa-0000-0000-0000-00000000000{i}" for i in range(4)]
 IMAGES = {"cpu": "lab/cpu:1", "torch": "lab/torch:2", "secret": "lab/secret:1"}
 _config = Config()
@@ -72,7 +77,7 @@ RULES: dict[str, Any] = {
     "default": {"environments": ["cpu"], "max_gpus": 0, "mem_limit": "2g",
                 "mounts": [f"{SHARED}:/shared:ro"], "notebook_roots": ["{home}/notebooks"]},
     "groups": {"ml": {"environments": ["torch"], "max_gpus": 1,
-                      "mounts": ["{home}/scratch:/s/{username}"]},
+                      "mounts": [f"{SCRATCH_ROOT}/{{username}}:/s/{{username}}"]},
                "admins": {"environments": ["*"], "max_gpus": 8, "notebook_roots": ["/"]}},
     "users": {"alice": {"mem_limit": "4g"}, "bob": {"environments": ["secret"]}},
 }  # fmt: skip
@@ -109,7 +114,7 @@ def start_arguments(body: dict[str, Any], host_known: bool) -> tuple[dict[str, A
         kernel_id, env_id, _, _ = _start_fields(body)
         rules = broker_rules.rules_for(ALICE, RULES["default"], RULES["groups"], RULES["users"])
         env = allowed_environment(broker, env_id)
-        folder = broker_rules.notebook_folder(body.get("cwd"), rules)
+        folder = broker_rules.notebook_folder(body.get("cwd"), rules, ALICE)
         curve = broker._encryption(body.get("transport_encryption"), env) == "required"
         requested = provisioner_config(body.get("config"))
         spec = KernelSpec(argv=[], display_name=env.display_name, language="python")

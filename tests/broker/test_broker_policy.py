@@ -134,15 +134,21 @@ def test_notebook_folder_of_another_user_is_refused(
         "POST", "api/kernels", broker_hub.tokens[ALICE], json=start_kernel_body(env_id, bob_home)
     )
     message = refusal(reply, 403)
-    assert f"The notebook folder {bob_home}" in message, message
-    assert "outside the folders your kernels may use" in message, message
-    # Through her server: a path leading out of her home, and a link in her home to his.
+    assert f"{bob_home} is a folder you cannot open" in message, message
+    # A folder she may open, outside her notebook roots.
+    reply = broker_hub.broker(
+        "POST", "api/kernels", broker_hub.tokens[ALICE], json=start_kernel_body(env_id, "/tmp")
+    )
+    message = refusal(reply, 403)
+    assert "The notebook folder /tmp is outside the folders your kernels may use" in message
+    # Through her server: a path leading out of her home, and a link in her home to his,
+    # both resolved as she would resolve them.
     spec_name = kernel_name(broker_hub, ALICE, "python")
     done = broker_hub.run_as(ALICE, ["ln", "-s", bob_home, "bobs-home"])
     assert done.returncode == 0, done.stderr
     for path in (f"../{BOB}", "bobs-home"):
         message = refusal(start(broker_hub, ALICE, spec_name, path=path), 403)
-        assert "outside the folders your kernels may use" in message, message
+        assert "a folder you cannot open" in message, message
     # Only what her server gave is named, never the path as root resolved the link.
     assert "bobs-home" in message and bob_home not in message, message
     assert user_containers(docker_client, ALICE) == []

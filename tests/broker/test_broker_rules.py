@@ -86,23 +86,28 @@ def test_notebook_folder_must_resolve_under_a_root(tmp_path: Path) -> None:
     (tmp_path / "bob").mkdir()
     (home / "escape").symlink_to(tmp_path / "bob")
     rules = broker_rules.UserRules(notebook_roots=[str(home)])
-    assert broker_rules.notebook_folder(str(home / "project"), rules) == str(home / "project")
+    me = broker_rules.HubUser("alice", (), os.getuid(), os.getgid(), str(home))
+
+    def notebook_folder(cwd: str | None, rules: broker_rules.UserRules) -> str:
+        return broker_rules.notebook_folder(cwd, rules, me)
+
+    assert notebook_folder(str(home / "project"), rules) == str(home / "project")
     # None given: the first root that is a folder, never the broker's own working folder.
     missing = broker_rules.UserRules(notebook_roots=[str(tmp_path / "gone"), str(home)])
-    assert broker_rules.notebook_folder(None, missing) == str(home)
-    assert broker_rules.notebook_folder("", rules) == str(home)
+    assert notebook_folder(None, missing) == str(home)
+    assert notebook_folder("", rules) == str(home)
     nowhere = broker_rules.UserRules(notebook_roots=[str(tmp_path / "gone")])
     with pytest.raises(PolicyViolation, match="none of the folders your kernels may use"):
-        broker_rules.notebook_folder(None, nowhere)
+        notebook_folder(None, nowhere)
     for outside in (str(tmp_path / "bob"), str(home / "escape"), f"{home}/../bob", "/"):
         with pytest.raises(PolicyViolation, match="outside the folders"):
-            broker_rules.notebook_folder(outside, rules)
+            notebook_folder(outside, rules)
     # A sibling whose name merely starts like the root is not under it.
     (tmp_path / "alice-other").mkdir()
     with pytest.raises(PolicyViolation):
-        broker_rules.notebook_folder(str(tmp_path / "alice-other"), rules)
+        notebook_folder(str(tmp_path / "alice-other"), rules)
     with pytest.raises(PolicyViolation, match="absolute path"):
-        broker_rules.notebook_folder("relative/path", rules)
+        notebook_folder("relative/path", rules)
 
 
 def test_quota_counts_kernels_and_gpus() -> None:

@@ -6,6 +6,7 @@ variables, limits, labels) is plain data that can be read and tested on its own.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -16,6 +17,7 @@ from typing import Any
 from docker.types import DeviceRequest, Mount
 
 from ...docker import labels
+from ...errors import PolicyViolation
 from ...gpu_set import GpuSet
 from ...kernel import KERNEL_PACKAGE
 from ..kernel_errors import KernelStartFailed
@@ -33,6 +35,7 @@ from ..policy.launch_gate import (
     guarded_variable,
     is_secret_variable,
 )
+from ..policy.user_view import NotSeen, SeenPath, Viewer, replaceable_part, resolve_as
 from .orphans import ServerInstance, container_user_label
 
 CONNECTION_FILE_IN_CONTAINER = f"{KERNEL_SIDE_IN_CONTAINER}/run/connection.json"
@@ -153,12 +156,21 @@ def parse_mount(spec: Any) -> Mount:
             raise KernelStartFailed(f"Mount {dict(spec)!r} needs 'source' and 'target'.")
     else:
         raise KernelStartFailed(f"Mount {spec!r} must be a string or a mapping.")
-    source = os.path.abspath(os.path.expanduser(str(source)))
+    source = os.path.realpath(os.path.expanduser(str(source)))
     if not str(target).startswith("/"):
         raise KernelStartFailed(f"Mount target {target!r} must be an absolute path.")
     if not os.path.exists(source):
         raise KernelStartFailed(f"Mount source {source} does not exist on the host.")
     return Mount(target=str(target), source=source, type="bind", read_only=read_only)
+
+
+def mount_source(spec: Any) -> str:
+    """The source of a mount setting as written (links not followed), for user_view."""
+    if isinstance(spec, str):
+        source = spec.split(":")[0]
+    else:
+        source = str(spec.get("source", spec.get("host")))
+    return os.path.abspath(os.path.expanduser(source))
 
 
 def kernel_command(req: ContainerRequest) -> list[str]:
@@ -223,8 +235,32 @@ def container_environment(req: ContainerRequest, user: str) -> dict[str, str]:
     return env
 
 
-def container_mounts(req: ContainerRequest) -> list[Mount]:
-    """Connection file (ro), kernel-side package (ro), notebook folder, admin mounts."""
+@dataclass
+class CheckedFolders:
+    """The notebook folder and bind mounts as the kernel's user may have them, with the
+    identity (``device:inode``) of every folder checked on the user's behalf, by target."""
+
+    cwd: str | None
+    mounts: list[Mount]
+    identities: dict[str, str]
+
+
+def folder_viewer(req: ContainerRequest) -> Viewer | None:
+    """Whose rights folders are checked with: the kernel's uid when this (root) process
+    mounts for another account; None when the kernel sees with this process's rights."""
+    kernel_user, _ = container_user(req.cwd, req.allow_root, req.settings.get("user"))
+    if kernel_user.is_root or kernel_user.uid == os.getuid():
+        return None
+    return Viewer.of(kernel_user)
+
+
+def checked_folders(req: ContainerRequest) -> CheckedFolders:
+    """Connection file (ro), kernel-side package (ro), notebook folder, admin mounts.
+
+    Mounting for another uid, every folder is resolved as that uid would (user_view): a
+    folder behind one they cannot enter is refused, and so is an admin mount whose path
+    they could swap for a link of their own before Docker mounts it.
+    """
     package, pynvml = kernel_side_sources()
     mounts = [
         Mount(CONNECTION_FILE_IN_CONTAINER, req.connection_file, type="bind", read_only=True),
@@ -244,7 +280,14 @@ def container_mounts(req: ContainerRequest) -> list[Mount]:
                 read_only=True,
             )
         )
+    viewer = folder_viewer(req)
+    identities: dict[str, str] = {}
     cwd = working_dir(req.cwd)
+    if cwd and viewer is not None:
+        seen = _seen(str(req.cwd), viewer, "The notebook folder")
+        cwd = seen.path if seen.is_dir and seen.path not in SYSTEM_DIRS else None
+        if cwd:
+            identities[cwd] = seen.identity
     if cwd:
         mounts.append(Mount(cwd, cwd, type="bind", read_only=False))
     taken = {m["Target"] for m in mounts}
@@ -253,8 +296,42 @@ def container_mounts(req: ContainerRequest) -> list[Mount]:
         if mount["Target"] in taken:
             raise KernelStartFailed(f"Mount target {mount['Target']} is used twice.")
         taken.add(mount["Target"])
+        if viewer is not None:
+            mount = _mount_as(mount, mount_source(spec), viewer, identities)
         mounts.append(mount)
-    return mounts
+    return CheckedFolders(cwd, mounts, identities)
+
+
+def container_mounts(req: ContainerRequest) -> list[Mount]:
+    """The bind mounts of :func:`checked_folders`."""
+    return checked_folders(req).mounts
+
+
+def _seen(path: str, viewer: Viewer, what: str) -> SeenPath:
+    try:
+        return resolve_as(path, viewer)
+    except NotSeen as err:
+        raise PolicyViolation(
+            f"{what} cannot be given to the kernel: {err} (as uid {viewer.uid})."
+        ) from None
+
+
+def _mount_as(mount: Mount, source: str, viewer: Viewer, identities: dict[str, str]) -> Mount:
+    """``mount`` with its source resolved as ``viewer``; refused when they could not
+    reach it or could replace part of it."""
+    target = mount["Target"]
+    seen = _seen(source, viewer, f"The mount at {target}")
+    part = replaceable_part(seen.path, viewer)
+    if part is not None:
+        child, parent = part
+        raise PolicyViolation(
+            f"The mount at {target} cannot be given to the kernel: uid {viewer.uid} can "
+            f"write {parent} and so could replace {child} with a link to another folder "
+            "between this check and Docker's mount. The administrator's mount sources "
+            "must lie in folders the kernel's user cannot write."
+        )
+    identities[target] = seen.identity
+    return Mount(target, seen.path, type="bind", read_only=bool(mount["ReadOnly"]))
 
 
 def working_dir(cwd: str | None) -> str | None:
@@ -282,14 +359,21 @@ def resource_limits(settings: Mapping[str, Any]) -> dict[str, Any]:
     return limits
 
 
-def container_labels(req: ContainerRequest) -> dict[str, str]:
-    return {
+def container_labels(
+    req: ContainerRequest, identities: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Kernel, environment, owner; with ``identities``, the folders checked for the
+    kernel's user, which the engine compares with what Docker mounted."""
+    kernel_labels = {
         labels.KERNEL_ID: req.kernel_id,
         labels.ENVIRONMENT_ID: req.environment_id,
         labels.USER: container_user_label(req.hub_user),
         labels.ROLE: "kernel",
         **req.instance.labels(),
     }
+    if identities:
+        kernel_labels[labels.CHECKED_MOUNTS] = json.dumps(identities, sort_keys=True)
+    return kernel_labels
 
 
 def create_arguments(req: ContainerRequest) -> dict[str, Any]:
@@ -297,6 +381,7 @@ def create_arguments(req: ContainerRequest) -> dict[str, Any]:
     kernel_user, root_by_request = container_user(req.cwd, req.allow_root, req.settings.get("user"))
     user = str(kernel_user)
     command = kernel_command(req)
+    folders = checked_folders(req)
     args: dict[str, Any] = {
         "image": req.image,
         "name": container_name(req.environment_id, req.kernel_id),
@@ -304,8 +389,8 @@ def create_arguments(req: ContainerRequest) -> dict[str, Any]:
         "command": command[1:],
         "user": user,
         "environment": container_environment(req, user),
-        "mounts": container_mounts(req),
-        "labels": container_labels(req),
+        "mounts": folders.mounts,
+        "labels": container_labels(req, folders.identities),
         # Host network: the kernel binds the connection file's 127.0.0.1 ports, reachable
         # from this host only; no port publishing or address rewriting needed.
         "network_mode": "host",
@@ -318,9 +403,8 @@ def create_arguments(req: ContainerRequest) -> dict[str, Any]:
         "security_opt": [NO_NEW_PRIVILEGES],
         **resource_limits(req.settings),
     }
-    cwd = working_dir(req.cwd)
-    if cwd:
-        args["working_dir"] = cwd
+    if folders.cwd:
+        args["working_dir"] = folders.cwd
     tmpfs: dict[str, str] = {}
     if args["environment"].get("HOME") == CONTAINER_HOME:
         tmpfs[CONTAINER_HOME] = "rw,mode=1777,size=1g"

@@ -28,12 +28,14 @@ from docker.models.containers import Container
 from ....docker import labels
 from ....docker.client import DaemonUnreachable
 from ....docker.runs import explanation
+from ....errors import PolicyViolation
 from ... import kernel_history
 from ...kernel_errors import KernelDisconnected, KernelStartFailed, SignalNotDelivered
 from .. import orphans
 from ..readiness import container_state, log_tail, wait_until_ready
 from ..runtime import KernelRuntime, KernelStart, RuntimeContext, record_text
 from .container_watch import UNREACHABLE, mark_reachable, mark_unreachable, read_container_exit
+from .mount_check import changed_mount
 
 
 class EngineRuntime(KernelRuntime):
@@ -82,6 +84,13 @@ class EngineRuntime(KernelRuntime):
             orphans.track(self.container_id, self.context.docker_host)
         try:
             await asyncio.to_thread(container.start)
+            changed = await asyncio.to_thread(changed_mount, container)
+            if changed is not None:
+                raise PolicyViolation(
+                    f"The folder to mount at {changed} changed between its check and "
+                    "Docker's mount (a part of its path was replaced): the kernel was "
+                    "removed before it was handed out. Start it again."
+                )
             progress.step("kernel", "Waiting for the kernel to answer", waiting_for="kernel")
             info = dict(start.manager.get_connection_info())
             await wait_until_ready(
