@@ -93,7 +93,10 @@ def resolve_as(path: str, viewer: Viewer) -> SeenPath:
                     os.close(fds.pop())
                     names.pop()
                 continue
-            if not viewer.may(os.fstat(fds[-1]), SEARCH):
+            here = os.fstat(fds[-1])
+            if not stat.S_ISDIR(here.st_mode):
+                raise NotSeen(f"{path} goes through something that is not a folder")
+            if not viewer.may(here, SEARCH):
                 raise NotSeen(f"{path} lies in a folder you cannot enter")
             try:
                 fd = os.open(name, os.O_PATH | os.O_NOFOLLOW, dir_fd=fds[-1])
