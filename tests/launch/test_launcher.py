@@ -91,6 +91,11 @@ def test_docker_kernel_from_argv_runs_interrupts_and_leaves_nothing(
         # As with a server running as root: the kernel runs as the notebook folder's owner.
         uid = 4321
         os.chown(setup.root, uid, uid)
+        # The folder is resolved as its owner would: open pytest's 0700 folders above it.
+        for folder in setup.root.parents:
+            if str(folder) in ("/", "/tmp"):
+                break
+            folder.chmod(folder.stat().st_mode | 0o011)
     kernel = start_from_argv(setup, name)
     try:
         info = where(kernel)
