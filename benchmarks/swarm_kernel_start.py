@@ -37,7 +37,12 @@ from kernel_start import READY_TIMEOUT, gpuenv_ksm, report, time_manager  # noqa
 from jupyter_gpuenv.docker import labels  # noqa: E402
 from jupyter_gpuenv.provisioning.container.readiness import PORT_NAMES, port_open  # noqa: E402
 from tests.support.images import ensure_image  # noqa: E402
-from tests.support.swarm import GPU_KIND, gpu_layout, start_swarm_cluster  # noqa: E402
+from tests.support.swarm import (  # noqa: E402
+    GPU_KIND,
+    OLD_ENGINE_OPT_OUT,
+    gpu_layout,
+    start_swarm_cluster,
+)
 
 
 async def time_raw_service(manager: docker.DockerClient, image: str, workdir: Path) -> float:
@@ -177,6 +182,7 @@ async def main() -> None:
                 "scheduler": "swarm",
                 "docker_host": cluster.manager_url,
                 "docker_images": {"bench": {"image": image, "gpus": 1}},
+                **OLD_ENGINE_OPT_OUT,
             }
             ksm, envs = gpuenv_ksm(settings, workdir)
             (env,) = envs

@@ -8,6 +8,7 @@ command all read the same object, so configuration happens once.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from traitlets import (
@@ -71,6 +72,28 @@ def docker_entry_problem(entry: Any) -> str | None:
             GpuSet.parse(entry["gpus"])
         except GpuSetError as err:
             return f"'gpus': {GpuSetTrait.info_text} ({err})"
+    return None
+
+
+WARM_ENTRY_KEYS = {"count", "preimport"}
+_MODULE_NAME = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
+
+
+def warm_entry_problem(entry: Any) -> str | None:
+    """What one warm_kernels entry was expected to be, or None when it is valid."""
+    if not isinstance(entry, dict):
+        return 'a dict like {"count": 1, "preimport": ["torch"]}'
+    unknown = set(entry) - WARM_ENTRY_KEYS
+    if unknown:
+        return f"keys among {sorted(WARM_ENTRY_KEYS)}, not {sorted(map(str, unknown))}"
+    count = entry.get("count")
+    if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= 64:
+        return "'count': a number of kernels from 0 to 64"
+    modules = entry.get("preimport", [])
+    if not isinstance(modules, list) or not all(
+        isinstance(m, str) and re.fullmatch(_MODULE_NAME, m) for m in modules
+    ):
+        return '\'preimport\': a list of module names such as ["torch", "numpy"]'
     return None
 
 
@@ -163,8 +186,64 @@ class GpuEnv(LoggingConfigurable):
         before it is refused.""",
     ).tag(config=True)
 
+    swarm_allow_old_engine = Bool(
+        False,
+        help="""Swarm mode: start kernels even where the manager or a node runs a Docker
+        Engine older than 25.0 (API 1.44), which cannot give a service no-new-privileges.
+        Off (the default), such a start is refused with the engine's version. On, those
+        kernels run without it: every capability is still dropped, but a setuid or setgid
+        program in the image can change the kernel's user or group (to root of the
+        container, say). Turn on only for images you trust.""",
+    ).tag(config=True)
+
     probe_timeout = Float(
         60.0, help="Seconds one environment probe may take before it is reported as failed."
+    ).tag(config=True)
+
+    environment_create_dirs = List(
+        Unicode(),
+        default_value=None,
+        allow_none=True,
+        help="""Where `jupyter gpuenv create`, clone, remove and POST/DELETE
+        /gpuenv/api/environments may create and remove conda environments. None (the
+        default): anywhere the user can write, except on a JupyterHub user's server
+        (hub_user set), where only under the user's home. A list: only under these folders
+        (`~` is the user's home), on a Hub too. An empty list turns creating and removing
+        environments off.""",
+    ).tag(config=True)
+
+    environment_create_cuda = Unicode(
+        "",
+        help="""CUDA version solved for when creating an environment and the request names
+        none (the `__cuda` virtual package, like CONDA_OVERRIDE_CUDA), so GPU builds can be
+        created on a CPU node. Empty: the host driver's CUDA version (NVML); "none": solve
+        as a machine without CUDA.""",
+    ).tag(config=True)
+
+    environment_create_engine = CaselessStrEnum(
+        ["auto", "conda", "mamba", "micromamba", "rattler"],
+        default_value="auto",
+        help="""What creates environments: "auto" uses a conda, mamba or micromamba CLI when
+        one is installed ($CONDA_EXE, $MAMBA_EXE, PATH, the conda roots), so the user's
+        .condarc, mirrors and credentials apply, else py-rattler; or name one.""",
+    ).tag(config=True)
+
+    notebook_record_spec = CaselessStrEnum(
+        ["on", "off"],
+        default_value="on",
+        help="""Whether a notebook's environment record (metadata.gpuenv, written on save)
+        carries the environment's `export --no-builds` environment.yml, so that `jupyter
+        gpuenv restore` and the Lab can rebuild a conda or venv environment missing on
+        another machine. "on" (the default) records it while it is at most
+        notebook_record_spec_max_bytes; "off" never does. Docker environments record
+        their image and digest instead.""",
+    ).tag(config=True)
+
+    notebook_record_spec_max_bytes = Integer(
+        65536,
+        help="""The largest environment.yml (bytes) a notebook's record carries; a larger
+        one is left out so notebooks stay small (0: no limit). A typical PyTorch
+        environment's --no-builds spec is 5-15 KB.""",
     ).tag(config=True)
 
     kernel_start_timeout = Float(
@@ -250,6 +329,31 @@ class GpuEnv(LoggingConfigurable):
         compute capability), with the doctor's message and fix. False: start it anyway and
         show the warning in the kernel's first output.""",
     ).tag(config=True)
+
+    warm_kernels = Dict(
+        default_value={},
+        help="""Kernels kept started ahead, per environment (catalog name or id): {"torch":
+        {"count": 1, "preimport": ["torch"]}}. A kernel asked for in that environment's
+        kernelspec is then handed out at once, moved to the notebook's folder; each warm
+        kernel holds what a running kernel holds (memory, its GPUs). Docker (scheduler
+        "docker") and conda/venv environments only; off by default (README: Warm kernels).""",
+    ).tag(config=True)
+
+    warm_kernel_max_age = Float(
+        3600.0,
+        help="""Seconds a warm kernel waits for a notebook before it is replaced by a fresh
+        one (0: never replaced).""",
+    ).tag(config=True)
+
+    @validate("warm_kernels")
+    def _validate_warm_kernels(self, proposal: Any) -> dict[str, Any]:
+        for name, entry in proposal["value"].items():
+            if not isinstance(name, str) or not name:
+                raise TraitError("c.GpuEnv.warm_kernels: keys are environment names or ids")
+            expected = warm_entry_problem(entry)
+            if expected is not None:
+                raise TraitError(f"c.GpuEnv.warm_kernels: entry {name!r} needs {expected}")
+        return dict(proposal["value"])
 
     hub_user = Unicode(
         help="JupyterHub user name used to label containers; default $JUPYTERHUB_USER."
@@ -382,8 +486,9 @@ class GpuEnvBroker(LoggingConfigurable):
 
     hub_cache_seconds = Float(
         10.0,
-        help="""Seconds a token the Hub accepted is trusted without asking again (a revoked
-        token works that much longer).""",
+        help="""Seconds the Hub's answers about a caller (their token, groups, running
+        server) are used without asking again: a revoked token or a removed user works
+        that much longer. 0 asks the Hub at every request.""",
     ).tag(config=True)
 
     require_encryption = Bool(
@@ -396,4 +501,3 @@ class GpuEnvBroker(LoggingConfigurable):
     @default("instance_id")
     def _instance_id_default(self) -> str:
         return f"gpuenv-broker-{os.uname().nodename}"
-

@@ -16,6 +16,7 @@ from ..errors import GpuEnvError
 
 SUBCOMMAND_MODULES = (
     "jupyter_gpuenv.cli.environments_cmd",
+    "jupyter_gpuenv.cli.create_cmd",
     "jupyter_gpuenv.cli.gpus_cmd",
     "jupyter_gpuenv.cli.doctor_cmd",
     "jupyter_gpuenv.cli.kernelspecs_cmd",
@@ -28,8 +29,8 @@ SUBCOMMAND_MODULES = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jupyter gpuenv",
-        description="GPU deep-learning environments for Jupyter: list, export, GPU status, "
-        "compatibility doctor and kernelspecs.",
+        description="GPU deep-learning environments for Jupyter: list, export, create, GPU "
+        "status, compatibility doctor and kernelspecs.",
     )
     add_global_options(parser, default=None)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -168,6 +168,11 @@ def _unique(items: list[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
 
+# A prefix being created or removed is a hidden sibling carrying this in its name
+# (environments/create/): never listed, so no half-made environment gets a kernel.
+IN_PROGRESS_MARK = ".gpuenv-creating-"
+
+
 def prefixes_in(
     dirs: Iterable[str | os.PathLike[str]], is_prefix: Callable[[Path], bool]
 ) -> list[Path]:
@@ -182,7 +187,11 @@ def prefixes_in(
             entries = sorted(os.scandir(base), key=lambda e: e.name)
         except OSError:
             continue
-        found += [Path(e.path) for e in entries if _is_dir(e) and is_prefix(Path(e.path))]
+        found += [
+            Path(e.path)
+            for e in entries
+            if IN_PROGRESS_MARK not in e.name and _is_dir(e) and is_prefix(Path(e.path))
+        ]
     return found
 
 

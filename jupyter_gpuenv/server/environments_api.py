@@ -1,14 +1,27 @@
-"""REST: list, show, refresh and export environments.
+"""REST: list, show, refresh, export, create and remove environments.
 
 Listing answers from the catalog's in-memory snapshot, whose JSON is serialised once per
 snapshot; a request never probes unless nothing has been scanned yet or it asks to.
 ``?partial=true`` never waits for a scan: before the first one has ended it answers the
-environments probed so far with the scan's progress.
+environments probed so far with the scan's progress. A create is checked at once (400,
+403, 409) and answered 202 with a job to follow; the engine runs in a thread of its own.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+from typing import Any
+
+from ..environments.create import job as create_jobs
+from ..environments.create.create import CreateRequest
+from ..environments.create.creator import EnvironmentCreator
+from ..environments.create.job import CreateJob
+from ..environments.create.spec import parse_environment_yml
+from ..errors import BadRequest, EnvironmentNotFound
 from .base import GpuEnvHandler, authorized, web
+
+CREATE_FIELDS = {"yaml", "clone", "name", "prefix", "cuda"}
 
 
 class EnvironmentsHandler(GpuEnvHandler):
@@ -23,6 +36,40 @@ class EnvironmentsHandler(GpuEnvHandler):
         self.set_header("Content-Type", "application/json")
         self.finish(snapshot.listing_json())
 
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        """Create (``yaml``) or clone (``clone``: an environment id or name): 202 + job."""
+        body = self.json_body()
+        creator = EnvironmentCreator(self.gpuenv.catalog)
+        request = await asyncio.to_thread(_create_request, creator, body)
+        plan = await asyncio.to_thread(creator.plan, request)
+        action = "clone" if body.get("clone") else "create"
+        job = CreateJob(action, name=plan.target.name, prefix=str(plan.target))
+        job.engine, job.cuda = plan.engine, plan.cuda.version
+        creator.start(plan, job)
+        self.set_header("Location", self.job_url(job.id))
+        self.write_json(job.to_json(), status=202)
+
+    def job_url(self, job_id: str) -> str:
+        return f"{self.base_url.rstrip('/')}/gpuenv/api/environments/jobs/{job_id}"
+
+    def json_body(self) -> dict[str, Any]:
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError as err:
+            raise BadRequest(f"the body must be JSON: {err}") from None
+        if not isinstance(body, dict):
+            raise BadRequest('the body must be a JSON object such as {"yaml": "..."}')
+        unknown = sorted(set(body) - CREATE_FIELDS)
+        if unknown:
+            raise BadRequest(f"unknown fields {unknown}; expected {sorted(CREATE_FIELDS)}")
+        for key in CREATE_FIELDS:
+            if body.get(key) is not None and not isinstance(body[key], str):
+                raise BadRequest(f"{key!r} must be a string")
+        if bool(body.get("yaml")) == bool(body.get("clone")):
+            raise BadRequest("give either 'yaml' (an environment.yml) or 'clone' (an environment)")
+        return body
 
     def finish_partial(self) -> None:
         listing = self.gpuenv.catalog.partial_listing()
@@ -37,6 +84,15 @@ class EnvironmentHandler(GpuEnvHandler):
     async def get(self, env_id: str) -> None:
         env = await self.gpuenv.catalog.get(env_id)
         self.write_json(env.to_json())
+
+    @web.authenticated
+    @authorized
+    async def delete(self, env_id: str) -> None:
+        """Remove a conda environment this user owns (never a base install)."""
+        await self.gpuenv.catalog.get(env_id)
+        creator = EnvironmentCreator(self.gpuenv.catalog)
+        prefix = await asyncio.to_thread(creator.remove, env_id)
+        self.write_json({"id": env_id, "removed": str(prefix)})
 
 
 class RefreshHandler(GpuEnvHandler):
@@ -62,11 +118,49 @@ class ExportHandler(GpuEnvHandler):
         self.finish(text, set_content_type="text/yaml; charset=utf-8")
 
 
+class CreateJobsHandler(GpuEnvHandler):
+    """Creates and clones under way, and those ended lately."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.set_header("Cache-Control", "no-store")
+        self.write_json({"jobs": [job.to_json() for job in create_jobs.jobs()]})
+
+
+class CreateJobHandler(GpuEnvHandler):
+    """One create's steps and outcome; poll until ``state`` is done or failed."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, job_id: str) -> None:
+        job = create_jobs.find(job_id)
+        if job is None:
+            raise EnvironmentNotFound(f"no create job with id {job_id!r}")
+        self.set_header("Cache-Control", "no-store")
+        self.write_json(job.to_json())
+
+
+def _create_request(creator: EnvironmentCreator, body: dict[str, Any]) -> CreateRequest:
+    """The request a body asks for; the clone's export runs here (it reads the source)."""
+    if body.get("clone"):
+        return creator.clone_request(
+            body["clone"], body.get("name"), body.get("prefix"), body.get("cuda")
+        )
+    spec = parse_environment_yml(body["yaml"])
+    return CreateRequest(
+        spec=spec, name=body.get("name"), prefix=body.get("prefix"), cuda=body.get("cuda")
+    )
+
+
 ENV_ID = r"(?P<env_id>[A-Za-z0-9._-]+)"
+JOB_ID = r"(?P<job_id>[A-Za-z0-9]+)"
 
 handlers = [
     (r"/gpuenv/api/environments", EnvironmentsHandler),
     (r"/gpuenv/api/environments/refresh", RefreshHandler),
+    (r"/gpuenv/api/environments/jobs", CreateJobsHandler),
+    (rf"/gpuenv/api/environments/jobs/{JOB_ID}", CreateJobHandler),
     (rf"/gpuenv/api/environments/{ENV_ID}", EnvironmentHandler),
     (rf"/gpuenv/api/environments/{ENV_ID}/export", ExportHandler),
 ]

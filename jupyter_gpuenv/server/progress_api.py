@@ -1,12 +1,14 @@
 """REST: what long work is at, ``GET /gpuenv/api/progress``.
 
 Kernel starts (their steps: a kernel-layer build, waits on something) from the start
-registry, and the catalog's scan ("probing 3 of 12 environments"). Everything is in
+registry, environment creates (solve, download, link, pip) and the catalog's scan
+("probing 3 of 12 environments"). Everything is in
 memory: the answer never waits, so clients can poll it while a start or a scan runs.
 """
 
 from __future__ import annotations
 
+from ..environments.create import job as create_jobs
 from ..provisioning import start_progress
 from .base import GpuEnvHandler, authorized, web
 
@@ -25,6 +27,7 @@ class ProgressHandler(GpuEnvHandler):
             {
                 "starts": [start.to_json() for start in starts],
                 "listing": self.gpuenv.catalog.scan_progress().to_json(),
+                "creates": [job.to_json() for job in create_jobs.jobs()],
             }
         )
 

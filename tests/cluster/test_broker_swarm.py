@@ -26,10 +26,13 @@ from jupyter_gpuenv.config import GpuEnv
 from jupyter_gpuenv.docker import labels
 from jupyter_gpuenv.errors import PolicyViolation
 from jupyter_gpuenv.provisioning.container import orphans
+from jupyter_gpuenv.provisioning.container.swarm.engine_privileges import (
+    gives_no_new_privileges,
+)
 from jupyter_gpuenv.services import Services
 from tests.provisioning.server_process import make_shared_dir
 from tests.support.docker_engine import running_in_ci
-from tests.support.swarm import GPU_ENV, SwarmCluster
+from tests.support.swarm import GPU_ENV, OLD_ENGINE_OPT_OUT, SwarmCluster
 from tests.support.system_user import SystemUser, UserUnavailable, system_user
 
 pytestmark = [pytest.mark.swarm, pytest.mark.docker, pytest.mark.timeout(600)]
@@ -58,23 +61,30 @@ def home(account: SystemUser) -> Iterator[Path]:
     root.rmdir()
 
 
-@pytest.fixture
-async def broker(swarm: SwarmCluster, python_kernel_image: str) -> AsyncIterator[KernelBroker]:
+def swarm_broker(swarm: SwarmCluster, image: str, **settings: Any) -> KernelBroker:
+    """A broker in swarm mode on the test swarm; ``settings`` are more of c.GpuEnv."""
     orphans.use_instance_id(f"gpuenv-broker-swarm-{secrets.token_hex(4)}")
     config = GpuEnv()
     config.scheduler = "swarm"
     config.docker_host = swarm.manager_url
-    config.docker_images = {"py": {"image": python_kernel_image, "gpus": 1}}
+    config.docker_images = {"py": {"image": image, "gpus": 1}}
     config.restrict_to_configured_images = True
     config.kernel_start_timeout = 120
     config.gpu_wait_timeout = 20
+    for name, value in settings.items():
+        setattr(config, name, value)
     services = Services.build(config, cache_path=None)
     rules = {"default": {"environments": ["py"], "max_kernels": 3, "max_gpus": 1}}
-    broker = KernelBroker(config, services, rules)
+    return KernelBroker(config, services, rules)
+
+
+@pytest.fixture
+async def broker(swarm: SwarmCluster, python_kernel_image: str) -> AsyncIterator[KernelBroker]:
+    broker = swarm_broker(swarm, python_kernel_image, **OLD_ENGINE_OPT_OUT)
     yield broker
     for kernel in list(broker.kernels.values()):
         await broker.stop(kernel)
-    services.stop()
+    broker.services.stop()
 
 
 def start_body(broker: KernelBroker, **extra: Any) -> dict[str, Any]:
@@ -137,5 +147,31 @@ async def test_a_users_swarm_kernel_runs_as_them_with_a_gpu_of_its_node(
     await again.stop(taken_back)
     broker.kernels.clear()
     owned = {"label": f"{labels.KERNEL_ID}={kernel['kernel_id']}"}
+    assert swarm.manager.api.services(filters=owned) == []
+    assert swarm.manager.api.secrets(filters=owned) == []
+
+
+async def test_the_broker_refuses_swarm_kernels_on_an_engine_older_than_25(
+    swarm: SwarmCluster, python_kernel_image: str, account: SystemUser, home: Path
+) -> None:
+    """The admin did not allow old engines: refused before any secret or service."""
+    api_version = swarm.manager.api.api_version
+    if gives_no_new_privileges(api_version):
+        pytest.skip(f"the swarm's engine (API {api_version}) gives services no-new-privileges")
+    broker = swarm_broker(swarm, python_kernel_image)
+    user = HubUser(account.name, (), account.uid, account.gid, str(home))
+    body = start_body(broker, cwd=str(home))
+    try:
+        with pytest.raises(PolicyViolation) as refused:
+            await broker.start(user, body)
+    finally:
+        broker.services.stop()
+    message = str(refused.value)
+    engine = swarm.manager.version()["Version"]
+    assert f"Docker Engine {engine} (API {api_version})" in message, message
+    assert "Docker Engine 25.0 (API 1.44)" in message, message
+    assert "c.GpuEnv.swarm_allow_old_engine = True" in message, message
+    assert broker.kernels == {}
+    owned = {"label": f"{labels.KERNEL_ID}={body['kernel_id']}"}
     assert swarm.manager.api.services(filters=owned) == []
     assert swarm.manager.api.secrets(filters=owned) == []

@@ -18,9 +18,12 @@ import uuid
 import pytest
 
 from jupyter_gpuenv.docker import labels
+from jupyter_gpuenv.provisioning.container.swarm.engine_privileges import (
+    gives_no_new_privileges,
+)
 from jupyter_gpuenv.provisioning.container.swarm.swarm_service import assigned_gpus
 from tests.provisioning.server_process import ServerProcess, make_shared_dir
-from tests.support.swarm import GPU_ENV, GPU_KIND, SwarmCluster
+from tests.support.swarm import GPU_ENV, GPU_KIND, OLD_ENGINE_OPT_OUT, SwarmCluster
 from tests.support.waits import eventually
 
 pytestmark = [pytest.mark.swarm, pytest.mark.docker]
@@ -42,6 +45,7 @@ def swarm_settings(swarm: SwarmCluster, image: str, **extra) -> dict:
         "scheduler": "swarm",
         "docker_host": swarm.manager_url,
         "docker_images": {"py": {"image": image, "gpus": 1}},
+        **OLD_ENGINE_OPT_OUT,
         **extra,
     }
 
@@ -111,6 +115,9 @@ async def test_kernels_on_the_swarm_get_distinct_gpus_wait_interrupt_restart_and
     assert container["User"] == f"{NOTEBOOK_UID}:{NOTEBOOK_GID}"
     assert container["Dir"] == str(notebook_dir)
     assert container["CapabilityDrop"] == ["ALL"]
+    # No-new-privileges where the manager's API keeps it (this swarm's allows old engines).
+    keeps = gives_no_new_privileges(swarm.manager.api.api_version)
+    assert (container.get("Privileges") or {}).get("NoNewPrivileges", False) is keeps
 
     ws = await server.channels(worker_kernel)
     await ws.ready()
@@ -118,10 +125,12 @@ async def test_kernels_on_the_swarm_get_distinct_gpus_wait_interrupt_restart_and
         "import os, socket\n"
         f"print(os.environ[{GPU_ENV!r}], socket.gethostname(), os.getuid(), os.getcwd())\n"
         "open('from-swarm.txt', 'w').write('hi')\n"
-        "print(*[l.split()[1] for l in open('/proc/self/status') if l.startswith('CapBnd')])\n"
+        "wanted = ('CapBnd:', 'NoNewPrivs:')\n"
+        "print(*[l.split()[1] for l in open('/proc/self/status') if l.startswith(wanted)])\n"
     )
-    seen_gpu, hostname, uid, cwd, bounding = result.text.split()[:5]
+    seen_gpu, hostname, uid, cwd, bounding, no_new = result.text.split()[:6]
     assert int(bounding, 16) == 0, "no capability left to gain on the node"
+    assert no_new == ("1" if keeps else "0"), "no-new-privileges as the engine allows"
     assert seen_gpu == ",".join(gpus)
     assert hostname == swarm.node(node).hostname
     assert (int(uid), cwd) == (NOTEBOOK_UID, str(notebook_dir))
@@ -212,6 +221,29 @@ async def test_kernels_on_the_swarm_get_distinct_gpus_wait_interrupt_restart_and
         assert code == 204
     await eventually(lambda: not kernel_services(swarm), 30, "every kernel service removed")
     await eventually(lambda: not server_secrets(swarm, server), 30, "every secret removed")
+
+
+async def test_an_engine_older_than_25_refuses_the_start_and_leaves_nothing(
+    swarm: SwarmCluster, python_kernel_image, notebook_dir, server_processes
+):
+    """The default (no opt-out) on this swarm's 20.10 engine: no service, no secret, and a
+    message naming the manager's engine, the one needed and the setting that allows it."""
+    api_version = swarm.manager.api.api_version
+    if gives_no_new_privileges(api_version):
+        pytest.skip(f"the swarm's engine (API {api_version}) gives services no-new-privileges")
+    settings = swarm_settings(swarm, python_kernel_image, swarm_allow_old_engine=False)
+    server = server_processes(notebook_dir, settings, uid=0)
+    kernel_name = await kernel_name_of(server, "py")
+    code, body = await server.request("POST", "/api/kernels", {"name": kernel_name})
+    assert code == 403, body
+    message = body["message"]
+    engine = swarm.manager.version()["Version"]
+    assert f"the Swarm manager runs Docker Engine {engine} (API {api_version})" in message
+    assert "Docker Engine 25.0 (API 1.44)" in message, message
+    assert "c.GpuEnv.swarm_allow_old_engine = True" in message, message
+    assert kernel_services(swarm) == []
+    assert server_secrets(swarm, server) == []
+    assert swarm.manager.api.secrets(filters={"label": labels.KERNEL_ID}) == []
 
 
 async def test_gpu_wait_times_out_and_all_or_ids_are_refused(

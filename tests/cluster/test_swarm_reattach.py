@@ -16,10 +16,11 @@ from jupyter_gpuenv.docker import labels
 from jupyter_gpuenv.provisioning.container.provisioner import DockerProvisioner
 from tests.provisioning.server_process import make_shared_dir
 from tests.support.reattach import first_manager, reloaded, run_until_interrupted
-from tests.support.swarm import SwarmCluster
+from tests.support.swarm import OLD_ENGINE_OPT_OUT, SwarmCluster
 from tests.support.waits import eventually
 
 pytestmark = [pytest.mark.swarm, pytest.mark.docker, pytest.mark.timeout(600)]
+
 
 def kernel_services(swarm: SwarmCluster, kernel_id: str) -> list[dict]:
     filters = [f"{labels.ROLE}=kernel", f"{labels.KERNEL_ID}={kernel_id}"]
@@ -38,6 +39,7 @@ async def test_a_reloaded_swarm_kernel_runs_interrupts_and_shuts_down(
         "scheduler": "swarm",
         "docker_host": swarm.manager_url,
         "docker_images": {"py": {"image": python_kernel_image, "gpus": 1}},
+        **OLD_ENGINE_OPT_OUT,
     }
     first, services, _ = await first_manager(settings, tmp_path / "cache.json", "py")
     await first.start_kernel(cwd=str(notebook_dir))

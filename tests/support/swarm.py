@@ -61,6 +61,10 @@ GPU_KIND = "NVIDIA-GPU"
 # The variable Swarm sets in a task holding generic resources of GPU_KIND (a dash in the
 # name: shells drop it, read it from Python).
 GPU_ENV = f"DOCKER_RESOURCE_{GPU_KIND}"
+# c.GpuEnv settings every kernel test on these nodes needs: their engine is the host's
+# (20.10 here), older than 25.0, so a kernel service cannot carry no-new-privileges and is
+# refused unless the admin allows it; on a newer engine the setting changes nothing.
+OLD_ENGINE_OPT_OUT = {"swarm_allow_old_engine": True}
 # Every service run_service makes carries this label (value: the slot).
 HARNESS_LABEL = "org.jupyter.gpuenv.test-swarm"
 NODE_LABEL = "org.jupyter.gpuenv.test-node"

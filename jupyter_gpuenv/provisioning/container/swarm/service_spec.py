@@ -4,7 +4,8 @@ The same decisions as a Docker-mode container (container_spec: user, environment
 allowlist, mounts, limits, labels) translated into docker-py's service types, plus what
 only a cluster needs: GPUs as a generic-resource reservation that Swarm allocates, the
 connection file (key and CurveZMQ keys) as a Swarm secret, and ports the kernel binds on
-every address of its node's host network.
+every address of its node's host network. No-new-privileges as the engine's API allows
+(engine_privileges.py).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from ..request import (
     resource_limits,
     working_dir,
 )
+from .engine_privileges import service_privileges
 
 # Swarm mounts secrets under /run/secrets/<file name> in the task's container.
 SECRETS_DIR = "/run/secrets"
@@ -77,6 +79,8 @@ class ServiceRequest:
     gpu_resource: str
     gpu_count: int
     ports: dict[str, int]
+    # The Engine API version the spec is sent at: it decides whether NoNewPrivileges holds.
+    api_version: str
 
 
 def swarm_gpu_count(gpus: GpuSet, resource: str) -> int:
@@ -217,9 +221,9 @@ def task_template(spec: ServiceRequest) -> TaskTemplate:
         mode=0o400,
     )
     command = service_command(req, secret_file)
-    # Every capability dropped, whatever the uid: a service cannot carry
-    # no-new-privileges on the engines Swarm runs on (Docker mode sets it), so a setuid
-    # program inside must find no capability to gain either.
+    # Every capability dropped, whatever the uid, and no-new-privileges where the API
+    # keeps it (engines before 25.0 drop it: started there only with the admin's opt-out),
+    # so a setuid program inside finds no capability to gain either way.
     cap_drop = sorted({"ALL", *(decided.get("cap_drop") or [])})
     container = ContainerSpec(
         req.image,
@@ -235,6 +239,9 @@ def task_template(spec: ServiceRequest) -> TaskTemplate:
         stop_grace_period=GRACE_NS,
         cap_drop=cap_drop,
     )
+    privileges = service_privileges(spec.api_version)
+    if privileges is not None:
+        container["Privileges"] = privileges  # docker-py has no typed field for it
     return TaskTemplate(
         container_spec=container,
         resources=service_resources(req.settings, spec.gpu_resource, spec.gpu_count),

@@ -22,6 +22,7 @@ import zmq
 from docker import DockerClient
 from docker.errors import APIError
 
+from ....config import GpuEnv
 from ....docker import labels
 from ....docker.client import DaemonUnreachable, docker_client
 from ....docker.runs import explanation
@@ -29,6 +30,7 @@ from ....gpu_set import GpuSet
 from ...kernel_errors import KernelStartFailed, SignalNotDelivered
 from ..control_channel import ControlChannel
 from ..runtime import KernelRuntime, KernelStart, RuntimeContext, record_text
+from .engine_privileges import checked_api_version
 from .service_spec import swarm_gpu_count, swarm_gpu_environment
 from .swarm_service import (
     SwarmPlacement,
@@ -64,13 +66,16 @@ class SwarmRuntime(KernelRuntime):
     async def create(self, start: KernelStart) -> dict[str, Any]:
         preparation, km = start.preparation, start.manager
         config = preparation.owner.gpuenv_config
+        _, launch = preparation.prepared()
+        gpu_count = swarm_gpu_count(launch.gpus, config.swarm_gpu_resource)
+        # Before any image, secret or service is made: refused on an engine that would
+        # drop no-new-privileges, unless the admin allowed it.
+        api_version = await asyncio.to_thread(self._checked_api_version, config)
         client, image_id, python = await preparation.docker_and_image(
             self.context.client, start.progress
         )
         self.image = preparation.image
-        _, launch = preparation.prepared()
         try:
-            gpu_count = swarm_gpu_count(launch.gpus, config.swarm_gpu_resource)
             # The engine's request, minus its device requests: Swarm assigns the GPUs.
             request = await asyncio.to_thread(
                 preparation.container_request,
@@ -94,6 +99,7 @@ class SwarmRuntime(KernelRuntime):
                 gpu_wait_timeout=config.gpu_wait_timeout,
                 start_timeout=config.kernel_start_timeout,
                 image=self.image or image_id,
+                api_version=api_version,
             )
             placement, ports = await start_service(
                 client, request, info, swarm_start, self.log, start.progress
@@ -118,6 +124,20 @@ class SwarmRuntime(KernelRuntime):
             ",".join(placement.gpus) or "none",
         )
         return connection
+
+    def _checked_api_version(self, config: GpuEnv) -> str:
+        """The API version the service goes at (engine_privileges); a manager that does not
+        answer is a start failure with its address, as in docker_and_image."""
+        try:
+            client = self.context.client(True)
+        except DaemonUnreachable as err:
+            raise KernelStartFailed(err.message) from err
+        try:
+            return checked_api_version(client, config.swarm_allow_old_engine)
+        except (APIError, OSError) as err:  # OSError: requests' connection errors
+            raise KernelStartFailed(
+                f"The Swarm manager did not list its nodes: {explanation(err)}"
+            ) from err
 
     @property
     def exists(self) -> bool:

@@ -86,6 +86,8 @@ class SwarmStart:
     gpu_wait_timeout: float
     start_timeout: float
     image: str
+    # The Engine API version the service is sent at (engine_privileges.checked_api_version).
+    api_version: str
 
 
 async def start_service(
@@ -142,7 +144,9 @@ def _create(
     except APIError as err:
         raise KernelStartFailed(f"The Swarm manager refused the kernel's secret: {err}") from err
     secret_id = str(secret.id)
-    spec = ServiceRequest(request, secret_id, name, start.gpu_resource, start.gpu_count, ports)
+    spec = ServiceRequest(
+        request, secret_id, name, start.gpu_resource, start.gpu_count, ports, start.api_version
+    )
     try:
         template = task_template(spec)
         svc_name = service_name(request)

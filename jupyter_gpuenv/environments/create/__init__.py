@@ -1,0 +1,1 @@
+"""Creating and removing conda environments from environment.yml (see create.py)."""

@@ -1,0 +1,150 @@
+"""``POST``/``DELETE /gpuenv/api/environments`` and the create jobs, through a real Jupyter
+server (pytest-jupyter) creating from the session's local channel with py-rattler."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from tornado.httpclient import HTTPClientError
+
+API = ("gpuenv", "api")
+SERVER_TRAITS: dict = {}
+
+
+@pytest.fixture
+def jp_server_config(create_setup):
+    return {
+        "ServerApp": {"jpserver_extensions": {"jupyter_gpuenv": True}},
+        "GpuEnv": {**create_setup.traits, **SERVER_TRAITS},
+    }
+
+
+def file_text(setup, dependencies, name="demo") -> str:
+    data = {"name": name, "channels": [setup.channel_url], "dependencies": dependencies}
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+async def post(jp_fetch, body) -> tuple[int, dict]:
+    try:
+        response = await jp_fetch(
+            *API, "environments", method="POST", body=json.dumps(body), request_timeout=120
+        )
+    except HTTPClientError as err:
+        assert err.response is not None
+        return err.code, json.loads(err.response.body)
+    return response.code, json.loads(response.body) | {"location": response.headers["Location"]}
+
+
+async def follow(jp_fetch, job_id: str) -> dict:
+    for _ in range(600):
+        response = await jp_fetch(*API, "environments", "jobs", job_id)
+        job = json.loads(response.body)
+        if job["state"] != "running":
+            return job
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"job {job_id} still running: {job}")
+
+
+async def test_create_follow_clone_and_delete(jp_fetch, create_setup) -> None:
+    body = {"yaml": file_text(create_setup, ["gpuenv-demo", "gpuenv-tool"]), "cuda": "12.4"}
+    code, job = await post(jp_fetch, body)
+    assert code == 202, job
+    assert job["location"].endswith(f"/gpuenv/api/environments/jobs/{job['id']}")
+    assert job["engine"] == "rattler" and job["cuda"] == "12.4"
+    assert job["prefix"] == str(create_setup.envs / "demo")
+    done = await follow(jp_fetch, job["id"])
+    assert done["state"] == "done", done
+    assert [s["key"] for s in done["steps"]] == ["solve", "download", "link", "catalog"]
+    assert done["environment_id"]
+    listing = json.loads((await jp_fetch(*API, "environments")).body)
+    demo = next(e for e in listing["environments"] if e["id"] == done["environment_id"])
+    assert demo["location"]["prefix"] == str(create_setup.envs / "demo")
+    assert (
+        create_setup.envs / "demo" / "share" / "gpuenv-demo" / "variant"
+    ).read_text() == "cuda\n"
+    progress = json.loads((await jp_fetch(*API, "progress")).body)
+    assert done["id"] in [c["id"] for c in progress["creates"]]
+
+    code, clone = await post(jp_fetch, {"clone": demo["id"], "name": "copy"})
+    assert code == 202, clone
+    cloned = await follow(jp_fetch, clone["id"])
+    assert cloned["state"] == "done" and cloned["action"] == "clone", cloned
+    # export --no-builds: the channel's cpu build of gpuenv-demo, same version
+    assert (create_setup.envs / "copy" / "conda-meta").is_dir()
+
+    response = await jp_fetch(*API, "environments", demo["id"], method="DELETE")
+    assert json.loads(response.body) == {
+        "id": demo["id"],
+        "removed": str(create_setup.envs / "demo"),
+    }
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch(*API, "environments", demo["id"])
+    assert info.value.code == 404
+    assert create_setup.leftovers() == ["copy"]
+
+
+async def test_taken_bad_yaml_bad_body_and_conflict(jp_fetch, create_setup) -> None:
+    (create_setup.envs / "demo" / "conda-meta").mkdir(parents=True)
+    code, error = await post(jp_fetch, {"yaml": file_text(create_setup, ["gpuenv-lib"])})
+    assert code == 409 and "already exists (an environment)" in error["message"]
+
+    code, error = await post(jp_fetch, {"yaml": "name: x\ndependencies:\n  - a\n  b: [\n"})
+    assert code == 400 and "line 4" in error["message"]
+    code, error = await post(jp_fetch, {"yaml": "name: x\nchanels: [c]\ndependencies: [a]\n"})
+    assert code == 400 and "line 2: unknown key 'chanels'" in error["message"]
+    code, error = await post(jp_fetch, {"yaml": "x", "clone": "y"})
+    assert code == 400 and "either 'yaml'" in error["message"]
+    code, error = await post(jp_fetch, {"yaml": file_text(create_setup, ["a"]), "cuda": "twelve"})
+    assert code == 400 and "not a version" in error["message"]
+
+    text = file_text(create_setup, ["gpuenv-lib>=2", "gpuenv-app"], name="clash")
+    code, job = await post(jp_fetch, {"yaml": text})
+    assert code == 202
+    failed = await follow(jp_fetch, job["id"])
+    assert failed["state"] == "failed" and failed["error"]["status"] == 422
+    assert "gpuenv-app" in failed["error"]["message"]
+    assert create_setup.leftovers() == ["demo"]
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch(*API, "environments", "jobs", "nosuchjob")
+    assert info.value.code == 404
+
+
+class TestCreationOff:
+    @pytest.fixture
+    def jp_server_config(self, create_setup):
+        traits = {**create_setup.traits, "environment_create_dirs": []}
+        return {"ServerApp": {"jpserver_extensions": {"jupyter_gpuenv": True}}, "GpuEnv": traits}
+
+    async def test_post_is_403(self, jp_fetch, create_setup) -> None:
+        code, error = await post(jp_fetch, {"yaml": file_text(create_setup, ["gpuenv-lib"])})
+        assert code == 403 and "turned off" in error["message"]
+        assert create_setup.leftovers() == []
+
+
+class TestHubUser:
+    """A JupyterHub user's server: only under the user's home unless the admin says more."""
+
+    @pytest.fixture
+    def jp_server_config(self, create_setup):
+        home_envs = create_setup.home / ".conda" / "envs"
+        traits = {
+            **create_setup.traits,
+            "hub_user": "alice",
+            "conda_envs_dirs": [str(create_setup.envs), str(home_envs)],
+        }
+        return {"ServerApp": {"jpserver_extensions": {"jupyter_gpuenv": True}}, "GpuEnv": traits}
+
+    async def test_only_under_home(self, jp_fetch, create_setup) -> None:
+        outside = str(create_setup.envs / "mine")
+        text = file_text(create_setup, ["gpuenv-lib"])
+        code, error = await post(jp_fetch, {"yaml": text, "prefix": outside})
+        assert code == 403 and str(create_setup.home) in error["message"]
+        code, job = await post(jp_fetch, {"yaml": text})
+        assert code == 202
+        assert Path(job["prefix"]) == create_setup.home / ".conda" / "envs" / "demo"
+        assert (await follow(jp_fetch, job["id"]))["state"] == "done"
+        assert create_setup.leftovers() == []
