@@ -28,6 +28,7 @@ from ..provisioning.container import orphans
 from ..services import Services
 from . import handlers
 from . import rules as broker_rules
+from .gpu_choice import HostGpus
 from .hub import HubIdentity
 from .kernels import KernelBroker
 
@@ -98,7 +99,7 @@ class BrokerApp(Application):
             rules,
             kernel_ip=settings.kernel_ip,
             log=self.log,
-            host_gpus=lambda: host_gpu_uuids(sampler),
+            host_gpus=lambda: host_gpus_of(sampler),
             require_encryption=settings.require_encryption,
         )
         try:
@@ -147,18 +148,16 @@ class BrokerApp(Application):
                      1000 * request.request_time())
 
 
-def host_gpu_uuids(sampler: GpuSampler) -> list[str] | None:
-    """The host's GPUs from the latest NVML sample, None when NVML sees none."""
+def host_gpus_of(sampler: GpuSampler) -> HostGpus | None:
+    """The host's GPUs and their MIG devices from the latest NVML sample, None when NVML
+    sees none."""
     sample = sampler.latest()
     if sample is None:
         try:
             sample = sampler.sample_now()
         except Exception:
             return None
-    snapshot = sample.snapshot
-    if not snapshot.available or not snapshot.gpus:
-        return None
-    return [gpu.uuid or str(gpu.index) for gpu in snapshot.gpus]
+    return HostGpus.of_snapshot(sample.snapshot)
 
 
 main = BrokerApp.launch_instance

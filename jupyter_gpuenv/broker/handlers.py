@@ -140,7 +140,7 @@ class KernelsHandler(BrokerHandler):
     async def post(self) -> None:
         user = self.hub_user()
         body = self.body()
-        if await self.identity.server_running(user.name) is False:
+        if await self.identity.server_running(user.name, recent=True) is False:
             raise web.HTTPError(
                 409, f"{user.name} has no running server: kernels are started by one's server."
             )

@@ -34,6 +34,8 @@ from ..provisioning.kernel_side import curve_capable
 from ..services import Services
 from . import kernel_record
 from . import rules as broker_rules
+from .encryption import curve_problem, handed_out
+from .gpu_choice import HostGpus
 from .kernel_record import BrokeredKernel, Conflict, NotYours
 
 _KERNEL_ID = re.compile(r"[0-9a-fA-F-]{8,64}")
@@ -72,7 +74,8 @@ class KernelBroker:
         self.kernel_ip = kernel_ip
         self.require_encryption = require_encryption
         self.log = log or logging.getLogger(__name__)
-        # () -> list of the host's GPU UUIDs, or None when NVML cannot tell.
+        # () -> the host's GPUs (HostGpus, or a list of whole GPUs' UUIDs), or None when
+        # NVML cannot tell.
         self.host_gpus = host_gpus or (lambda: None)
         self.kernels: dict[str, BrokeredKernel] = {}
         self._starting: dict[str, str] = {}  # kernel id -> user, while a start runs
@@ -174,11 +177,13 @@ class KernelBroker:
             preparation.assign_gpus(self._choose_gpus(user, rules, launch.gpus))
             self._pending_gpus[kernel_id] = (user.name, list(launch.gpus.ids or ()))
             await provisioner.launch_kernel(**kwargs)
-            if self.require_encryption and not provisioner.connection_info.get("curve_secretkey"):
-                # Fail closed: a jupyter_client or libzmq without CurveZMQ hands out no keys.
+            connection = handed_out(provisioner.connection_info)
+            unencrypted = curve_problem(connection) if self.require_encryption else None
+            if unencrypted is not None:
+                # Fail closed: checked on what the user's server would get, whatever made it.
                 raise PolicyViolation(
-                    "The kernel would not be encrypted (this broker's jupyter_client or libzmq "
-                    "cannot do CurveZMQ), and the administrator requires encrypted kernels "
+                    f"The kernel would not be encrypted ({unencrypted}), and the "
+                    "administrator requires encrypted kernels "
                     "(c.GpuEnvBroker.require_encryption); it was not started."
                 )
         except BaseException as err:
@@ -205,11 +210,6 @@ class KernelBroker:
         )
         self.kernels[kernel_id] = kernel
         km.cleanup_connection_file()  # the container has its own copy
-        connection: dict[str, Any] = dict(provisioner.connection_info)
-        for name in ("key", "curve_publickey", "curve_secretkey"):
-            value = connection.get(name)
-            if isinstance(value, bytes):
-                connection[name] = value.decode()
         self.log.info(
             "Kernel %s of %s: container %s (%s), GPUs %s",
             kernel_id,
@@ -279,8 +279,8 @@ class KernelBroker:
     ) -> GpuSet:
         """The quota, then GPUs no other brokered kernel holds (when the host's are known)."""
         # Swarm hands out the nodes' GPUs itself; this host's are not theirs.
-        host = None if self.config.scheduler == "swarm" else self.host_gpus()
-        wanted = broker_rules.gpu_count(gpus, len(host) if host is not None else None)
+        host = None if self.config.scheduler == "swarm" else self._host_gpus()
+        wanted = broker_rules.gpu_count(gpus, len(host.gpus) if host is not None else None)
         pending = list(self._pending_gpus.values())
         in_use = sum(len(k.gpus) for k in self.kernels_of(user.name))
         in_use += sum(len(ids) for owner, ids in pending if owner == user.name)
@@ -290,18 +290,30 @@ class KernelBroker:
         taken = [gpu for k in self.kernels.values() for gpu in k.gpus]
         taken += [gpu for _, ids in pending for gpu in ids]
         if gpus.ids is not None:
-            asked = list(dict.fromkeys(broker_rules.host_gpu(str(g), host) for g in gpus.ids))
-            busy = [gpu for gpu in asked if gpu in taken]
+            named = {host.resolve(str(g)): str(g) for g in gpus.ids}
+            busy = host.busy(named, taken)
             if busy:
-                raise Conflict(f"GPU {', '.join(busy)} is in use by another kernel.")
-            return GpuSet.parse(asked)
-        chosen = broker_rules.free_gpus(host, taken, wanted)
+                raise Conflict(
+                    f"GPU {', '.join(named[b] for b in busy)} is in use by another kernel "
+                    "(that device, the GPU it is part of, or a MIG device of it)."
+                )
+            return GpuSet.parse(list(named))
+        chosen = host.free(taken, wanted)
         if chosen is None:
+            held = {host.gpu_of(gpu) for gpu in taken}
             raise Conflict(
-                f"No {wanted} free GPU(s): {len(set(taken))} of the host's {len(host)} are in "
-                "use by other kernels. Try again when one is shut down."
+                f"No {wanted} free GPU(s): {len(held)} of the host's {len(host.gpus)} are in "
+                "use by other kernels (whole, or a MIG device of them). Try again when one "
+                "is shut down."
             )
         return GpuSet.parse(chosen)
+
+    def _host_gpus(self) -> HostGpus | None:
+        """The host's GPUs and MIG devices now (None: NVML cannot tell)."""
+        found = self.host_gpus()
+        if found is None or isinstance(found, HostGpus):
+            return found
+        return HostGpus.whole(str(uuid) for uuid in found)
 
     # -- life -----------------------------------------------------------------------
 

@@ -378,31 +378,3 @@ def check_quota(
             f"you may use {rules.max_gpus} at once."
         )
 
-
-def free_gpus(host: list[str], taken: Iterable[str], wanted: int) -> list[str] | None:
-    """``wanted`` of the host's GPUs no other brokered kernel holds (None: not enough)."""
-    held = set(taken)
-    free = [gpu for gpu in host if gpu not in held]
-    return free[:wanted] if len(free) >= wanted else None
-
-
-def host_gpu(gpu: str, host: list[str]) -> str:
-    """The host's UUID for a GPU as a request names it: an index, the UUID in any case,
-    with or without "GPU-", or a unique prefix of it; refused when it names none or
-    several of the host's GPUs (the caller's own text is what the refusal names)."""
-    text = gpu.strip()
-    if text.isdigit():
-        if int(text) < len(host):
-            return host[int(text)]
-        raise PolicyViolation(f"GPU {gpu!r}: this host has {len(host)} GPU(s), counted from 0.")
-    wanted = text.lower()
-    spellings = (wanted,) if wanted.startswith("gpu-") else (wanted, f"gpu-{wanted}")
-    exact = [uuid for uuid in host if uuid.lower() in spellings]
-    if exact:
-        return exact[0]
-    found = [uuid for uuid in host if wanted and uuid.lower().startswith(spellings)]
-    if len(found) == 1:
-        return found[0]
-    if not found:
-        raise PolicyViolation(f"GPU {gpu!r} is not one of this host's GPUs.")
-    raise PolicyViolation(f"GPU {gpu!r} names more than one of this host's GPUs.")

@@ -16,7 +16,9 @@ labelled with the launcher as its owner, so after a ``kill -9`` of the launcher 
 launcher or server start removes it (provisioning/orphans.py); a local kernel notices its
 parent is gone (ipykernel's parent poller) and exits by itself.
 
-A start failure prints the provisioner's message on stderr and exits with status 1.
+A start failure prints the provisioner's message on stderr and exits with status 1. A
+Docker environment of the kernel broker (``c.GpuEnv.broker_url``) is such a failure
+before the broker is asked: the broker picks the kernel's ports, never the client's.
 """
 
 from __future__ import annotations
@@ -200,6 +202,17 @@ class Launcher:
 
     async def _start(self) -> None:
         env = await self._environment()
+        if env.kind == "docker" and self.config.broker_url:
+            # The broker picks the kernel's ports and keys; this kernel must listen on the
+            # client's. Refused before the broker is asked: it would start a container
+            # the client could never reach.
+            raise StartFailed(
+                f"{env.display_name} is run by the kernel broker (c.GpuEnv.broker_url), "
+                "which picks the kernel's ports itself, and a client that starts kernels "
+                "from a kernelspec's argv (VS Code's local kernels) needs them on the ports "
+                "of its own connection file. Use the kernel through your Jupyter server "
+                "instead (VS Code: Select Kernel, Existing Jupyter Server)."
+            )
         self.is_docker = env.kind == "docker"
         spec = KernelSpec(resource_dir=RESOURCES, **kernelspec_dict(env))
         km = LauncherKernelManager(

@@ -36,6 +36,7 @@ from tests.hub.hub_runner import (
 from tests.provisioning.server_process import REPO, _blocked_ancestors
 
 BROKER = "gpuenv-broker"
+COUNTED = "gpuenv-broker-counted"
 DOCKER_SOCKET = Path("/var/run/docker.sock")
 
 HUB_CONFIG = """# Written by tests/broker/hub_broker.py
@@ -59,9 +60,19 @@ c.JupyterHub.services = [
         "url": "http://127.0.0.1:{broker_port}",
         "command": [{python!r}, "-m", "jupyter_gpuenv.broker", "--config", {broker_config!r}],
     }},
+    # A second broker the tests start themselves (tests/broker/counted_broker.py); the
+    # Hub only routes to its url, which the tests call directly on a port of their own.
+    {{
+        "name": "{counted}",
+        "url": "http://127.0.0.1:{counted_port}",
+        "api_token": {counted_token!r},
+    }},
 ]
 c.JupyterHub.load_roles = [
-    {{"name": "user", "scopes": ["self", "access:services!service={broker}"]}},
+    {{
+        "name": "user",
+        "scopes": ["self", "access:services!service={broker}", "access:services!service={counted}"],
+    }},
     {{
         "name": "server",
         "scopes": [
@@ -70,7 +81,11 @@ c.JupyterHub.load_roles = [
             "access:services!service={broker}",
         ],
     }},
-    {{"name": "{broker}", "scopes": ["read:users", "read:servers"], "services": ["{broker}"]}},
+    {{
+        "name": "{broker}",
+        "scopes": ["read:users", "read:servers"],
+        "services": ["{broker}", "{counted}"],
+    }},
     {{
         "name": "gpuenv-test",
         "scopes": ["admin:users", "admin:servers", "tokens", "list:users", "groups"],
@@ -163,6 +178,9 @@ class BrokerHub(Hub):
         self.public_port = free_port()
         self.proxy = configurable_http_proxy()
         self.broker_port = free_port()
+        self.hub_port = free_port()
+        self.counted_port = free_port()
+        self.counted_token = secrets.token_hex(32)
         self.tokens: dict[str, str] = {}
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = root / "jupyterhub.log"
@@ -193,7 +211,7 @@ class BrokerHub(Hub):
         (root / "jupyterhub_config.py").write_text(
             HUB_CONFIG.format(
                 public_port=self.public_port,
-                hub_port=free_port(),
+                hub_port=self.hub_port,
                 proxy_api_port=free_port(),
                 chp=self.proxy,
                 root=root,
@@ -202,6 +220,9 @@ class BrokerHub(Hub):
                 service_token=self.service_token,
                 broker=BROKER,
                 broker_port=self.broker_port,
+                counted=COUNTED,
+                counted_port=self.counted_port,
+                counted_token=self.counted_token,
                 python=sys.executable,
                 broker_config=str(self.broker_config_path),
                 config_path=str(etc),
@@ -301,10 +322,19 @@ class BrokerHub(Hub):
             **kwargs,
         )
 
-    def write_kernelspec_as(self, name: str, spec_name: str, config: dict[str, Any]) -> None:
-        """A kernelspec in the account's ~/.local/share/jupyter/kernels, written by it."""
+    def write_kernelspec_as(
+        self,
+        name: str,
+        spec_name: str,
+        config: dict[str, Any],
+        argv: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> str:
+        """A kernelspec in the account's ~/.local/share/jupyter/kernels, written by it;
+        returns its kernel.json's path."""
         spec = {
-            "argv": ["python3", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "argv": argv or ["python3", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "env": env or {},
             "display_name": f"{spec_name} (user-written)",
             "language": "python",
             "metadata": {
@@ -321,6 +351,7 @@ class BrokerHub(Hub):
             input=json.dumps(spec),
         )
         assert done.returncode == 0, done.stderr
+        return f"{folder}/kernel.json"
 
     def stop(self, timeout: float = 90) -> None:
         try:

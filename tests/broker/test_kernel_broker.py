@@ -15,6 +15,7 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 import docker
@@ -22,6 +23,7 @@ import pytest
 from jupyter_client.blocking import BlockingKernelClient
 from jupyter_client.connect import LocalPortCache
 
+from jupyter_gpuenv.broker.encryption import curve_problem
 from jupyter_gpuenv.broker.kernel_record import NotYours
 from jupyter_gpuenv.broker.kernels import KernelBroker
 from jupyter_gpuenv.broker.rules import HubUser
@@ -216,15 +218,19 @@ async def test_another_users_folder_is_refused(
     broker: KernelBroker, two_users: tuple[SystemUser, SystemUser], homes: Path
 ) -> None:
     first, second = two_users
-    with pytest.raises(PolicyViolation, match="outside the folders"):
+    # Resolved as the user: the other's 0700 home is closed to them.
+    with pytest.raises(PolicyViolation, match="a folder you cannot open"):
         await broker.start(
             hub_user(first, homes), start_body(broker, cwd=str(homes / second.name))
         )
-    # A symlink in the user's own folder to the other's resolves outside too.
+    # A folder they may open, outside their notebook roots.
+    with pytest.raises(PolicyViolation, match="outside the folders"):
+        await broker.start(hub_user(first, homes), start_body(broker, cwd=str(homes)))
+    # A symlink in the user's own folder to the other's is followed as the user would.
     link = homes / first.name / "to-other"
     link.symlink_to(homes / second.name)
     try:
-        with pytest.raises(PolicyViolation, match="outside the folders"):
+        with pytest.raises(PolicyViolation, match="a folder you cannot open"):
             await broker.start(hub_user(first, homes), start_body(broker, cwd=str(link)))
     finally:
         link.unlink()
@@ -287,6 +293,36 @@ async def test_unencrypted_kernels_are_refused_unless_the_admin_allows_them(
     answer = await broker.start(user, start_body(broker, "old"))
     assert "curve_publickey" not in answer["connection"]
     assert "ok" == (await asyncio.to_thread(run_code, answer, "print('ok')")).strip()
+
+
+def answers(connection: dict[str, Any]) -> bool:
+    """Whether the kernel replies to a kernel_info request on ``connection`` (5 s)."""
+    client = BlockingKernelClient()
+    client.load_connection_info(connection)
+    client.start_channels(hb=False)
+    try:
+        client.kernel_info()
+        client.get_shell_msg(timeout=5)
+        return True
+    except Empty:
+        return False
+    finally:
+        client.stop_channels()
+
+
+async def test_the_connection_handed_out_carries_the_keys_the_kernel_speaks(
+    broker: KernelBroker, two_users: tuple[SystemUser, SystemUser], homes: Path
+) -> None:
+    """require_encryption (the default): the answer holds a CurveZMQ key pair; a client
+    with it runs code, one without it gets no answer at all."""
+    assert broker.require_encryption
+    answer = await broker.start(hub_user(two_users[0], homes), start_body(broker))
+    connection = answer["connection"]
+    assert curve_problem(connection) is None, connection.keys()
+    assert "ok" == (await asyncio.to_thread(run_code, answer, "print('ok')")).strip()
+    assert await asyncio.to_thread(answers, connection)
+    plain = {k: v for k, v in connection.items() if not k.startswith("curve_")}
+    assert not await asyncio.to_thread(answers, plain)
 
 
 async def test_starts_sent_together_are_admitted_first_come_up_to_the_quota(
