@@ -297,6 +297,19 @@ class GpuEnv(LoggingConfigurable):
         entries are added explicitly.""",
     ).tag(config=True)
 
+    kernel_env_allowlist = List(
+        Unicode(),
+        default_value=None,
+        allow_none=True,
+        help="""Names of the environment variables a kernelspec (or a broker request) may set
+        for a Docker kernel. None (the default): any name but the guarded ones, which only
+        the administrator's docker_images entries set: NVIDIA_* and DOCKER_RESOURCE_*
+        (what the container runtime reads to pick GPUs) and the dynamic loader's LD_*. A
+        list: only those names, guarded names still refused (e.g. ["PYTHONPATH",
+        "OMP_NUM_THREADS"]; [] lets kernelspecs set none). Checked when a start is
+        decided and again on the final container arguments.""",
+    ).tag(config=True)
+
     restrict_to_configured_images = Bool(
         False,
         help="""Policy: only images named in docker_images may run, and user kernelspecs may
@@ -344,6 +357,12 @@ class GpuEnv(LoggingConfigurable):
         help="""Seconds a warm kernel waits for a notebook before it is replaced by a fresh
         one (0: never replaced).""",
     ).tag(config=True)
+
+    @validate("warm_kernel_max_age")
+    def _validate_warm_kernel_max_age(self, proposal: Any) -> float:
+        if proposal["value"] < 0:
+            raise TraitError("c.GpuEnv.warm_kernel_max_age: 0 or more seconds (0: never)")
+        return float(proposal["value"])
 
     @validate("warm_kernels")
     def _validate_warm_kernels(self, proposal: Any) -> dict[str, Any]:

@@ -365,3 +365,40 @@ def test_gpu_requests_pass_within_the_selection_and_stop_beyond_it(
         check_create_arguments(
             {**args, "device_requests": widened}, allowance_for(request, allowed)
         )
+
+
+def test_with_an_allowlist_the_gate_refuses_any_other_name_a_kernelspec_could_add() -> None:
+    """The final arguments carry the server's and the admin's variables and the package's
+    own; with c.GpuEnv.kernel_env_allowlist, any other name is refused at the gate too."""
+    config = gpuenv(True, False)
+    config.kernel_env_allowlist = ["OMP_NUM_THREADS"]
+    env = environment_from_json(listing_item({}, IMAGE))
+    launch = enforce_policy(config, env, {}, environ={}, supported=DOCKER_KEYS)
+    request = ContainerRequest(
+        kernel_id="k" * 32,
+        environment_id=ENV_ID,
+        image="sha256:" + "1" * 64,
+        python="/usr/bin/python3",
+        connection_file=str(CONNECTION),
+        cwd=str(NOTEBOOKS),
+        settings=launch.settings(),
+        instance=ServerInstance("sid", 1, "host", "1"),
+        server_env={"LANG": "C", "JUPYTERHUB_API_TOKEN": "s"},
+        env_allowlist=list(config.docker_environment_allowlist),
+        kernel_env_allowlist=["OMP_NUM_THREADS"],
+    )
+    args = create_arguments(request)
+    admin_environment = launch.admin.get("environment") or {}
+    allowance = allowance_for(request, launch.gpus, admin_environment)
+    check_create_arguments(args, allowance)  # the plain launch passes
+    check_create_arguments(
+        {**args, "environment": {**args["environment"], "OMP_NUM_THREADS": "2"}}, allowance
+    )
+    for name in ("PYTHONSTARTUP", "BASH_ENV"):
+        widened = {**args, "environment": {**args["environment"], name: "/x"}}
+        with pytest.raises(PolicyViolation, match=f"environment variable {name} \\(not among"):
+            check_create_arguments(widened, allowance)
+    # A variable the server gives changed by a kernelspec is not the server's any more.
+    changed = {**args, "environment": {**args["environment"], "LANG": "xx"}}
+    with pytest.raises(PolicyViolation, match="environment variable LANG"):
+        check_create_arguments(changed, allowance)

@@ -306,3 +306,25 @@ def test_local_kernels_get_cuda_visible_devices() -> None:
     # A CUDA image's NVIDIA_VISIBLE_DEVICES=all is no narrowing.
     cuda_image = {"GPUENV_GPUS": "1", "NVIDIA_VISIBLE_DEVICES": "all"}
     assert local_gpu_environment(config, None, cuda_image) == {"CUDA_VISIBLE_DEVICES": "1"}
+
+
+def test_the_admins_allowlist_names_what_kernelspecs_may_set() -> None:
+    """c.GpuEnv.kernel_env_allowlist: only those names; guarded names stay refused, and a
+    value the admin's entry sets may be repeated."""
+    config = make_config(
+        restrict_to_configured_images=False, kernel_env_allowlist=["OMP_NUM_THREADS"]
+    )
+    launch = enforce_policy(config, TORCH, {"environment": {"OMP_NUM_THREADS": "4"}}, environ={})
+    assert launch.overrides["environment"] == {"OMP_NUM_THREADS": "4"}
+    message = refusal(config, TORCH, {"environment": {"PYTHONSTARTUP": "/x.py"}})
+    assert "environment variable PYTHONSTARTUP (not among the names" in message
+    assert "kernel_env_allowlist" in message
+    guarded = make_config(kernel_env_allowlist=["LD_PRELOAD"])
+    assert "LD_PRELOAD (it would change" in refusal(
+        guarded, TORCH, {"environment": {"LD_PRELOAD": "/x.so"}}
+    )
+    # [] lets a kernelspec set nothing; None (the default) any unguarded name.
+    assert "FOO" in refusal(
+        make_config(kernel_env_allowlist=[]), TORCH, {"environment": {"FOO": "1"}}
+    )
+    assert enforce_policy(make_config(), TORCH, {"environment": {"FOO": "1"}}, environ={})

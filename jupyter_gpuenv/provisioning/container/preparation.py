@@ -54,6 +54,8 @@ class ContainerPreparation:
         self.owner = owner
         self.environment: Environment | None = None
         self.launch: EffectiveLaunch | None = None
+        # The variables this package adds for the kernel side (given, like the admin's).
+        self.kernel_notes: dict[str, str] = {}
         self.image: str | None = None  # the image reference the kernel runs
         self.ports_cached = False
         self.cached_ports: list[int] = []  # taken from jupyter_client's cache, returned at the end
@@ -220,6 +222,7 @@ class ContainerPreparation:
             kernel_notes[START_WARNING_ENV] = owner.start_warning
         if kernel_notes:
             settings["environment"] = {**(settings.get("environment") or {}), **kernel_notes}
+        self.kernel_notes = kernel_notes
         gpu_plan = plan_gpus(launch.gpus, detect_runtime(client))
         for note in gpu_plan.notes:
             owner.log.warning("Kernel %s (%s): %s", owner.kernel_id, env.name, note)
@@ -255,6 +258,9 @@ class ContainerPreparation:
             hub_user=config.hub_user,
             server_env=dict(os.environ),
             env_allowlist=[name for name in allowlist if name not in secret],
+            kernel_env_allowlist=(
+                None if config.kernel_env_allowlist is None else list(config.kernel_env_allowlist)
+            ),
             image_env=list(image_attrs.get("Env") or []),
             gpu_environment=gpu_plan.environment,
             device_requests=gpu_plan.device_requests,
@@ -273,10 +279,9 @@ class ContainerPreparation:
         try:
             admin_environment = launch.admin.get("environment")
             if not isinstance(admin_environment, dict):
-                admin_environment = None
-            check_create_arguments(
-                args, allowance_for(request, launch.gpus, admin_environment)
-            )
+                admin_environment = {}
+            given = {**admin_environment, **self.kernel_notes}
+            check_create_arguments(args, allowance_for(request, launch.gpus, given))
         except PolicyViolation as err:
             raise KernelRefused(err.message) from err
         return args

@@ -10,7 +10,7 @@ import json
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +92,8 @@ class ContainerRequest:
     hub_user: str = ""
     server_env: Mapping[str, str] = field(default_factory=dict)
     env_allowlist: list[str] = field(default_factory=list)
+    # c.GpuEnv.kernel_env_allowlist: the names a kernelspec may set (None: any unguarded).
+    kernel_env_allowlist: list[str] | None = None
     image_env: list[str] = field(default_factory=list)
     gpu_environment: dict[str, str] = field(default_factory=dict)
     device_requests: list[DeviceRequest] = field(default_factory=list)
@@ -451,6 +453,13 @@ def allowance_for(
         if guarded_variable(str(name))
     }
     allowance.guarded_environment = {**guarded, **req.gpu_environment}
+    if req.kernel_env_allowlist is not None:
+        allowance.settable_names = frozenset(req.kernel_env_allowlist)
+        admin_only = replace(
+            req, settings={**req.settings, "environment": dict(admin_environment or {})}
+        )
+        user, _ = container_user(req.cwd, req.allow_root, req.settings.get("user"))
+        allowance.given_environment = container_environment(admin_only, str(user))
     if server.uid == 0:
         allowance.users.add(KernelUser(0, 0))
         owner, _ = container_user(req.cwd, req.allow_root)

@@ -67,6 +67,7 @@ SECRETS_STAY_OUT = (
 # the dynamic loader's (LD_PRELOAD, LD_LIBRARY_PATH, LD_AUDIT, ...), which change what
 # every process of the kernel runs: only the administrator and jupyter-gpuenv set them.
 DEVICE_VARIABLE_PREFIXES = ("NVIDIA_", "DOCKER_RESOURCE_")
+NOT_ALLOWLISTED = "not among the names c.GpuEnv.kernel_env_allowlist lets a kernelspec set"
 LOADER_VARIABLE_PREFIXES = ("LD_",)
 
 
@@ -110,6 +111,10 @@ class LaunchAllowance:
     # The values of guarded variables (guarded_variable) the kernel may get: the GPU
     # choice's own and the administrator's.
     guarded_environment: dict[str, str] = field(default_factory=dict)
+    # With c.GpuEnv.kernel_env_allowlist: the names a kernelspec may set, and the
+    # variables the server and the admin's entry give the kernel (any other is refused).
+    settable_names: frozenset[str] | None = None
+    given_environment: dict[str, str] = field(default_factory=dict)
 
 
 def check_create_arguments(args: Mapping[str, Any], allowance: LaunchAllowance) -> None:
@@ -267,7 +272,13 @@ def _check_environment(environment: object, allowance: LaunchAllowance) -> list[
         refused.append(f"the server's secrets ({', '.join(secrets)})")
     for name, value in environment.items():
         why = guarded_variable(str(name))
-        if why is None or allowance.guarded_environment.get(str(name)) == str(value):
+        if why is None:
+            settable = allowance.settable_names
+            if settable is not None and str(name) not in settable:
+                if allowance.given_environment.get(str(name)) != str(value):
+                    refused.append(f"environment variable {name} ({NOT_ALLOWLISTED})")
+            continue
+        if allowance.guarded_environment.get(str(name)) == str(value):
             continue
         if str(name).upper().startswith("NVIDIA_") and allowance.gpus.is_all:
             continue  # every GPU is the kernel's already

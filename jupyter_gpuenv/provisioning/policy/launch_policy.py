@@ -27,7 +27,7 @@ from ...errors import PolicyViolation
 from ...gpu.grant import NVIDIA_VISIBLE_DEVICES, read_user_grant
 from ...gpu_set import GpuSet, GpuSetError, gpu_key
 from .kernel_user import check_user
-from .launch_gate import guarded_variable
+from .launch_gate import NOT_ALLOWLISTED, guarded_variable
 from .request_shapes import drop_misshapen
 
 # Keys a kernelspec may always carry: they select or narrow, never widen.
@@ -216,7 +216,9 @@ def _check_gpus(wanted: GpuSet, allowed: GpuSet, grant: GpuSet | None) -> str | 
     return f"{what} beyond {limit}"
 
 
-def _check_environment(requested: Any, admin: Any, gpus: GpuSet) -> list[str]:
+def _check_environment(
+    requested: Any, admin: Any, gpus: GpuSet, allowlist: list[str] | None
+) -> list[str]:
     if not isinstance(requested, Mapping):
         return ["environment variables (not a mapping)"]
     admin = admin if isinstance(admin, Mapping) else {}
@@ -226,6 +228,8 @@ def _check_environment(requested: Any, admin: Any, gpus: GpuSet) -> list[str]:
             continue
         why = guarded_variable(str(name))
         if why is None:
+            if allowlist is not None and str(name) not in allowlist:
+                refused.append(f"environment variable {name} ({NOT_ALLOWLISTED})")
             continue
         if str(name).strip().upper().startswith("NVIDIA_") and gpus.is_all:
             continue  # every GPU is the kernel's already
@@ -318,7 +322,8 @@ def enforce_policy(
             overrides[key] = str(user)
             continue
         if key == "environment":
-            problems = _check_environment(value, admin.get("environment"), gpus)
+            allowlist = config.kernel_env_allowlist
+            problems = _check_environment(value, admin.get("environment"), gpus, allowlist)
             refused.extend(problems)
             if problems:
                 continue
