@@ -254,10 +254,12 @@ def build_gpu_sampler(
     log: logging.Logger | None = None,
     nvml: Any = None,
     environ: dict[str, str] | None = None,
+    extra_records: Callable[[], list[KernelRecord]] | None = None,
 ) -> GpuSampler:
     """The sampler as the server (and, without ``serverapp``, the CLI) runs it.
 
-    ``nvml`` replaces the pynvml module (tests pass a fake NVML here).
+    ``nvml`` replaces the pynvml module (tests pass a fake NVML here). ``extra_records``:
+    kernels of the server that its kernel manager does not list (the warm kernels).
     """
     grant = read_user_grant(config.user_gpus_env, environ)
     attributor = ProcessAttributor(
@@ -267,9 +269,10 @@ def build_gpu_sampler(
     kernel_records: KernelRecords | None = None
     if serverapp is not None:
         async def kernel_records() -> list[KernelRecord]:
-            return await collect_kernel_records(
+            records = await collect_kernel_records(
                 serverapp.kernel_manager, getattr(serverapp, "session_manager", None)
             )
+            return records + extra_records() if extra_records is not None else records
 
     return GpuSampler(
         NvmlAdapter(nvml),

@@ -10,6 +10,8 @@ from ..config_check import checked_config
 from ..gpu.sampler import build_gpu_sampler
 from ..provisioning.container.orphans import start_orphan_sweep
 from ..provisioning.kernelspecs import GpuEnvKernelSpecManager
+from ..provisioning.warm.handout import KernelHandout
+from ..provisioning.warm.pools import WarmKernels
 from ..services import Services
 from . import (
     cluster_api,
@@ -53,8 +55,18 @@ class GpuEnvExtension(ExtensionApp):
         ksm = serverapp.kernel_spec_manager
         if isinstance(ksm, GpuEnvKernelSpecManager):
             ksm.use_services(services)
-        sampler = build_gpu_sampler(config, serverapp, log=self.log)
-        self.state = ServerState(services=services, gpu_sampler=sampler, server=serverapp)
+        warm = None
+        if config.warm_kernels:
+            warm = WarmKernels(config, services.catalog, serverapp.kernel_manager, self.log)
+        sampler = build_gpu_sampler(
+            config,
+            serverapp,
+            log=self.log,
+            extra_records=warm.kernel_records if warm is not None else None,
+        )
+        self.state = ServerState(
+            services=services, gpu_sampler=sampler, server=serverapp, warm=warm
+        )
         self.settings["gpuenv"] = self.state
         # Saved notebooks carry the environment they ran in (metadata.gpuenv), whichever
         # client saves them; an admin's own pre_save_hook runs first and stays.
@@ -71,6 +83,9 @@ class GpuEnvExtension(ExtensionApp):
         # Kernel containers left by a server that died (kill -9) are removed in the
         # background, so a slow or absent Docker never delays startup.
         start_orphan_sweep(self.log, config.docker_host or None)
+        if warm is not None and warm.enabled:
+            # Starts of a pooled kernelspec take a warm kernel (provisioning/warm/).
+            KernelHandout(serverapp.kernel_manager, warm, self.log).install()
         self.log.info("jupyter_gpuenv: REST API at %sgpuenv/api/", serverapp.base_url)
 
     def initialize_handlers(self) -> None:
@@ -89,7 +104,14 @@ class GpuEnvExtension(ExtensionApp):
             self.handlers.extend(module.handlers)
         self.handlers.append(status_api.fallback)  # last: JSON 404 for unknown API paths
 
+    async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        """On the running event loop: start filling the warm kernel pools."""
+        if self.state.warm is not None:
+            self.state.warm.start()
+
     async def stop_extension(self) -> None:
+        if self.state.warm is not None:
+            await self.state.warm.stop()
         if self.state.reclaimer is not None:
             self.state.reclaimer.stop()
         self.state.gpu_sampler.stop()

@@ -8,6 +8,7 @@ from typing import Any
 from ..config import GpuEnv
 from ..environments.catalog import Catalog
 from ..gpu.sampler import GpuSampler
+from ..provisioning.warm.pools import WarmKernels
 from ..services import Services
 from .gpu_reclaimer import GpuIdleReclaimer
 
@@ -20,6 +21,7 @@ class ServerState:
     gpu_sampler: GpuSampler
     server: Any  # jupyter_server's ServerApp
     reclaimer: GpuIdleReclaimer | None = None
+    warm: WarmKernels | None = None  # the warm kernel pools (c.GpuEnv.warm_kernels)
 
     @property
     def config(self) -> GpuEnv:

@@ -15,18 +15,21 @@ from .base import GpuEnvHandler, authorized, web
 
 
 class StatusHandler(GpuEnvHandler):
-    """``GET /gpuenv/api/status``: ``{"version", "admin", "problems": [...]}``."""
+    """``GET /gpuenv/api/status``: ``{"version", "admin", "problems", "warm_kernels"}``."""
 
     @web.authenticated
     @authorized
     async def get(self) -> None:
         config = self.gpuenv.config
+        warm = self.gpuenv.warm
         self.write_json(
             {
                 "version": __version__,
                 # A JupyterHub user's server is configured by the Hub's admin, not by them.
                 "admin": not config.hub_user,
                 "problems": problems_json(config),
+                # Each warm kernel pool: size, ready, starting, last_error (README).
+                "warm_kernels": warm.status() if warm is not None else None,
             }
         )
 
