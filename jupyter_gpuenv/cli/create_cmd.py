@@ -19,6 +19,7 @@ from ..environments.create.create import CreatePlan, CreateRequest
 from ..environments.create.creator import EnvironmentCreator
 from ..environments.create.job import CreateJob
 from ..environments.create.spec import read_environment_file
+from ..environments.model import Environment
 from ..errors import BadRequest
 from .output import open_services, print_json
 from .progress_bar import create_progress, on_terminal
@@ -73,7 +74,7 @@ def run_create_cmd(args: argparse.Namespace, config: GpuEnv) -> int:
     request = CreateRequest(spec=spec, name=args.name, prefix=args.prefix, cuda=args.cuda)
     with open_services(config) as services:
         creator = EnvironmentCreator(services.catalog)
-        return _create(creator, creator.plan(request), "create", args.json)
+        return run_plan(creator, creator.plan(request), "create", args.json)[0]
 
 
 def run_clone_cmd(args: argparse.Namespace, config: GpuEnv) -> int:
@@ -82,7 +83,7 @@ def run_clone_cmd(args: argparse.Namespace, config: GpuEnv) -> int:
     with open_services(config) as services:
         creator = EnvironmentCreator(services.catalog)
         request = creator.clone_request(args.source, args.name, args.prefix, args.cuda)
-        return _create(creator, creator.plan(request), "clone", args.json)
+        return run_plan(creator, creator.plan(request), "clone", args.json)[0]
 
 
 def run_remove_cmd(args: argparse.Namespace, config: GpuEnv) -> int:
@@ -99,8 +100,13 @@ def run_remove_cmd(args: argparse.Namespace, config: GpuEnv) -> int:
     return 0
 
 
-def _create(creator: EnvironmentCreator, plan: CreatePlan, action: str, as_json: bool) -> int:
+def run_plan(
+    creator: EnvironmentCreator, plan: CreatePlan, action: str, as_json: bool
+) -> tuple[int, Environment | None]:
+    """Run a planned create with a progress bar: (exit status, the environment if listed)."""
     job = CreateJob(action, name=plan.target.name, prefix=str(plan.target))
+    for warning in plan.warnings:  # before solving, so a wrong CUDA can be stopped
+        print(f"warning: {warning}", file=sys.stderr)
     print(
         f"Creating {plan.target} with {plan.engine} ({plan.cuda.describe()})",
         file=sys.stderr,
@@ -112,19 +118,20 @@ def _create(creator: EnvironmentCreator, plan: CreatePlan, action: str, as_json:
             env = creator.run(plan, job)
     except KeyboardInterrupt:
         print("jupyter gpuenv: interrupted; no environment was left behind", file=sys.stderr)
-        return 130
+        return 130, None
     finally:
         signal.signal(signal.SIGTERM, previous)
     for warning in job.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+        if warning not in plan.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
     if as_json:
         print_json(job.to_json())
-        return 0
+        return 0, env
     seconds = job.to_json()["seconds"]
     print(f"Created {plan.target} with {plan.engine} in {seconds:.1f} s")
     if env is not None:
         print(f"environment {env.id}: kernel {env.kernel_name!r} ({env.display_name})")
-    return 0
+    return 0, env
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

@@ -21,6 +21,7 @@ SUBCOMMAND_MODULES = (
     "jupyter_gpuenv.cli.doctor_cmd",
     "jupyter_gpuenv.cli.kernelspecs_cmd",
     "jupyter_gpuenv.cli.notebook_cmd",
+    "jupyter_gpuenv.cli.restore_cmd",
     "jupyter_gpuenv.cli.cluster_cmd",
     "jupyter_gpuenv.broker.command",
 )

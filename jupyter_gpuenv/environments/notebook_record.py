@@ -4,7 +4,10 @@ Kernel names (``gpuenv-<environment id>``) hash where an environment lives, so t
 travel. The record says what the environment *is* (image, versions, a content
 fingerprint) so another machine can find its own environment of the same content. It
 holds no host paths, environment variables or secrets: only catalog facts that are the
-same wherever the environment exists.
+same wherever the environment exists. It may also carry the environment's
+``export --no-builds`` environment.yml (``spec``, without its ``prefix``) and, for an image,
+its registry digest, so a machine that has neither can rebuild or pull it
+(environments/create/restore.py).
 
 Resolution takes the first rule that matches, strongest first (:data:`RULES`); the two
 content rules (``image_id``, ``fingerprint``) are *exact*, the others only promise the same
@@ -32,8 +35,10 @@ RULE_TEXT = {
 _TEXT_FIELDS = (
     "environment_id", "name", "kind", "display_name", "image", "image_id", "python_version",
     "torch_version", "cuda_version", "cudnn_version", "recorded_at", "fingerprint",
+    "image_digest",
 )  # fmt: skip
 MAX_TEXT = 500
+MAX_SPEC = 1024 * 1024  # a spec longer than this in a notebook is not read
 
 
 @dataclass
@@ -53,9 +58,16 @@ class NotebookRecord:
     gpus: list[str] = field(default_factory=list)
     recorded_at: str = ""
     fingerprint: str | None = None
+    spec: str | None = None
+    image_digest: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """The record as JSON; ``spec`` and ``image_digest`` only when there is one."""
+        data = asdict(self)
+        for optional in ("spec", "image_digest"):
+            if data[optional] is None:
+                del data[optional]
+        return data
 
     @classmethod
     def from_json(cls, data: object) -> NotebookRecord | None:
@@ -76,6 +88,9 @@ class NotebookRecord:
             return None
         gpus = data.get("gpus")
         names = gpus if isinstance(gpus, list) else []
+        spec = data.get("spec")
+        if isinstance(spec, str) and spec.strip() and len(spec) <= MAX_SPEC:
+            values["spec"] = spec
         values["gpus"] = [g for g in names if isinstance(g, str) and len(g) <= MAX_TEXT][:64]
         values.setdefault("display_name", values["name"])
         return cls(**values)
@@ -113,6 +128,8 @@ def build_record(
     fingerprint: str | None,
     gpus: Iterable[str] = (),
     now: datetime | None = None,
+    spec: str | None = None,
+    image_digest: str | None = None,
 ) -> NotebookRecord:
     """The record of a notebook saved while a kernel of ``env`` ran for it."""
     moment = (now or datetime.now(UTC)).astimezone(UTC)
@@ -132,6 +149,8 @@ def build_record(
         gpus=list(dict.fromkeys(gpus)),
         recorded_at=moment.isoformat(timespec="seconds").replace("+00:00", "Z"),
         fingerprint=fingerprint,
+        spec=spec,
+        image_digest=image_digest if env.kind == "docker" else None,
     )
 
 

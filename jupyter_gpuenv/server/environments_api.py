@@ -47,6 +47,7 @@ class EnvironmentsHandler(GpuEnvHandler):
         action = "clone" if body.get("clone") else "create"
         job = CreateJob(action, name=plan.target.name, prefix=str(plan.target))
         job.engine, job.cuda = plan.engine, plan.cuda.version
+        job.warnings += plan.warnings  # before solving: in the 202 answer already
         creator.start(plan, job)
         self.set_header("Location", self.job_url(job.id))
         self.write_json(job.to_json(), status=202)

@@ -12,6 +12,10 @@ notebook is written as the client sent it.
 - No kernel runs for it: a record already in the file is kept when the client's model
   has none (a front end that never loaded it must not drop it).
 - Another kernel runs for it: the model is saved as sent.
+
+The record carries the environment's ``--no-builds`` environment.yml (or an image's
+digest) when ``c.GpuEnv.notebook_record_spec`` allows (environments/record_spec.py), so
+``jupyter gpuenv restore`` can rebuild it where it is missing.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any
 from ..environments.fingerprint import environment_fingerprint
 from ..environments.model import KERNEL_NAME_PREFIX, Environment
 from ..environments.notebook_record import METADATA_KEY, build_record, same_recorded_content
+from ..environments.record_spec import RecordSpecs
 from ..kernel.gpu_snapshot import GpuSnapshot
 from .state import ServerState
 
@@ -40,6 +45,8 @@ class NotebookRecordHook:
     def __init__(self, state: ServerState, log: logging.Logger) -> None:
         self.state = state
         self.log = log
+        catalog = state.catalog
+        self.specs = RecordSpecs(catalog.config, catalog.sources.docker_client)
 
     def __call__(self, model: dict[str, Any], path: str, contents_manager: Any, **_: Any) -> None:
         try:
@@ -64,7 +71,14 @@ class NotebookRecordHook:
         env = self.environment_of(kernel_id)
         if env is None:
             return
-        record = build_record(env, environment_fingerprint(env), self.gpus_of(kernel_id))
+        fingerprint = environment_fingerprint(env)
+        record = build_record(
+            env,
+            fingerprint,
+            self.gpus_of(kernel_id),
+            spec=self.specs.spec(env, fingerprint),
+            image_digest=self.specs.image_digest(env),
+        )
         if not same_recorded_content(metadata.get(METADATA_KEY), record):
             metadata[METADATA_KEY] = record.to_json()
 

@@ -241,6 +241,56 @@ export interface ProgressReport {
   listing: ScanProgress;
 }
 
+/** One step of an environment create: solve, download, link, pip, catalog. */
+export interface CreateStep {
+  key: string;
+  message: string;
+  state: 'running' | 'done' | 'failed';
+  done: number | null;
+  total: number | null;
+  detail: string | null;
+  seconds: number;
+}
+
+/** A create, clone or restore (`GET /gpuenv/api/environments/jobs/{id}`). */
+export interface CreateJob {
+  id: string;
+  action: 'create' | 'clone' | 'restore';
+  name: string | null;
+  prefix: string | null;
+  state: 'running' | 'done' | 'failed';
+  engine: string | null;
+  cuda: string | null;
+  message: string;
+  error: { message: string; status: number } | null;
+  environment_id: string | null;
+  warnings: string[];
+  seconds: number;
+  steps: CreateStep[];
+}
+
+/** The body of `POST /gpuenv/api/environments` for a create from an environment.yml. */
+export interface CreateRequest {
+  yaml: string;
+  name?: string;
+  cuda?: string;
+}
+
+/** `POST /gpuenv/api/notebooks/restore`: here already, an image to pull, or a create job. */
+export interface RestoreAnswer {
+  path: string;
+  kind: string;
+  name: string;
+  state: 'present' | 'pull' | 'creating';
+  kernel_name?: string;
+  display_name?: string;
+  environment_id?: string;
+  image?: string | null;
+  image_digest?: string | null;
+  pull_command?: string | null;
+  job?: CreateJob;
+}
+
 /** The three flavours of `conda env export`. */
 export type ExportMode = 'full' | 'no-builds' | 'from-history';
 
@@ -376,6 +426,32 @@ export class GpuEnvClient {
   async resolveNotebook(path: string): Promise<Resolution> {
     const response = await this.request('resolve', {}, { path });
     return (await response.json()) as Resolution;
+  }
+
+  /** Start creating an environment from an environment.yml; answers the job to follow. */
+  async createEnvironment(request: CreateRequest): Promise<CreateJob> {
+    return this.requestJson<CreateJob>('environments', {
+      method: 'POST',
+      body: JSON.stringify(request)
+    });
+  }
+
+  /** A create job's steps and outcome (poll until `state` is not running). */
+  async getCreateJob(id: string): Promise<CreateJob> {
+    return this.requestJson<CreateJob>(`environments/jobs/${encodeURIComponent(id)}`);
+  }
+
+  /** Remove a conda environment this user owns (the server refuses others). */
+  async removeEnvironment(id: string): Promise<void> {
+    await this.request(`environments/${encodeURIComponent(id)}`, { method: 'DELETE' });
+  }
+
+  /** Rebuild the environment a notebook recorded when it is missing here. */
+  async restoreNotebook(path: string): Promise<RestoreAnswer> {
+    return this.requestJson<RestoreAnswer>('notebooks/restore', {
+      method: 'POST',
+      body: JSON.stringify({ path })
+    });
   }
 
   /** The absolute URL of an API path (query values are URL-encoded). */

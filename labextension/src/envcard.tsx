@@ -21,6 +21,8 @@ export interface RowActions {
   useInCurrentNotebook(env: Environment): Promise<void>;
   newNotebook(env: Environment): Promise<void>;
   exportEnvironment(env: Environment, mode: ExportMode): Promise<void>;
+  /** Ask, then remove (conda environments only; the server refuses what the user does not own). */
+  removeEnvironment(env: Environment): Promise<void>;
   /** False when Lab knows the kernelspecs and this one is not among them. */
   hasKernelspec(kernelName: string): boolean;
 }
@@ -35,7 +37,7 @@ export interface RowProps {
 
 export function EnvironmentRow(props: RowProps): JSX.Element {
   const { env, active, actions } = props;
-  const [busy, setBusy] = React.useState<'' | 'use' | 'new' | 'export'>('');
+  const [busy, setBusy] = React.useState<'' | 'use' | 'new' | 'export' | 'remove'>('');
   const [exportOpen, setExportOpen] = React.useState(false);
   const firstChoice = React.useRef<HTMLButtonElement>(null);
   const badge = compatibilityBadge(env.compatibility);
@@ -49,7 +51,7 @@ export function EnvironmentRow(props: RowProps): JSX.Element {
     }
   }, [exportOpen]);
 
-  const run = async (what: 'use' | 'new' | 'export', action: () => Promise<void>) => {
+  const run = async (what: 'use' | 'new' | 'export' | 'remove', action: () => Promise<void>) => {
     setBusy(what);
     try {
       await action();
@@ -166,6 +168,18 @@ export function EnvironmentRow(props: RowProps): JSX.Element {
             <caretRightIcon.react tag="span" className="jp-GpuEnv-caret" />
           )}
         </button>
+        {env.kind === 'conda' ? (
+          <button
+            type="button"
+            className="jp-GpuEnv-button jp-mod-warn"
+            aria-label={`Remove: ${env.display_name}`}
+            title="Remove this conda environment (asks first; only environments you own)"
+            disabled={active || busy !== ''}
+            onClick={() => void run('remove', () => actions.removeEnvironment(env))}
+          >
+            {busy === 'remove' ? 'Removing…' : 'Remove'}
+          </button>
+        ) : null}
       </div>
       {exportOpen ? (
         <div

@@ -8,7 +8,13 @@ import {
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-import { ICommandPalette, ISessionContextDialogs, Notification } from '@jupyterlab/apputils';
+import {
+  Dialog,
+  ICommandPalette,
+  ISessionContextDialogs,
+  Notification,
+  showDialog
+} from '@jupyterlab/apputils';
 import {
   INotebookTracker,
   INotebookWidgetFactory,
@@ -18,7 +24,8 @@ import {
 import { IStatusBar } from '@jupyterlab/statusbar';
 
 import { ActiveKernelWatcher } from './activekernel';
-import { ApiError, Environment, ExportMode, GpuEnvClient } from './api';
+import { ApiError, CreateJob, CreateRequest, Environment, ExportMode, GpuEnvClient } from './api';
+import { followJob, jobKernelName, jobProgress } from './createjob';
 import { gpuIcon } from './icons';
 import { KernelHealth } from './kernelhealth';
 import { describeError } from './model';
@@ -97,6 +104,69 @@ const plugin: JupyterFrontEndPlugin<void> = {
       await serviceManager.kernelspecs.refreshSpecs();
     };
 
+    const createEnvironment = async (
+      request: CreateRequest,
+      onUpdate: (job: CreateJob) => void
+    ): Promise<void> => {
+      const job = await client.createEnvironment(request);
+      const ended = await followJob(job, id => client.getCreateJob(id), onUpdate);
+      if (ended.state === 'done') {
+        await refresh(); // the list and the launcher show the new kernel
+      }
+    };
+
+    // Rebuild a notebook's recorded environment (a create job), then switch its kernel.
+    const restoreRecorded = async (path: string): Promise<void> => {
+      const switchTo = async (kernelName: string) => {
+        const widget = tracker.find(w => w.context.path === path);
+        if (widget && !widget.isDisposed) {
+          await widget.sessionContext.changeKernel({ name: kernelName });
+        }
+      };
+      const id = Notification.emit(`Restoring the environment of ${path}…`, 'in-progress', {
+        autoClose: false
+      });
+      try {
+        const answer = await client.restoreNotebook(path);
+        if (answer.state === 'pull') {
+          Notification.update({
+            id,
+            type: 'warning',
+            autoClose: false,
+            message:
+              `${answer.name} is a Docker image that is not here: ` +
+              (answer.pull_command ?? `pull ${answer.image ?? 'it'}`)
+          });
+          return;
+        }
+        let kernelName = answer.kernel_name ?? null;
+        if (answer.state === 'creating' && answer.job) {
+          const ended = await followJob(
+            answer.job,
+            jobId => client.getCreateJob(jobId),
+            job => Notification.update({ id, message: `${answer.name}: ${jobProgress(job).label}` })
+          );
+          if (ended.state !== 'done') {
+            throw new Error(ended.error?.message ?? 'the create failed');
+          }
+          await refresh();
+          kernelName = jobKernelName(ended);
+        }
+        if (kernelName) {
+          await switchTo(kernelName);
+        }
+        Notification.update({
+          id,
+          type: 'success',
+          autoClose: 5000,
+          message: `${answer.name} is ready; ${path} runs in it`
+        });
+      } catch (error) {
+        Notification.dismiss(id);
+        notifyError(`Could not restore the environment of ${path}`, error);
+      }
+    };
+
     const actions: PanelActions = {
       useInCurrentNotebook: async (env: Environment) => {
         try {
@@ -119,6 +189,25 @@ const plugin: JupyterFrontEndPlugin<void> = {
           Notification.success(`Downloaded ${file.filename}`, { autoClose: 3000 });
         } catch (error) {
           notifyError(`Export of ${env.display_name} failed`, error);
+        }
+      },
+      createEnvironment,
+      restoreRecorded,
+      removeEnvironment: async (env: Environment) => {
+        const answer = await showDialog({
+          title: 'Remove environment?',
+          body: `Remove ${env.display_name} and everything installed in it? This cannot be undone.`,
+          buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Remove' })]
+        });
+        if (!answer.button.accept) {
+          return;
+        }
+        try {
+          await client.removeEnvironment(env.id);
+          await refresh();
+          Notification.success(`Removed ${env.display_name}`, { autoClose: 3000 });
+        } catch (error) {
+          notifyError(`Could not remove ${env.display_name}`, error);
         }
       },
       refresh,
@@ -151,6 +240,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     // Notebooks whose kernel is unknown here open in their recorded environment.
     const recordOptions = {
       client,
+      restore: restoreRecorded,
       specs: () => serviceManager.kernelspecs.specs,
       dialogs: sessionDialogs
     };

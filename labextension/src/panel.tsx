@@ -13,6 +13,7 @@ import { EnvironmentRow, RowActions } from './envcard';
 import { ErrorBox, Loading } from './feedback';
 import type { SessionRef } from './gpumodel';
 import { ClusterSection } from './clustersection';
+import { CreateActions, CreateEnvironmentSection } from './createform';
 import { GpuSection } from './gpusection';
 import { gpuIcon } from './icons';
 import type { KernelHealth } from './kernelhealth';
@@ -22,13 +23,15 @@ import { SettingsBanner } from './settingsbanner';
 import type { GpuEnvStore } from './store';
 
 /** What the panel can ask Lab to do; index.ts supplies them. */
-export interface PanelActions extends RowActions {
+export interface PanelActions extends RowActions, CreateActions {
   /** Re-scan environments on the server, then refresh Lab's kernelspecs. */
   refresh(): Promise<void>;
   /** Running sessions, to name the notebooks of GPU processes. */
   sessions(): SessionRef[];
   /** Download the environment.yml of the environment a notebook was saved with. */
   exportRecorded(path: string): Promise<void>;
+  /** Rebuild the environment a notebook was saved with (missing here), then switch to it. */
+  restoreRecorded(path: string): Promise<void>;
 }
 
 export const PANEL_ID = 'gpuenv-panel';
@@ -134,6 +137,7 @@ function PanelView(props: PanelViewProps): JSX.Element {
       <SettingsBanner client={store.client} />
       <RecordSection {...props} />
       <EnvironmentsSection {...props} />
+      <CreateEnvironmentSection actions={props.actions} />
       <GpuSection
         snapshot={store.gpus}
         store={store}
@@ -221,6 +225,8 @@ function RecordSection(props: PanelViewProps): JSX.Element | null {
   }
   const running = environmentForKernel(props.store.environments, props.activeKernelName);
   const mismatch = recordMismatch(record, running);
+  const envs = props.store.environments;
+  const missing = envs !== null && !envs.some(env => env.id === record.environment_id);
   return (
     <section className="jp-GpuEnv-record" aria-label="Recorded environment">
       <p className="jp-GpuEnv-recordText">
@@ -239,6 +245,16 @@ function RecordSection(props: PanelViewProps): JSX.Element | null {
       >
         Export recorded environment.yml
       </button>
+      {missing ? (
+        <button
+          type="button"
+          className="jp-GpuEnv-button"
+          title="Create the environment this notebook was saved with from its recorded spec"
+          onClick={() => void props.actions.restoreRecorded(props.activePath)}
+        >
+          Restore environment
+        </button>
+      ) : null}
     </section>
   );
 }

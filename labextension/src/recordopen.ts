@@ -8,7 +8,8 @@
  * false`, kept by Lab when it fills in the name), the server resolves the
  * record, and the matching kernel starts: right away for an exact match (the
  * same image or packages), after asking for a weaker one. Nothing matching, or
- * a refusal, falls back to Lab's own kernel dialog.
+ * a refusal, falls back to Lab's own kernel dialog; the notice that nothing
+ * matches offers "Restore environment" (rebuilt from the record's spec).
  */
 import { Dialog, ISessionContextDialogs, Notification, showDialog } from '@jupyterlab/apputils';
 import type { NotebookPanel } from '@jupyterlab/notebook';
@@ -21,6 +22,8 @@ export interface RecordOpenerOptions {
   client: GpuEnvClient;
   specs: () => KernelSpec.ISpecModels | null;
   dialogs: ISessionContextDialogs | null;
+  /** Rebuild the recorded environment of the notebook at a path, then switch to it. */
+  restore?: (path: string) => Promise<void>;
 }
 
 /** Call for every notebook widget as soon as it is created (before it loads). */
@@ -63,8 +66,19 @@ async function startRecorded(panel: NotebookPanel, options: RecordOpenerOptions)
     resolution = await options.client.resolveNotebook(panel.context.path);
   } catch (error) {
     const detail = error instanceof ApiError ? error.message : String(error);
+    const restore = options.restore;
+    const path = panel.context.path;
     Notification.warning(`No environment here matches this notebook: ${detail}`, {
-      autoClose: 10000
+      autoClose: restore ? false : 10000,
+      actions: restore
+        ? [
+            {
+              label: 'Restore environment',
+              caption: 'Create the recorded environment from the spec the notebook carries',
+              callback: () => void restore(path)
+            }
+          ]
+        : []
     });
     return chooseKernel(panel, options);
   }

@@ -58,7 +58,10 @@ c.GpuEnvBroker.group_policies = {{
 c.GpuEnvBroker.user_policies = {{{alice!r}: {{"max_kernels": 3}}}}
 c.GpuEnvBroker.kernel_ip = "127.0.0.1"
 c.GpuEnvBroker.server_check_interval = 2.0
+c.GpuEnvBroker.hub_cache_seconds = {cache_seconds!r}
 """
+# How long the broker takes the Hub's word (a running server, a token) without asking.
+HUB_CACHE_SECONDS = 1.0
 
 
 @pytest.fixture(scope="session")
@@ -84,7 +87,11 @@ def broker_hub(
     for folder in (data, data / GROUP):
         folder.chmod(0o755)
     config = BROKER_CONFIG.format(
-        image=python_kernel_image, vision_image=vision_image, data=str(data), alice=ALICE
+        image=python_kernel_image,
+        vision_image=vision_image,
+        data=str(data),
+        alice=ALICE,
+        cache_seconds=HUB_CACHE_SECONDS,
     )
     hub: BrokerHub | None = None
     try:

@@ -100,7 +100,10 @@ async def test_a_save_with_a_gpuenv_kernel_records_its_environment(
         record = metadata["gpuenv"]
         assert metadata["admin_hook"] == path  # the admin's hook ran too
         expected_fp = environment_fingerprint(Environment(**{**env, "settings": {}}))
-        assert {k: record[k] for k in record if k != "recorded_at"} == {
+        spec = record["spec"]  # the --no-builds export, without the host's prefix
+        assert spec.startswith(f"name: {ENV_NAME}\n") and "dependencies:" in spec
+        assert "prefix:" not in spec and str(conda_env) not in spec
+        assert {k: record[k] for k in record if k not in ("recorded_at", "spec")} == {
             "environment_id": env["id"],
             "name": ENV_NAME,
             "kind": "conda",

@@ -102,7 +102,7 @@ def release(plan: CreatePlan) -> None:
 def run_create(plan: CreatePlan, job: CreateJob) -> None:
     """Create ``plan.target``; on any failure or interrupt nothing is left at the prefix."""
     job.engine, job.cuda, job.prefix = plan.engine, plan.cuda.version, str(plan.target)
-    job.warnings += plan.warnings
+    job.warnings += [w for w in plan.warnings if w not in job.warnings]
     existed = os.path.lexists(plan.target)
     try:
         if existed:  # taken since it was planned: never touch it

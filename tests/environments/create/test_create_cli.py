@@ -65,7 +65,9 @@ def exported(setup, name: str) -> dict:
     return data
 
 
-async def test_create_clone_remove_and_a_kernel_runs_in_the_clone(create_setup) -> None:
+async def test_create_clone_remove_and_a_kernel_runs_in_the_clone(
+    create_setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
     yml = create_setup.environment_yml(
         ["python", "pip", "gpuenv-demo", "gpuenv-tool"],
         name="alpha",
@@ -97,7 +99,7 @@ async def test_create_clone_remove_and_a_kernel_runs_in_the_clone(create_setup) 
     beta = listed(create_setup)["beta"]
     for key, value in create_setup.cli_environ().items():
         if key.startswith("JUPYTER_"):
-            pytest.MonkeyPatch().setenv(key, value)
+            monkeypatch.setenv(key, value)  # undone after the test
     manager = AsyncKernelManager(
         kernel_name=beta["kernel_name"], kernel_spec_manager=KernelSpecManager()
     )
