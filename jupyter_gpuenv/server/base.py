@@ -10,7 +10,7 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
 
-from ..errors import GpuEnvError
+from ..errors import BadRequest, GpuEnvError
 from .state import ServerState
 
 AUTH_RESOURCE = "gpuenv"
@@ -41,6 +41,23 @@ class GpuEnvHandler(ExtensionHandlerMixin, APIHandler):
         if raw in ("0", "false", "no", "off", ""):
             return False
         raise web.HTTPError(400, f"query parameter {name!r} must be true or false, not {raw!r}")
+
+    def string_fields(self, fields: frozenset[str], example: str) -> dict[str, Any]:
+        """The JSON object body of fields ``fields``, each a string when given; BadRequest
+        naming what is wrong (``example`` shows the shape wanted)."""
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError as err:
+            raise BadRequest(f"the body must be JSON: {err}") from None
+        if not isinstance(body, dict):
+            raise BadRequest(f"the body must be a JSON object such as {example}")
+        unknown = sorted(set(body) - fields)
+        if unknown:
+            raise BadRequest(f"unknown fields {unknown}; expected {sorted(fields)}")
+        for key in fields:
+            if body.get(key) is not None and not isinstance(body[key], str):
+                raise BadRequest(f"{key!r} must be a string")
+        return body
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         self.set_header("Content-Type", "application/json")

@@ -10,7 +10,6 @@ environments probed so far with the scan's progress. A create is checked at once
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 from ..environments.create import job as create_jobs
@@ -21,7 +20,7 @@ from ..environments.create.spec import parse_environment_yml
 from ..errors import BadRequest, EnvironmentNotFound
 from .base import GpuEnvHandler, authorized, web
 
-CREATE_FIELDS = {"yaml", "clone", "name", "prefix", "cuda"}
+CREATE_FIELDS = frozenset({"yaml", "clone", "name", "prefix", "cuda"})
 
 
 class EnvironmentsHandler(GpuEnvHandler):
@@ -56,18 +55,7 @@ class EnvironmentsHandler(GpuEnvHandler):
         return f"{self.base_url.rstrip('/')}/gpuenv/api/environments/jobs/{job_id}"
 
     def json_body(self) -> dict[str, Any]:
-        try:
-            body = json.loads(self.request.body or b"{}")
-        except ValueError as err:
-            raise BadRequest(f"the body must be JSON: {err}") from None
-        if not isinstance(body, dict):
-            raise BadRequest('the body must be a JSON object such as {"yaml": "..."}')
-        unknown = sorted(set(body) - CREATE_FIELDS)
-        if unknown:
-            raise BadRequest(f"unknown fields {unknown}; expected {sorted(CREATE_FIELDS)}")
-        for key in CREATE_FIELDS:
-            if body.get(key) is not None and not isinstance(body[key], str):
-                raise BadRequest(f"{key!r} must be a string")
+        body = self.string_fields(CREATE_FIELDS, '{"yaml": "..."}')
         if bool(body.get("yaml")) == bool(body.get("clone")):
             raise BadRequest("give either 'yaml' (an environment.yml) or 'clone' (an environment)")
         return body

@@ -10,7 +10,6 @@ done, and the next save records the new environment.
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 from jupyter_server.utils import ensure_async
@@ -38,7 +37,7 @@ class ResolveHandler(GpuEnvHandler):
         self.write_json({"path": model["path"], **resolution.to_json()})
 
 
-RESTORE_FIELDS = {"path", "name", "prefix", "cuda"}
+RESTORE_FIELDS = frozenset({"path", "name", "prefix", "cuda"})
 
 
 class RestoreHandler(GpuEnvHandler):
@@ -78,18 +77,7 @@ class RestoreHandler(GpuEnvHandler):
         self.write_json({**answer, "state": "creating", "job": job.to_json()}, status=202)
 
     def restore_body(self) -> dict[str, Any]:
-        try:
-            body = json.loads(self.request.body or b"{}")
-        except ValueError as err:
-            raise BadRequest(f"the body must be JSON: {err}") from None
-        if not isinstance(body, dict):
-            raise BadRequest('the body must be a JSON object such as {"path": "a.ipynb"}')
-        unknown = sorted(set(body) - RESTORE_FIELDS)
-        if unknown:
-            raise BadRequest(f"unknown fields {unknown}; expected {sorted(RESTORE_FIELDS)}")
-        for key in RESTORE_FIELDS:
-            if body.get(key) is not None and not isinstance(body[key], str):
-                raise BadRequest(f"{key!r} must be a string")
+        body = self.string_fields(RESTORE_FIELDS, '{"path": "a.ipynb"}')
         if not str(body.get("path") or "").strip():
             raise BadRequest("'path' (the notebook's path) is required")
         return body

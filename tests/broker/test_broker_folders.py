@@ -23,7 +23,6 @@ from typing import Any
 
 import docker
 import pytest
-from jupyter_client.blocking import BlockingKernelClient
 
 from jupyter_gpuenv.broker.kernels import KernelBroker
 from jupyter_gpuenv.broker.rules import HubUser
@@ -35,6 +34,7 @@ from jupyter_gpuenv.services import Services
 from tests.provisioning.server_process import make_shared_dir
 from tests.support.docker_engine import running_in_ci
 from tests.support.docker_proxy import DockerProxy
+from tests.support.kernel_calls import run_code
 from tests.support.system_user import SystemUser, UserUnavailable, system_user
 from tests.support.waits import eventually
 
@@ -172,25 +172,6 @@ def containers_of(kernel_id: str) -> list[Any]:
         return client.containers.list(all=True, filters=owned)
     finally:
         client.close()
-
-
-def run_code(connection: dict[str, Any], code: str) -> str:
-    client = BlockingKernelClient()
-    client.load_connection_info(connection)
-    client.start_channels()
-    try:
-        client.wait_for_ready(timeout=60)
-        out: list[str] = []
-
-        def hook(msg: dict[str, Any]) -> None:
-            if msg["msg_type"] == "stream":
-                out.append(msg["content"]["text"])
-
-        reply = client.execute_interactive(code, timeout=60, output_hook=hook)
-        assert reply["content"]["status"] == "ok", reply["content"]
-        return "".join(out)
-    finally:
-        client.stop_channels()
 
 
 async def test_honest_folders_run_as_her(broker: KernelBroker, place: Place) -> None:

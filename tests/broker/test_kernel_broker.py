@@ -35,6 +35,7 @@ from jupyter_gpuenv.provisioning.container import orphans
 from jupyter_gpuenv.provisioning.container.readiness import PORT_NAMES
 from jupyter_gpuenv.services import Services
 from tests.provisioning.server_process import make_shared_dir
+from tests.support import kernel_calls
 from tests.support.docker_engine import running_in_ci
 from tests.support.system_user import SystemUser, UserUnavailable, system_user
 
@@ -119,23 +120,7 @@ def start_body(broker: KernelBroker, name: str = "python", **extra: Any) -> dict
 
 
 def run_code(answer: dict[str, Any], code: str) -> str:
-    client = BlockingKernelClient()
-    client.load_connection_info(answer["connection"])
-    client.start_channels()
-    try:
-        client.wait_for_ready(timeout=60)
-        out: list[str] = []
-        reply = client.execute_interactive(
-            code,
-            timeout=60,
-            output_hook=lambda m: out.append(m["content"].get("text", ""))
-            if m["msg_type"] == "stream"
-            else None,
-        )
-        assert reply["content"]["status"] == "ok", reply["content"]
-        return "".join(out)
-    finally:
-        client.stop_channels()
+    return kernel_calls.run_code(answer["connection"], code)
 
 
 async def test_a_kernel_runs_as_its_user_in_their_folder(

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jupyter_client.blocking import BlockingKernelClient
 
 from jupyter_gpuenv.broker.kernel_record import Conflict
 from jupyter_gpuenv.broker.kernels import KernelBroker
@@ -32,6 +31,7 @@ from jupyter_gpuenv.provisioning.container.swarm.engine_privileges import (
 from jupyter_gpuenv.services import Services
 from tests.provisioning.server_process import make_shared_dir
 from tests.support.docker_engine import running_in_ci
+from tests.support.kernel_calls import run_code
 from tests.support.swarm import GPU_ENV, OLD_ENGINE_OPT_OUT, SwarmCluster
 from tests.support.system_user import SystemUser, UserUnavailable, system_user
 
@@ -95,25 +95,6 @@ def start_body(broker: KernelBroker, **extra: Any) -> dict[str, Any]:
         "key": secrets.token_hex(16),
         **extra,
     }
-
-
-def run_code(connection: dict[str, Any], code: str) -> str:
-    client = BlockingKernelClient()
-    client.load_connection_info(connection)
-    client.start_channels()
-    try:
-        client.wait_for_ready(timeout=60)
-        out: list[str] = []
-
-        def hook(msg: dict[str, Any]) -> None:
-            if msg["msg_type"] == "stream":
-                out.append(msg["content"]["text"])
-
-        reply = client.execute_interactive(code, timeout=60, output_hook=hook)
-        assert reply["content"]["status"] == "ok", reply["content"]
-        return "".join(out)
-    finally:
-        client.stop_channels()
 
 
 async def test_a_users_swarm_kernel_runs_as_them_with_a_gpu_of_its_node(
