@@ -153,6 +153,14 @@ class GpuEnv(LoggingConfigurable):
         ~/.venvs when they exist.""",
     ).tag(config=True)
 
+    pixi_project_dirs = List(
+        Unicode(),
+        help="""pixi projects, or folders holding pixi projects, whose installed
+        environments (<project>/.pixi/envs/<env>, conda prefixes) are listed like conda
+        environments: named after the project (<project>-<env> for an environment other
+        than "default"). Empty by default.""",
+    ).tag(config=True)
+
     gpus = GpuSetTrait(
         help="""GPUs given to kernels: "all", "none", a list of GPU indexes or UUIDs (MIG
         UUIDs included), or a count (any N GPUs, chosen by Docker or the scheduler). A

@@ -23,6 +23,7 @@ from .candidates import (
 from .conda_config import CondaSettings
 
 CONDA_ENV_LIST_TIMEOUT = 60.0
+PIXI_ENVS = Path(".pixi") / "envs"  # where pixi installs a project's environments
 
 
 def is_conda_prefix(path: Path) -> bool:
@@ -49,6 +50,40 @@ def conda_prefixes(
         found += prefixes_in([root, root / "envs"], is_conda_prefix)
     found += [Path(p) for p in extra_prefixes if is_conda_prefix(Path(p))]
     return unique_prefixes(found)
+
+
+def pixi_prefixes(project_dirs: Iterable[str | os.PathLike[str]]) -> list[tuple[Path, Path]]:
+    """(project, prefix) of each pixi project environment, ``<project>/.pixi/envs/<env>``,
+    for every entry of ``project_dirs`` that is a pixi project or holds projects."""
+    found: list[tuple[Path, Path]] = []
+    for folder in project_dirs:
+        base = Path(folder).expanduser().absolute()
+        if is_pixi_project(base):
+            projects = [base]
+        else:
+            try:
+                projects = sorted(p for p in base.iterdir() if is_pixi_project(p))
+            except OSError:
+                continue
+        for project in projects:
+            found += [(project, p) for p in prefixes_in([project / PIXI_ENVS], is_conda_prefix)]
+    return found
+
+
+def is_pixi_project(path: Path) -> bool:
+    """A folder pixi has installed environments for (its manifest beside them)."""
+    has_manifest = (path / "pixi.toml").is_file() or (path / "pyproject.toml").is_file()
+    return has_manifest and (path / PIXI_ENVS).is_dir()
+
+
+def pixi_candidate(project: Path, prefix: Path, settings: CondaSettings) -> Candidate:
+    """A pixi environment is a conda prefix; named after its project (``proj``, or
+    ``proj-cuda`` for an environment other than ``default``)."""
+    candidate = conda_candidate(prefix, settings)
+    env = prefix.name
+    candidate.name = project.name if env == "default" else f"{project.name}-{env}"
+    candidate.location["pixi_project"] = str(project)
+    return candidate
 
 
 def conda_candidate(prefix: Path, settings: CondaSettings) -> Candidate:

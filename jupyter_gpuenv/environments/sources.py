@@ -8,6 +8,7 @@ thread of its own at most every few minutes, and only adds prefixes to later sca
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -49,6 +50,7 @@ class Sources:
         names = (
             "conda_envs_dirs",
             "venv_dirs",
+            "pixi_project_dirs",
             "docker_images",
             "rejected_docker_images",
             "docker_label_discovery",
@@ -75,6 +77,11 @@ class Sources:
             for p in venv.venv_prefixes(self.config.venv_dirs)
         ]
         known = {c.discriminator for c in found}
+        for project, prefix in conda.pixi_prefixes(self.config.pixi_project_dirs):
+            if str(prefix) not in known:
+                describe = functools.partial(conda.pixi_candidate, project, settings=settings)
+                found.append(_described("conda", prefix, describe))
+                known.add(str(prefix))
         found += [
             unreadable_candidate("conda", p, None)
             for p in unreadable_in(conda_dirs)

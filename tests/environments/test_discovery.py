@@ -7,8 +7,12 @@ import sys
 import time
 from pathlib import Path
 
+from traitlets.config import Config
+
+from jupyter_gpuenv.config import GpuEnv
 from jupyter_gpuenv.environments import conda, venv
 from jupyter_gpuenv.environments.conda_config import CondaSettings
+from jupyter_gpuenv.environments.sources import Sources
 
 
 def test_conda_prefixes_from_dirs_environments_txt_and_base(
@@ -106,3 +110,41 @@ def test_venv_identity_changes_with_pip(tmp_path: Path, venv_factory) -> None:
     (site / "requests-2.32.0.dist-info").mkdir()
     bump(site)
     assert venv.venv_identity(prefix) != first
+
+
+def test_pixi_project_environments_are_listed_like_conda_prefixes(
+    tmp_path: Path, isolated_conda_home: Path, conda_prefix_factory
+) -> None:
+    """``pixi_project_dirs``: a project itself or a folder of projects; each installed
+    environment (.pixi/envs/<env>) is a conda prefix named after its project."""
+    work = tmp_path / "work"
+    vision = work / "vision"
+    (vision / "pixi.toml").parent.mkdir(parents=True)
+    (vision / "pixi.toml").write_text('[workspace]\nname = "vision"\n', encoding="utf-8")
+    default = conda_prefix_factory(vision / ".pixi" / "envs" / "default")
+    cuda = conda_prefix_factory(vision / ".pixi" / "envs" / "cuda")
+    lone = tmp_path / "lone"
+    (lone / ".pixi" / "envs").mkdir(parents=True)
+    (lone / "pyproject.toml").write_text("[tool.pixi.workspace]\n", encoding="utf-8")
+    lone_env = conda_prefix_factory(lone / ".pixi" / "envs" / "default")
+    # Not projects: no manifest, or nothing installed.
+    stray = conda_prefix_factory(work / "stray" / ".pixi" / "envs" / "default")
+    (work / "fresh").mkdir()
+    (work / "fresh" / "pixi.toml").write_text("", encoding="utf-8")
+    assert conda.pixi_prefixes([work, lone, tmp_path / "missing"]) == [
+        (vision, cuda),
+        (vision, default),
+        (lone, lone_env),
+    ]
+
+    c = Config()
+    c.GpuEnv.conda_envs_dirs = []
+    c.GpuEnv.pixi_project_dirs = [str(work), str(lone)]
+    found = {cand.name: cand for cand in Sources(GpuEnv(config=c)).local_candidates()}
+    assert set(found) == {"vision", "vision-cuda", "lone"}
+    assert found["vision"].kind == "conda" and found["vision"].location == {
+        "prefix": str(default),
+        "pixi_project": str(vision),
+    }
+    assert found["vision-cuda"].python == str(cuda / "bin" / "python")
+    assert str(stray) not in {cand.discriminator for cand in found.values()}
