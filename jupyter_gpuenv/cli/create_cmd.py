@@ -117,7 +117,11 @@ def run_plan(
             job.listeners.append(listener)
             env = creator.run(plan, job)
     except KeyboardInterrupt:
-        print("jupyter gpuenv: interrupted; no environment was left behind", file=sys.stderr)
+        if job.state == "running":  # interrupted once the environment was made: kept
+            outcome = f"{plan.target} was made and is kept"
+        else:
+            outcome = "no environment was left behind"
+        print(f"jupyter gpuenv: interrupted; {outcome}", file=sys.stderr)
         return 130, None
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -99,6 +100,36 @@ def release(plan: CreatePlan) -> None:
         _claimed.discard(plan.target)
 
 
+def run_rattler(plan: CreatePlan, job: CreateJob) -> None:
+    """The rattler create on an event loop of its own. In the main thread, Ctrl-C and
+    SIGTERM interrupt the job rather than cancel the loop's task: a cancel would leave
+    rattler's threads writing into the staging folder after it was removed (and asyncio
+    drops a Ctrl-C whose cancel such a future does not take). The create stops at its
+    next step and removes what it made; the signal handlers before are put back."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        watched: list[signal.Signals] = []
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, job.interrupt)
+                watched.append(signum)
+        try:
+            await create_with_rattler(plan.spec, plan.target, plan.cuda, job)
+        finally:
+            for signum in watched:
+                loop.remove_signal_handler(signum)
+
+    in_main = threading.current_thread() is threading.main_thread()
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} if in_main else {}
+    try:
+        asyncio.run(main())
+    finally:
+        for signum, handler in before.items():
+            if handler is not None:
+                signal.signal(signum, handler)
+
+
 def run_create(plan: CreatePlan, job: CreateJob) -> None:
     """Create ``plan.target``; on any failure or interrupt nothing is left at the prefix."""
     job.engine, job.cuda, job.prefix = plan.engine, plan.cuda.version, str(plan.target)
@@ -110,8 +141,9 @@ def run_create(plan: CreatePlan, job: CreateJob) -> None:
         if plan.cli is not None:
             create_with_cli(plan.cli, plan.spec, plan.target, plan.cuda, job)
         else:
-            asyncio.run(create_with_rattler(plan.spec, plan.target, plan.cuda, job))
+            run_rattler(plan, job)
             install_pip_section(plan.spec, plan.target, job)
+        job.stop_if_interrupted()
         environments_txt.add(plan.target)
     except BaseException as err:
         if not existed and not isinstance(err, EnvironmentExists):  # what we made, only

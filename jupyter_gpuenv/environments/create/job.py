@@ -70,9 +70,20 @@ class CreateJob:
     steps: list[JobStep] = field(default_factory=list)
     listeners: list[Listener] = field(default_factory=list, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    interrupted: bool = field(default=False, repr=False)
+
+    def interrupt(self) -> None:
+        """Stop at the next step (Ctrl-C or SIGTERM): work that cannot be cancelled half
+        way, such as rattler's install, ends first, then what it made is removed."""
+        self.interrupted = True
+
+    def stop_if_interrupted(self) -> None:
+        if self.interrupted:
+            raise KeyboardInterrupt
 
     def step(self, key: str, message: str, total: int | None = None) -> None:
-        """A new step begins; the one before it is done."""
+        """A new step begins; the one before it is done (none begins once interrupted)."""
+        self.stop_if_interrupted()
         with self._lock:
             now = time.time()
             self._close("done", now)

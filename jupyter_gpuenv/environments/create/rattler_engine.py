@@ -89,6 +89,7 @@ async def create_with_rattler(
         (staging / "CACHEDIR.TAG").unlink(missing_ok=True)  # an environment, not a cache
         write_state(staging, spec.variables)
         write_history(staging, records, spec.conda, target)
+        job.stop_if_interrupted()
         if os.path.lexists(target):
             raise EnvironmentExists(f"{target} appeared while it was being created; left as it is")
         os.rename(staging, target)
