@@ -56,6 +56,14 @@ class LabServer:
         with urllib.request.urlopen(request, timeout=120) as response:
             return json.loads(response.read())
 
+    def text(self, path: str) -> str:
+        """A text answer of the server's REST API (an export), authenticated."""
+        request = urllib.request.Request(
+            f"{self.url}{path}", headers={"Authorization": f"token {self.token}"}
+        )
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return str(response.read().decode())
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 

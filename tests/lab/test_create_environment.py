@@ -135,6 +135,53 @@ def test_create_from_pasted_yaml_appears_in_the_list_and_the_launcher(
     card.first.wait_for(state="attached")  # a card of the new kernel (its tab may be behind)
 
 
+def dependencies(exported: str) -> list[Any]:
+    """An export's packages (names and versions), whatever the environment is called."""
+    data = yaml.safe_load(exported)
+    return sorted(data["dependencies"], key=str)
+
+
+def test_an_export_pasted_in_the_lab_makes_an_equal_environment_whose_kernel_runs(
+    page: Any, lab: LabServer, envs_dir: Path
+) -> None:
+    """``export --no-builds`` of one environment, pasted under another name: the same
+    package names and versions, and a notebook's kernel runs in it."""
+    source = listed(lab)["fromlab"]
+    exported = lab.text(f"gpuenv/api/environments/{source['id']}/export?no_builds=true")
+    open_panel(page)
+    form = page.locator("#gpuenv-create-form")
+    if not form.is_visible():  # still open from the test before, else opened now
+        page.click(f"{PANEL} button:has-text('New environment')")
+    form.wait_for()
+    form.get_by_label("environment.yml", exact=True).fill(exported)
+    form.get_by_label("Environment name").fill("copied")
+    form.get_by_label("CUDA version").fill("12.4")
+    form.locator("button[type=submit]").click()
+    done = form.locator(".jp-GpuEnv-createJob[data-state=done]", has_text="Created copied")
+    done.wait_for(timeout=CREATE_MS)
+    copy = listed(lab)["copied"]
+    assert copy["location"]["prefix"] == str(envs_dir / "copied")
+    again = lab.text(f"gpuenv/api/environments/{copy['id']}/export?no_builds=true")
+    assert dependencies(again) == dependencies(exported)
+
+    page.wait_for_function(
+        "(name) => !!window.jupyterapp.serviceManager.kernelspecs.specs"
+        " && name in window.jupyterapp.serviceManager.kernelspecs.specs.kernelspecs",
+        arg=copy["kernel_name"],
+    )
+    page.evaluate(
+        "(name) => { void window.jupyterapp.commands.execute('notebook:create-new', "
+        "{kernelName: name}); }",
+        copy["kernel_name"],
+    )
+    wait_for_kernel(page, copy["kernel_name"])
+    page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell .cm-content").first.click()
+    page.keyboard.type("import sys; print(sys.prefix)")
+    page.keyboard.press("Shift+Enter")
+    output = page.locator(".jp-OutputArea-output", has_text=str(envs_dir / "copied"))
+    output.first.wait_for(timeout=CREATE_MS)
+
+
 def test_remove_asks_then_the_environment_is_gone(
     page: Any, lab: LabServer, envs_dir: Path
 ) -> None:
