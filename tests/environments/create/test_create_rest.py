@@ -148,3 +148,65 @@ class TestHubUser:
         assert Path(job["prefix"]) == create_setup.home / ".conda" / "envs" / "demo"
         assert (await follow(jp_fetch, job["id"]))["state"] == "done"
         assert create_setup.leftovers() == []
+
+
+async def test_an_export_posted_back_makes_an_equal_environment_whose_kernel_runs(
+    jp_fetch, jp_serverapp, create_setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``GET .../export?no_builds=true`` of one environment, posted under another name: the
+    same package names and versions, and a kernel started through the REST API runs."""
+    source = {
+        "name": "alpha",
+        "channels": [create_setup.channel_url],
+        "dependencies": [
+            "python",
+            "pip",
+            "gpuenv-demo",
+            {"pip": [*create_setup.pip_offline(), "ipykernel"]},
+        ],
+    }
+    code, job = await post(jp_fetch, {"yaml": yaml.safe_dump(source), "cuda": "12.4"})
+    assert code == 202, job
+    alpha = await follow(jp_fetch, job["id"])
+    assert alpha["state"] == "done", alpha
+    exported = (
+        await jp_fetch(*API, "environments", alpha["environment_id"], "export",
+                       params={"no_builds": "true"})
+    ).body.decode()  # fmt: skip
+    # The export names no wheelhouse: pip reads the user's pip config, as a user's would.
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(create_setup.wheelhouse))
+    code, job = await post(jp_fetch, {"yaml": exported, "name": "beta", "cuda": "12.4"})
+    assert code == 202, job
+    beta = await follow(jp_fetch, job["id"])
+    assert beta["state"] == "done", beta
+    again = (
+        await jp_fetch(*API, "environments", beta["environment_id"], "export",
+                       params={"no_builds": "true"})
+    ).body.decode()  # fmt: skip
+    first, second = yaml.safe_load(exported), yaml.safe_load(again)
+    for data in (first, second):
+        data.pop("name"), data.pop("prefix", None)
+    assert second == first
+
+    listing = json.loads((await jp_fetch(*API, "environments")).body)
+    (env,) = [e for e in listing["environments"] if e["id"] == beta["environment_id"]]
+    response = await jp_fetch(
+        "api", "kernels", method="POST", body=json.dumps({"name": env["kernel_name"]})
+    )
+    kernel_id = json.loads(response.body)["id"]
+    client = jp_serverapp.kernel_manager.get_kernel(kernel_id).client()
+    client.start_channels()
+    try:
+        await client.wait_for_ready(timeout=120)
+        outputs: list[str] = []
+        reply = await client.execute_interactive(
+            "import sys; print(sys.prefix)",
+            output_hook=lambda msg: outputs.append(msg["content"].get("text", "")),
+            timeout=120,
+        )
+        assert reply["content"]["status"] == "ok"
+        assert "".join(outputs).strip() == str(create_setup.envs / "beta")
+    finally:
+        client.stop_channels()
+        await jp_fetch("api", "kernels", kernel_id, method="DELETE")
