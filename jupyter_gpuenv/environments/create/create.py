@@ -106,28 +106,15 @@ def run_rattler(plan: CreatePlan, job: CreateJob) -> None:
     rattler's threads writing into the staging folder after it was removed (and asyncio
     drops a Ctrl-C whose cancel such a future does not take). The create stops at its
     next step and removes what it made; the signal handlers before are put back."""
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        watched: list[signal.Signals] = []
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(signum, job.interrupt)
-                watched.append(signum)
-        try:
-            await create_with_rattler(plan.spec, plan.target, plan.cuda, job)
-        finally:
-            for signum in watched:
-                loop.remove_signal_handler(signum)
-
-    in_main = threading.current_thread() is threading.main_thread()
-    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} if in_main else {}
+    before: dict[signal.Signals, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            before[signum] = signal.signal(signum, lambda *_: job.interrupt())
     try:
-        asyncio.run(main())
+        asyncio.run(create_with_rattler(plan.spec, plan.target, plan.cuda, job))
     finally:
         for signum, handler in before.items():
-            if handler is not None:
-                signal.signal(signum, handler)
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
 
 
 def run_create(plan: CreatePlan, job: CreateJob) -> None:
