@@ -128,21 +128,22 @@ class Catalog:
     def partial_listing(self) -> PartialListing:
         """The listing now, never waiting for a scan: before the first scan has ended,
         the environments probed so far with the scan's progress (``complete`` False)."""
-        snapshot = self._snapshot
+        with self._lock:  # the snapshot and the scan's progress as one scan left them
+            snapshot, failure, tracker = self._snapshot, self._last_failure, self._tracker
+            progress = self.scan_progress()
+            job = self._running or self._pending
         if snapshot is not None:
             self._maybe_revalidate(snapshot)
-            return PartialListing(snapshot.environments, True, self.scan_progress(), snapshot)
-        failure = self._last_failure
-        future = self._request_scan(force=False)
+            return PartialListing(snapshot.environments, True, progress, snapshot)
+        future = job.future if job is not None else self._request_scan(force=False)
         if future.done() and future.exception() is None:
             done: Snapshot = future.result()
             return PartialListing(done.environments, True, self.scan_progress(), done)
         if failure is not None:
             raise failure
-        tracker = self._tracker
         environments = tracker.environments() if tracker is not None else []
         problems = problems_json(self.config) if isinstance(self.config, GpuEnv) else []
-        return PartialListing(environments, False, self.scan_progress(), None, problems)
+        return PartialListing(environments, False, progress, None, problems)
 
     def get_sync(self, env_id: str) -> Environment:
         env = self.snapshot_sync().by_id.get(env_id)
@@ -271,19 +272,28 @@ class Catalog:
             if self._pending is job:
                 self._pending = None
         tracker = self._tracker = ScanTracker()
+        snapshot: Snapshot | None = None
+        failure: BaseException | None = None
         try:
-            job.future.set_result(self._scan(job.force))
-            self._last_failure = None
+            snapshot = self._scan(job.force)
         except BaseException as exc:  # surfaced to whoever waits on the future
-            self._last_failure = exc
-            job.future.set_exception(exc)
+            failure = exc
         finally:
+            # The snapshot and the scan's end are published together: a listing never
+            # says complete while its progress still says probing.
             with self._lock:
+                if snapshot is not None:
+                    self._snapshot = snapshot
+                self._last_failure = failure
                 self._running = None
                 self._tracker = None
                 ended = tracker.ended()
                 if ended.total is not None:  # a scan that found nothing changed keeps the count
                     self._last_scan = ended
+        if failure is not None:
+            job.future.set_exception(failure)
+        else:
+            job.future.set_result(snapshot)
 
     # ------------------------------------------------------------------------ scans
     def _scan(self, force: bool) -> Snapshot:
@@ -315,8 +325,7 @@ class Catalog:
         fingerprints.update({e.id: json.dumps(e.to_json(), sort_keys=True) for e in brokered})
         retry = bool(previous and previous.transient and now - previous.built > TRANSIENT_RETRY)
         if previous is not None and not (force or retry) and fingerprints == previous.fingerprints:
-            self._snapshot = previous.checked(now, docker_checked)
-            return self._snapshot
+            return previous.checked(now, docker_checked)
         if retry:
             self._cache.forget_transient()
         results: dict[str, Future] = {}
@@ -351,7 +360,6 @@ class Catalog:
             brokered=brokered,
             problems=problems_json(self.config) if isinstance(self.config, GpuEnv) else [],
         )
-        self._snapshot = snapshot
         listing = [environment_to_json(env) for env in environments]
         self._cache.save(listing, self.sources.config_key())
         return snapshot
