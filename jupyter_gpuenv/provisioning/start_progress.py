@@ -162,9 +162,7 @@ def begin(
     return progress
 
 
-def starts(
-    kernel_id: str | None = None, environment_id: str | None = None
-) -> list[StartProgress]:
+def starts(kernel_id: str | None = None, environment_id: str | None = None) -> list[StartProgress]:
     """Starts under way and those finished lately, oldest first, optionally filtered."""
     with _lock:
         _prune(time.time())

@@ -184,9 +184,7 @@ def ensure_layer(
             write_dockerfile(Path(context), base_id, target, client)
             if progress is not None:
                 progress.step("kernel-layer-build", "Kernel layer: building the image")
-            return build_layer(
-                client, Path(context), base_id, image_ref, deadline, log, progress
-            )
+            return build_layer(client, Path(context), base_id, image_ref, deadline, log, progress)
     finally:
         lock.release()
 

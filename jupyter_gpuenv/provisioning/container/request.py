@@ -140,8 +140,8 @@ def container_user(
     return KernelUser(0, 0), False
 
 
-def parse_mount(spec: Any) -> Mount:
-    """``"host:container[:ro|rw]"`` or ``{"source"|"host", "target"|"container", "read_only"}``."""
+def _mount_parts(spec: Any) -> tuple[str, str, bool]:
+    """(source as written, ``~`` expanded; target; read-only) of a mount setting."""
     if isinstance(spec, str):
         parts = spec.split(":")
         if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
@@ -158,21 +158,23 @@ def parse_mount(spec: Any) -> Mount:
             raise KernelStartFailed(f"Mount {dict(spec)!r} needs 'source' and 'target'.")
     else:
         raise KernelStartFailed(f"Mount {spec!r} must be a string or a mapping.")
-    source = os.path.realpath(os.path.expanduser(str(source)))
     if not str(target).startswith("/"):
         raise KernelStartFailed(f"Mount target {target!r} must be an absolute path.")
+    return os.path.expanduser(str(source)), str(target), read_only
+
+
+def parse_mount(spec: Any) -> Mount:
+    """``"host:container[:ro|rw]"`` or ``{"source"|"host", "target"|"container", "read_only"}``."""
+    written, target, read_only = _mount_parts(spec)
+    source = os.path.realpath(written)
     if not os.path.exists(source):
         raise KernelStartFailed(f"Mount source {source} does not exist on the host.")
-    return Mount(target=str(target), source=source, type="bind", read_only=read_only)
+    return Mount(target=target, source=source, type="bind", read_only=read_only)
 
 
 def mount_source(spec: Any) -> str:
     """The source of a mount setting as written (links not followed), for user_view."""
-    if isinstance(spec, str):
-        source = spec.split(":")[0]
-    else:
-        source = str(spec.get("source", spec.get("host")))
-    return os.path.abspath(os.path.expanduser(source))
+    return os.path.abspath(_mount_parts(spec)[0])
 
 
 def kernel_command(req: ContainerRequest) -> list[str]:
@@ -247,16 +249,17 @@ class CheckedFolders:
     identities: dict[str, str]
 
 
-def folder_viewer(req: ContainerRequest) -> Viewer | None:
+def folder_viewer(req: ContainerRequest, kernel_user: KernelUser | None = None) -> Viewer | None:
     """Whose rights folders are checked with: the kernel's uid when this (root) process
     mounts for another account; None when the kernel sees with this process's rights."""
-    kernel_user, _ = container_user(req.cwd, req.allow_root, req.settings.get("user"))
+    if kernel_user is None:
+        kernel_user, _ = container_user(req.cwd, req.allow_root, req.settings.get("user"))
     if kernel_user.is_root or kernel_user.uid == os.getuid():
         return None
     return Viewer.of(kernel_user)
 
 
-def checked_folders(req: ContainerRequest) -> CheckedFolders:
+def checked_folders(req: ContainerRequest, kernel_user: KernelUser | None = None) -> CheckedFolders:
     """Connection file (ro), kernel-side package (ro), notebook folder, admin mounts.
 
     Mounting for another uid, every folder is resolved as that uid would (user_view): a
@@ -282,7 +285,7 @@ def checked_folders(req: ContainerRequest) -> CheckedFolders:
                 read_only=True,
             )
         )
-    viewer = folder_viewer(req)
+    viewer = folder_viewer(req, kernel_user)
     identities: dict[str, str] = {}
     cwd = working_dir(req.cwd)
     if cwd and viewer is not None:
@@ -383,7 +386,7 @@ def create_arguments(req: ContainerRequest) -> dict[str, Any]:
     kernel_user, root_by_request = container_user(req.cwd, req.allow_root, req.settings.get("user"))
     user = str(kernel_user)
     command = kernel_command(req)
-    folders = checked_folders(req)
+    folders = checked_folders(req, kernel_user)
     args: dict[str, Any] = {
         "image": req.image,
         "name": container_name(req.environment_id, req.kernel_id),

@@ -110,9 +110,7 @@ class LocalEnvProvisioner(GpuEnvProvisionerMixin, LocalProvisioner):  # type: ig
         """Start the process; a missing interpreter becomes a readable start error."""
         self._exit_recorded = False
         kernel_history.history_of(self.kernel_id or "").starts += 1
-        progress = self._progress or start_progress.begin(
-            self.kernel_id or "", self.environment_id
-        )
+        progress = self._progress or start_progress.begin(self.kernel_id or "", self.environment_id)
         progress.step("process", f"Starting {cmd[0] if cmd else 'the kernel'}")
         try:
             info = await super().launch_kernel(cmd, **kwargs)

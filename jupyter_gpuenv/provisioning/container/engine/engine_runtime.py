@@ -57,9 +57,7 @@ class EngineRuntime(KernelRuntime):
     async def create(self, start: KernelStart) -> dict[str, Any]:
         preparation, progress = start.preparation, start.progress
         self._exit_recorded = False
-        client, image_id, python = await preparation.docker_and_image(
-            self.context.client, progress
-        )
+        client, image_id, python = await preparation.docker_and_image(self.context.client, progress)
         self.image = preparation.image
         try:
             request = await asyncio.to_thread(

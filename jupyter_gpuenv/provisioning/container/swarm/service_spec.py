@@ -38,11 +38,9 @@ from ..request import (
     CONTAINER_HOME,
     ContainerRequest,
     container_labels,
-    container_mounts,
     container_name,
     create_arguments,
     resource_limits,
-    working_dir,
 )
 from .engine_privileges import service_privileges
 
@@ -167,16 +165,19 @@ def service_command(req: ContainerRequest, connection_file: str) -> list[str]:
     return argv
 
 
-def service_mounts(req: ContainerRequest, home_tmpfs: bool) -> list[Mount]:
-    """Docker mode's mounts without the connection file (a secret here), plus tmpfs."""
-    mounts = [m for m in container_mounts(req) if m["Target"] != CONNECTION_FILE_IN_CONTAINER]
+def service_mounts(
+    checked: list[Mount], settings: Mapping[str, Any], home_tmpfs: bool
+) -> list[Mount]:
+    """Docker mode's checked mounts without the connection file (a secret here), plus
+    tmpfs."""
+    mounts = [m for m in checked if m["Target"] != CONNECTION_FILE_IN_CONTAINER]
     run_dir = CONNECTION_FILE_IN_CONTAINER.rsplit("/", 1)[0]
     mounts.append(Mount(run_dir, None, type="tmpfs", tmpfs_size=1 << 20, tmpfs_mode=0o1777))
     if home_tmpfs:
         mounts.append(
             Mount(CONTAINER_HOME, None, type="tmpfs", tmpfs_size=1 << 30, tmpfs_mode=0o1777)
         )
-    shm = req.settings.get("shm_size")
+    shm = settings.get("shm_size")
     if shm:
         size = int(parse_bytes(shm)) if isinstance(shm, str) else int(shm)
         mounts.append(Mount("/dev/shm", None, type="tmpfs", tmpfs_size=size, tmpfs_mode=0o1777))
@@ -206,7 +207,8 @@ def secret_labels(req: ContainerRequest) -> dict[str, str]:
 def task_template(spec: ServiceRequest) -> TaskTemplate:
     """The service's task: one kernel container on the host network of its node."""
     req = spec.container
-    # The gated Docker-mode decisions (user, environment, capabilities), not new ones.
+    # The gated Docker-mode decisions (user, environment, capabilities, folders as the
+    # kernel's user sees them), not new ones.
     decided = create_arguments(req)
     user = str(decided["user"])
     environment: dict[str, str] = dict(decided["environment"])
@@ -230,10 +232,12 @@ def task_template(spec: ServiceRequest) -> TaskTemplate:
         command=command[:1],
         args=command[1:],
         env=[f"{name}={value}" for name, value in environment.items()],
-        workdir=working_dir(req.cwd),
+        workdir=decided.get("working_dir"),
         user=user,
         labels=container_labels(req),
-        mounts=service_mounts(req, environment.get("HOME") == CONTAINER_HOME),
+        mounts=service_mounts(
+            decided["mounts"], req.settings, environment.get("HOME") == CONTAINER_HOME
+        ),
         secrets=[secret],
         init=True,
         stop_grace_period=GRACE_NS,
