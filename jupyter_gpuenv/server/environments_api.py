@@ -15,6 +15,7 @@ from typing import Any
 from ..environments.create import job as create_jobs
 from ..environments.create.create import CreateRequest
 from ..environments.create.creator import EnvironmentCreator
+from ..environments.create.errors import NotCancellable
 from ..environments.create.job import CreateJob
 from ..environments.create.spec import parse_environment_yml
 from ..errors import BadRequest, EnvironmentNotFound
@@ -58,6 +59,11 @@ class EnvironmentsHandler(GpuEnvHandler):
         body = self.string_fields(CREATE_FIELDS, '{"yaml": "..."}')
         if bool(body.get("yaml")) == bool(body.get("clone")):
             raise BadRequest("give either 'yaml' (an environment.yml) or 'clone' (an environment)")
+        if body.get("name") and body.get("prefix"):
+            raise BadRequest("give 'name' or 'prefix' for the new environment, not both")
+        prefix = body.get("prefix")
+        if prefix and not (prefix.startswith("/") or prefix.startswith("~/")):
+            raise BadRequest(f"'prefix' must be an absolute path, not {prefix!r}")
         return body
 
     def finish_partial(self) -> None:
@@ -128,6 +134,23 @@ class CreateJobHandler(GpuEnvHandler):
             raise EnvironmentNotFound(f"no create job with id {job_id!r}")
         self.set_header("Cache-Control", "no-store")
         self.write_json(job.to_json())
+
+    @web.authenticated
+    @authorized
+    async def delete(self, job_id: str) -> None:
+        """Cancel a running create: it stops (a pip or conda child at once, rattler's
+        download or link when that step ends) and removes what it made; 202 + the job."""
+        job = create_jobs.find(job_id)
+        if job is None:
+            raise EnvironmentNotFound(f"no create job with id {job_id!r}")
+        if not job.cancel():
+            where = job.prefix or job.name
+            if job.state == "running":
+                reason = f"{where} is already made; remove it instead of cancelling"
+            else:
+                reason = f"the create of {where} has ended ({job.state})"
+            raise NotCancellable(reason)
+        self.write_json(job.to_json(), status=202)
 
 
 def _create_request(creator: EnvironmentCreator, body: dict[str, Any]) -> CreateRequest:

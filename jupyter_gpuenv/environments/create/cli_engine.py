@@ -109,6 +109,7 @@ def create_with_cli(
             command_environment(cuda),
             file.parent,
             _StepsFromOutput(job),
+            lambda: job.interrupted,
         )
     if tail is None:
         return

@@ -130,12 +130,14 @@ def run_create(plan: CreatePlan, job: CreateJob) -> None:
         else:
             run_rattler(plan, job)
             install_pip_section(plan.spec, plan.target, job)
-        job.stop_if_interrupted()
+        job.commit()
         environments_txt.add(plan.target)
     except BaseException as err:
         if not existed and not isinstance(err, EnvironmentExists):  # what we made, only
             shutil.rmtree(plan.target, ignore_errors=True)
-        if isinstance(err, KeyboardInterrupt | SystemExit | asyncio.CancelledError):
+        if job.cancelled:
+            job.fail("the create was cancelled; nothing was left behind", 499)
+        elif isinstance(err, KeyboardInterrupt | SystemExit | asyncio.CancelledError):
             job.fail("the create was interrupted; nothing was left behind", 499)
         else:
             job.fail(str(getattr(err, "message", None) or err), getattr(err, "status", 500))

@@ -69,7 +69,7 @@ class EnvironmentCreator:
         def work() -> None:
             try:
                 self.run(plan, job)
-            except Exception:
+            except BaseException:  # a cancel ends the thread as an interrupt
                 pass  # the job carries the failure for whoever polls it
 
         thread = threading.Thread(target=work, name=f"gpuenv-create-{job.id}", daemon=True)

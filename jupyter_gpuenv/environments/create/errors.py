@@ -11,6 +11,12 @@ class EnvironmentExists(GpuEnvError):
     status = 409
 
 
+class NotCancellable(GpuEnvError):
+    """The job has ended, or its environment is already made (409)."""
+
+    status = 409
+
+
 class SolveConflict(GpuEnvError):
     """The engine found no set of packages that satisfies the file; its reason, trimmed (422)."""
 
@@ -21,6 +27,13 @@ class CreateFailed(GpuEnvError):
     """Download, link or pip failed; the half-made prefix was removed (500)."""
 
     status = 500
+
+
+class ChannelsUnreachable(CreateFailed):
+    """A channel could not be read (network, mirror, malformed repodata): nothing was
+    made, and the fault is upstream (502)."""
+
+    status = 502
 
 
 class CreateRefused(PolicyViolation):

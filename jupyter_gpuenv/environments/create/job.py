@@ -71,11 +71,30 @@ class CreateJob:
     listeners: list[Listener] = field(default_factory=list, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     interrupted: bool = field(default=False, repr=False)
+    cancelled: bool = False
+    committed: bool = field(default=False, repr=False)
 
     def interrupt(self) -> None:
         """Stop at the next step (Ctrl-C or SIGTERM): work that cannot be cancelled half
-        way, such as rattler's install, ends first, then what it made is removed."""
+        way, such as rattler's install, ends first, then what it made is removed. A
+        running pip or conda child is stopped at once."""
         self.interrupted = True
+
+    def cancel(self) -> bool:
+        """A user's request to stop (REST, the Lab), taken as an interrupt. False when
+        the job has ended or its environment is already made (remove it instead)."""
+        with self._lock:
+            if self.state != "running" or self.committed:
+                return False
+            self.cancelled = self.interrupted = True
+        self._tell()
+        return True
+
+    def commit(self) -> None:
+        """The environment is made and kept: no cancel is taken from here on."""
+        with self._lock:
+            self.stop_if_interrupted()
+            self.committed = True
 
     def stop_if_interrupted(self) -> None:
         if self.interrupted:
@@ -141,6 +160,7 @@ class CreateJob:
                 "cuda": self.cuda,
                 "message": current.message if current else "Waiting to start",
                 "error": self.error,
+                "cancelled": self.cancelled,
                 "environment_id": self.environment_id,
                 "warnings": list(self.warnings),
                 "started": _iso(self.started),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from .job import CreateJob
 from .spec import EnvironmentSpec
 
 TAIL_LINES = 15
+STOP_CHECK_SECONDS = 0.2  # how soon a cancelled job's child is stopped
 # The server's or CLI's own Python must not leak into the new environment's pip.
 DROPPED_VARIABLES = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "__PYVENV_LAUNCHER__")
 
@@ -56,20 +58,30 @@ def install_pip_section(spec: EnvironmentSpec, prefix: Path, job: CreateJob) -> 
         requirements.write_text(spec.requirements_text(), encoding="utf-8")
         cwd = spec.base_dir if spec.base_dir and spec.base_dir.is_dir() else Path(tmp)
         tail = run_streaming(
-            pip_command(prefix, requirements), environ, cwd, lambda line: job.advance(detail=line)
+            pip_command(prefix, requirements),
+            environ,
+            cwd,
+            lambda line: job.advance(detail=line),
+            lambda: job.interrupted,
         )
     if tail is not None:
         raise CreateFailed("pip could not install the pip: section:\n" + tail)
 
 
 def run_streaming(
-    argv: list[str], environ: dict[str, str], cwd: Path | None, on_line: Callable[[str], None]
+    argv: list[str],
+    environ: dict[str, str],
+    cwd: Path | None,
+    on_line: Callable[[str], None],
+    stop: Callable[[], bool] = lambda: False,
 ) -> str | None:
     """Run ``argv``, telling ``on_line`` each output line; None on success, else the tail.
 
-    An interrupt (Ctrl-C, a cancelled job) stops the child before it is passed on.
+    An interrupt (Ctrl-C) stops the child before it is passed on; so does ``stop()``
+    turning true (a cancelled job), checked while the child runs, silent or not.
     """
     lines: list[str] = []
+    ended = threading.Event()
     with subprocess.Popen(
         argv,
         stdout=subprocess.PIPE,
@@ -80,6 +92,14 @@ def run_streaming(
         env=environ,
         cwd=cwd,
     ) as child:
+
+        def watch() -> None:
+            while not ended.wait(STOP_CHECK_SECONDS):
+                if stop():
+                    child.terminate()
+                    return
+
+        threading.Thread(target=watch, name="gpuenv-create-stop", daemon=True).start()
         try:
             assert child.stdout is not None
             for line in child.stdout:
@@ -89,6 +109,8 @@ def run_streaming(
                     del lines[:-200]
                     on_line(text)
             code = child.wait()
+            if stop():
+                raise KeyboardInterrupt
         except BaseException:
             child.terminate()
             try:
@@ -96,4 +118,6 @@ def run_streaming(
             except subprocess.TimeoutExpired:
                 child.kill()
             raise
+        finally:
+            ended.set()
     return None if code == 0 else "\n".join(lines[-TAIL_LINES:]) or f"exit status {code}"

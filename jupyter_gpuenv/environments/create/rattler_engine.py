@@ -21,7 +21,7 @@ from typing import Any
 from ..candidates import IN_PROGRESS_MARK
 from ..conda_config import CondaSettings
 from .cuda import CudaChoice
-from .errors import CreateFailed, EnvironmentExists, SolveConflict
+from .errors import ChannelsUnreachable, CreateFailed, EnvironmentExists, SolveConflict
 from .job import CreateJob
 from .spec import EnvironmentSpec, InvalidEnvironmentFile
 
@@ -73,7 +73,8 @@ async def create_with_rattler(
     except SolverError as err:
         raise SolveConflict(conflict_message(str(err))) from None
     except Exception as err:  # fetching repodata: an unreachable or malformed channel
-        raise CreateFailed(f"reading the channels failed: {_first_lines(str(err), 5)}") from None
+        reason = _first_lines(str(err), 5)
+        raise ChannelsUnreachable(f"reading the channels failed: {reason}") from None
     target.parent.mkdir(parents=True, exist_ok=True)
     sweep_abandoned(target.parent)
     staging = staging_path(target)

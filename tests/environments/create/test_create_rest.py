@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -100,6 +103,18 @@ async def test_taken_bad_yaml_bad_body_and_conflict(jp_fetch, create_setup) -> N
     assert code == 400 and "either 'yaml'" in error["message"]
     code, error = await post(jp_fetch, {"yaml": file_text(create_setup, ["a"]), "cuda": "twelve"})
     assert code == 400 and "not a version" in error["message"]
+    both = {"yaml": file_text(create_setup, ["a"]), "name": "n", "prefix": str(create_setup.envs)}
+    code, error = await post(jp_fetch, both)
+    assert code == 400 and "not both" in error["message"]
+    code, error = await post(jp_fetch, {"yaml": file_text(create_setup, ["a"]), "prefix": "rel/x"})
+    assert code == 400 and "absolute path" in error["message"]
+
+    unreachable = "name: far\nchannels: [file:///nonexistent/channel]\ndependencies: [a]\n"
+    code, job = await post(jp_fetch, {"yaml": unreachable})
+    assert code == 202
+    failed = await follow(jp_fetch, job["id"])
+    assert failed["state"] == "failed" and failed["error"]["status"] == 502, failed
+    assert "reading the channels failed" in failed["error"]["message"]
 
     text = file_text(create_setup, ["gpuenv-lib>=2", "gpuenv-app"], name="clash")
     code, job = await post(jp_fetch, {"yaml": text})
@@ -210,3 +225,97 @@ async def test_an_export_posted_back_makes_an_equal_environment_whose_kernel_run
     finally:
         client.stop_channels()
         await jp_fetch("api", "kernels", kernel_id, method="DELETE")
+
+
+class StalledIndex:
+    """A package index that takes connections and never answers: a pip reading it waits
+    (pip's own timeout is 15 s) until something stops it."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/simple/"
+        self.taken: list[socket.socket] = []
+        self.accepting = threading.Thread(target=self._accept, daemon=True)
+        self.accepting.start()
+
+    def _accept(self) -> None:
+        try:
+            while True:
+                conn, _ = self.listener.accept()
+                self.taken.append(conn)
+        except OSError:
+            return
+
+    def closed_by_pip(self, timeout: float) -> bool:
+        """Whether the waiting pip's connection was closed from its side."""
+        conn = self.taken[0]
+        conn.settimeout(timeout)
+        try:
+            while conn.recv(4096):
+                pass  # pip's request
+        except OSError:
+            return False
+        return True
+
+    def close(self) -> None:
+        self.listener.close()
+        for conn in self.taken:
+            conn.close()
+
+
+@pytest.fixture
+def stalled_index():
+    index = StalledIndex()
+    yield index
+    index.close()
+
+
+async def test_cancel_stops_a_waiting_pip_at_once_and_leaves_nothing(
+    jp_fetch, create_setup, stalled_index
+) -> None:
+    pip = ["--no-index", f"--find-links {stalled_index.url}", "gpuenv-not-in-any-index"]
+    body = {"yaml": file_text(create_setup, ["python", "pip", {"pip": pip}], name="stalled")}
+    code, job = await post(jp_fetch, body)
+    assert code == 202, job
+    for _ in range(600):  # until pip is waiting on the index
+        current = json.loads((await jp_fetch(*API, "environments", "jobs", job["id"])).body)
+        if stalled_index.taken or current["state"] != "running":
+            break
+        await asyncio.sleep(0.1)
+    assert stalled_index.taken, current
+    assert current["steps"][-1]["key"] == "pip"
+
+    cancelled_at = time.monotonic()
+    response = await jp_fetch(*API, "environments", "jobs", job["id"], method="DELETE")
+    assert response.code == 202
+    assert json.loads(response.body)["cancelled"] is True
+    ended = await follow(jp_fetch, job["id"])
+    # The index never answered: pip alone would still wait for its 15 s timeout.
+    assert time.monotonic() - cancelled_at < 10
+    assert ended["state"] == "failed" and ended["cancelled"] is True
+    assert ended["error"] == {
+        "message": "the create was cancelled; nothing was left behind",
+        "status": 499,
+    }
+    assert ended["steps"][-1]["key"] == "pip" and ended["steps"][-1]["state"] == "failed"
+    assert await asyncio.to_thread(stalled_index.closed_by_pip, 10)
+    assert create_setup.leftovers() == []
+
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch(*API, "environments", "jobs", job["id"], method="DELETE")
+    assert info.value.code == 409
+    assert "has ended (failed)" in json.loads(info.value.response.body)["message"]
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch(*API, "environments", "jobs", "nosuchjob", method="DELETE")
+    assert info.value.code == 404
+
+
+async def test_a_finished_create_cannot_be_cancelled(jp_fetch, create_setup) -> None:
+    code, job = await post(jp_fetch, {"yaml": file_text(create_setup, ["gpuenv-tool"])})
+    assert code == 202, job
+    done = await follow(jp_fetch, job["id"])
+    assert done["state"] == "done" and done["cancelled"] is False
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch(*API, "environments", "jobs", job["id"], method="DELETE")
+    assert info.value.code == 409
+    assert create_setup.leftovers() == ["demo"]
