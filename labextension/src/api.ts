@@ -263,6 +263,8 @@ export interface CreateJob {
   cuda: string | null;
   message: string;
   error: { message: string; status: number } | null;
+  /** A cancel was asked for (the job then fails with 499 once it has stopped). */
+  cancelled: boolean;
   environment_id: string | null;
   warnings: string[];
   seconds: number;
@@ -439,6 +441,13 @@ export class GpuEnvClient {
   /** A create job's steps and outcome (poll until `state` is not running). */
   async getCreateJob(id: string): Promise<CreateJob> {
     return this.requestJson<CreateJob>(`environments/jobs/${encodeURIComponent(id)}`);
+  }
+
+  /** Ask a running create to stop; it removes what it made (409 once it has ended). */
+  async cancelCreateJob(id: string): Promise<CreateJob> {
+    return this.requestJson<CreateJob>(`environments/jobs/${encodeURIComponent(id)}`, {
+      method: 'DELETE'
+    });
   }
 
   /** Remove a conda environment this user owns (the server refuses others). */

@@ -13,6 +13,8 @@ import { jobProgress } from './createjob';
 export interface CreateActions {
   /** POST the request, follow the job (calling `onUpdate`), refresh the list when done. */
   createEnvironment(request: CreateRequest, onUpdate: (job: CreateJob) => void): Promise<void>;
+  /** Ask the running job to stop; the followed job then ends failed (cancelled). */
+  cancelCreate(jobId: string): Promise<void>;
 }
 
 export function CreateEnvironmentSection({ actions }: { actions: CreateActions }): JSX.Element {
@@ -44,6 +46,17 @@ export function CreateEnvironmentSection({ actions }: { actions: CreateActions }
     }
     try {
       await actions.createEnvironment(request, setJob);
+    } catch (err) {
+      setError(err instanceof Error ? err.message : String(err));
+    }
+  };
+
+  const cancel = async () => {
+    if (!job) {
+      return;
+    }
+    try {
+      await actions.cancelCreate(job.id);
     } catch (err) {
       setError(err instanceof Error ? err.message : String(err));
     }
@@ -118,6 +131,17 @@ export function CreateEnvironmentSection({ actions }: { actions: CreateActions }
           >
             {running ? 'Creating…' : 'Create'}
           </button>
+          {running ? (
+            <button
+              type="button"
+              className="jp-GpuEnv-button jp-mod-warn"
+              disabled={job?.cancelled}
+              title="Stop this create and remove what it has made"
+              onClick={() => void cancel()}
+            >
+              Cancel
+            </button>
+          ) : null}
           {progress && job ? (
             <div className="jp-GpuEnv-createJob" data-state={job.state} role="status" aria-live="polite">
               {job.state === 'failed' ? null : (

@@ -28,6 +28,10 @@ export function jobProgress(job: CreateJob): JobProgress {
     return { fraction: null, label: job.error?.message || 'The create failed' };
   }
   const current = job.steps[job.steps.length - 1];
+  if (job.cancelled) {
+    const index = current ? Math.max(0, CREATE_STEPS.indexOf(current.key)) : 0;
+    return { fraction: index / CREATE_STEPS.length, label: 'Cancelling…' };
+  }
   if (!current) {
     return { fraction: 0, label: job.message || 'Waiting to start' };
   }

@@ -115,6 +115,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
     };
 
+    const cancelCreate = async (jobId: string): Promise<void> => {
+      await client.cancelCreateJob(jobId);
+    };
+
     // Rebuild a notebook's recorded environment (a create job), then switch its kernel.
     const restoreRecorded = async (path: string): Promise<void> => {
       const switchTo = async (kernelName: string) => {
@@ -192,6 +196,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         }
       },
       createEnvironment,
+      cancelCreate,
       restoreRecorded,
       removeEnvironment: async (env: Environment) => {
         const answer = await showDialog({

@@ -28,6 +28,7 @@ function job(overrides: Partial<CreateJob> = {}): CreateJob {
     cuda: '12.4',
     message: 'Waiting to start',
     error: null,
+    cancelled: false,
     environment_id: null,
     warnings: [],
     seconds: 1,
@@ -53,6 +54,17 @@ describe('jobProgress', () => {
     expect(jobProgress(job({ state: 'done' }))).toEqual({ fraction: 1, label: 'Created demo' });
     const failed = job({ state: 'failed', error: { message: 'gpuenv-app conflicts', status: 422 } });
     expect(jobProgress(failed)).toEqual({ fraction: null, label: 'gpuenv-app conflicts' });
+  });
+
+  it('says a cancel is under way until the job has stopped', () => {
+    const cancelling = job({ cancelled: true, steps: [step('solve', { state: 'done' }), step('pip')] });
+    expect(jobProgress(cancelling)).toEqual({ fraction: 3 / 5, label: 'Cancelling…' });
+    const stopped = job({
+      state: 'failed',
+      cancelled: true,
+      error: { message: 'the create was cancelled; nothing was left behind', status: 499 }
+    });
+    expect(jobProgress(stopped).label).toBe('the create was cancelled; nothing was left behind');
   });
 
   it('names the kernel of a listed environment only', () => {

@@ -4,7 +4,8 @@ The panel's "New environment" form gets a bad file pasted in (the server's messa
 then an environment.yml uploaded (the test session's local conda channel, the wheelhouse
 for ipykernel); the bar follows the create job until done, and the new environment
 appears in the list and as a kernel in the launcher. "Remove" asks first, then the
-environment is gone. A notebook whose recorded environment is missing offers "Restore
+environment is gone. A create whose pip waits forever is cancelled and leaves nothing.
+A notebook whose recorded environment is missing offers "Restore
 environment" in the notice; it is rebuilt from the record's spec and the notebook runs in
 it.
 """
@@ -29,6 +30,7 @@ from tests.support.conda_channel import (
     ensure_wheelhouse,
 )
 from tests.support.docker_engine import running_in_ci
+from tests.support.stalled_index import StalledIndex
 
 pytestmark = [pytest.mark.browser]
 
@@ -180,6 +182,50 @@ def test_an_export_pasted_in_the_lab_makes_an_equal_environment_whose_kernel_run
     page.keyboard.press("Shift+Enter")
     output = page.locator(".jp-OutputArea-output", has_text=str(envs_dir / "copied"))
     output.first.wait_for(timeout=CREATE_MS)
+
+
+def test_cancel_stops_a_create_and_leaves_nothing(
+    page: Any, lab: LabServer, channel: tuple[Path, Path], envs_dir: Path
+) -> None:
+    """A create whose pip waits on an index that never answers: Cancel stops it, the
+    form says so, and nothing of it is left in the folder."""
+    index = StalledIndex()
+    try:
+        data = {
+            "name": "stalled",
+            "channels": [channel[0].as_uri()],
+            "dependencies": [
+                "python",
+                "pip",
+                {"pip": [f"--find-links {index.url}", "gpuenv-not-in-any-index"]},
+            ],
+        }
+        open_panel(page)
+        form = page.locator("#gpuenv-create-form")
+        if not form.is_visible():
+            page.click(f"{PANEL} button:has-text('New environment')")
+        form.wait_for()
+        form.get_by_label("environment.yml", exact=True).fill(yaml.safe_dump(data))
+        form.get_by_label("Environment name").fill("")
+        form.locator("button[type=submit]").click()
+        form.locator(".jp-GpuEnv-createJob", has_text="pip requirements").wait_for(
+            timeout=CREATE_MS
+        )
+        before = {p.name for p in envs_dir.iterdir()}
+        assert any(name.startswith(".") or name == "stalled" for name in before), before
+        form.locator("button:has-text('Cancel')").click()
+        stopped = form.locator(
+            ".jp-GpuEnv-createJob[data-state=failed]",
+            has_text="the create was cancelled; nothing was left behind",
+        )
+        stopped.wait_for(timeout=60_000)
+        assert index.closed_by_pip(10)
+        assert not [p.name for p in envs_dir.iterdir() if p.name not in ("fromlab", "copied")]
+        assert "stalled" not in listed(lab)
+        assert form.locator("button[type=submit]").inner_text() == "Create"
+        assert form.locator("button:has-text('Cancel')").count() == 0
+    finally:
+        index.close()
 
 
 def test_remove_asks_then_the_environment_is_gone(

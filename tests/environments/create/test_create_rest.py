@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import threading
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 from tornado.httpclient import HTTPClientError
+
+from tests.support.stalled_index import StalledIndex
 
 API = ("gpuenv", "api")
 SERVER_TRAITS: dict = {}
@@ -225,42 +225,6 @@ async def test_an_export_posted_back_makes_an_equal_environment_whose_kernel_run
     finally:
         client.stop_channels()
         await jp_fetch("api", "kernels", kernel_id, method="DELETE")
-
-
-class StalledIndex:
-    """A package index that takes connections and never answers: a pip reading it waits
-    (pip's own timeout is 15 s) until something stops it."""
-
-    def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/simple/"
-        self.taken: list[socket.socket] = []
-        self.accepting = threading.Thread(target=self._accept, daemon=True)
-        self.accepting.start()
-
-    def _accept(self) -> None:
-        try:
-            while True:
-                conn, _ = self.listener.accept()
-                self.taken.append(conn)
-        except OSError:
-            return
-
-    def closed_by_pip(self, timeout: float) -> bool:
-        """Whether the waiting pip's connection was closed from its side."""
-        conn = self.taken[0]
-        conn.settimeout(timeout)
-        try:
-            while conn.recv(4096):
-                pass  # pip's request
-        except OSError:
-            return False
-        return True
-
-    def close(self) -> None:
-        self.listener.close()
-        for conn in self.taken:
-            conn.close()
 
 
 @pytest.fixture
