@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
 
 from ..config_check import checked_config
+from ..environments.create import job as create_jobs
 from ..gpu.sampler import build_gpu_sampler
 from ..provisioning.container.orphans import start_orphan_sweep
 from ..provisioning.kernelspecs import GpuEnvKernelSpecManager
@@ -28,6 +30,9 @@ from . import (
 from .gpu_reclaimer import GpuIdleReclaimer
 from .notebook_hook import NotebookRecordHook, install_notebook_hook
 from .state import ServerState
+
+# How long a stopping server waits for running creates to cancel and clean up.
+CREATE_STOP_SECONDS = 20.0
 
 
 class GpuEnvExtension(ExtensionApp):
@@ -110,6 +115,13 @@ class GpuEnvExtension(ExtensionApp):
             self.state.warm.start()
 
     async def stop_extension(self) -> None:
+        left = await asyncio.to_thread(create_jobs.stop_all, CREATE_STOP_SECONDS)
+        for job in left:
+            self.log.warning(
+                "jupyter_gpuenv: the create of %s was still running at shutdown; its "
+                "hidden staging folder is removed by the next create there",
+                job.prefix,
+            )
         if self.state.warm is not None:
             await self.state.warm.stop()
         if self.state.reclaimer is not None:

@@ -73,6 +73,7 @@ class CreateJob:
     interrupted: bool = field(default=False, repr=False)
     cancelled: bool = False
     committed: bool = field(default=False, repr=False)
+    _ended: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def interrupt(self) -> None:
         """Stop at the next step (Ctrl-C or SIGTERM): work that cannot be cancelled half
@@ -129,6 +130,7 @@ class CreateJob:
             self._close("done", now)
             self.prefix, self.environment_id = prefix, environment_id
             self.state, self.ended = "done", now
+        self._ended.set()
         self._tell()
 
     def fail(self, message: str, status: int = 500) -> None:
@@ -137,6 +139,7 @@ class CreateJob:
             self._close("failed", now)
             self.state, self.ended = "failed", now
             self.error = {"message": message, "status": status}
+        self._ended.set()
         self._tell()
 
     def _close(self, state: JobState, now: float) -> None:
@@ -192,6 +195,20 @@ def jobs() -> list[CreateJob]:
     with _lock:
         _prune(time.time())
         return sorted(_jobs.values(), key=lambda j: j.started)
+
+
+def stop_all(wait_seconds: float) -> list[CreateJob]:
+    """Cancel every running create and wait up to ``wait_seconds`` for them to remove
+    what they made (a server going away leaves no half-made environment); answers the
+    jobs still running then (rattler's download or link ends its step first)."""
+    with _lock:
+        running = [job for job in _jobs.values() if job.state == "running"]
+    for job in running:
+        job.cancel()
+    deadline = time.monotonic() + wait_seconds
+    for job in running:
+        job._ended.wait(max(0.0, deadline - time.monotonic()))
+    return [job for job in running if job.state == "running"]
 
 
 def _prune(now: float) -> None:
