@@ -97,6 +97,10 @@ class CreateJob:
             self.stop_if_interrupted()
             self.committed = True
 
+    def wait(self, timeout: float) -> bool:
+        """Wait until the job has ended (done or failed); False if it still runs."""
+        return self._ended.wait(timeout)
+
     def stop_if_interrupted(self) -> None:
         if self.interrupted:
             raise KeyboardInterrupt
@@ -207,7 +211,7 @@ def stop_all(wait_seconds: float) -> list[CreateJob]:
         job.cancel()
     deadline = time.monotonic() + wait_seconds
     for job in running:
-        job._ended.wait(max(0.0, deadline - time.monotonic()))
+        job.wait(max(0.0, deadline - time.monotonic()))
     return [job for job in running if job.state == "running"]
 
 
