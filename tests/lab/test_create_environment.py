@@ -211,6 +211,11 @@ def test_cancel_stops_a_create_and_leaves_nothing(
         form.locator(".jp-GpuEnv-createJob", has_text="pip requirements").wait_for(
             timeout=CREATE_MS
         )
+        for _ in range(600):  # until pip waits on the index
+            if index.taken:
+                break
+            page.wait_for_timeout(100)
+        assert index.taken, "pip never reached the stalled index"
         before = {p.name for p in envs_dir.iterdir()}
         assert any(name.startswith(".") or name == "stalled" for name in before), before
         form.locator("button:has-text('Cancel')").click()
