@@ -5,7 +5,7 @@ whose conda config names only that channel."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from tests.support.conda_channel import (
     ensure_wheelhouse,
 )
 from tests.support.docker_engine import running_in_ci
+from tests.support.stalled_index import StalledIndex
 
 CONDA_CLIS = ("conda", "mamba", "micromamba")
 
@@ -160,3 +161,11 @@ def variant() -> Callable[[Path, str], str]:
         return (prefix / "share" / package / "variant").read_text().strip()
 
     return read
+
+
+@pytest.fixture
+def stalled_index() -> Iterator[StalledIndex]:
+    """A package index that never answers (tests/support/stalled_index.py)."""
+    index = StalledIndex()
+    yield index
+    index.close()

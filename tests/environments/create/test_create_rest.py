@@ -12,8 +12,6 @@ import pytest
 import yaml
 from tornado.httpclient import HTTPClientError
 
-from tests.support.stalled_index import StalledIndex
-
 API = ("gpuenv", "api")
 SERVER_TRAITS: dict = {}
 
@@ -225,13 +223,6 @@ async def test_an_export_posted_back_makes_an_equal_environment_whose_kernel_run
     finally:
         client.stop_channels()
         await jp_fetch("api", "kernels", kernel_id, method="DELETE")
-
-
-@pytest.fixture
-def stalled_index():
-    index = StalledIndex()
-    yield index
-    index.close()
 
 
 async def test_cancel_stops_a_waiting_pip_at_once_and_leaves_nothing(

@@ -7,20 +7,11 @@ from __future__ import annotations
 import asyncio
 import subprocess
 
-import pytest
 import yaml
 
 from tests.provisioning.server_process import start_server
-from tests.support.stalled_index import StalledIndex
 
 JOBS = "/gpuenv/api/environments/jobs"
-
-
-@pytest.fixture
-def stalled_index():
-    index = StalledIndex()
-    yield index
-    index.close()
 
 
 async def test_sigterm_cancels_a_running_create_and_leaves_nothing(
